@@ -1,0 +1,167 @@
+"""netbench's one command tree. The only place that prints and chooses exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from netbench.errors import NetbenchError, UserError
+from netbench.flannel import Mode, parse_mode
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Measure and trace pod-network data paths (flannel udp/vxlan/host-gw, static, FRR).")
+lab_app = typer.Typer(no_args_is_help=True, help="The embedded lab: a real multi-node cluster in namespaces.")
+app.add_typer(lab_app, name="lab")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _mode(value: str, option: str = "--mode") -> Mode:
+    try:
+        return parse_mode(value)
+    except ValueError as exc:
+        raise UserError(f"{option}: {exc}") from None
+
+
+@lab_app.command("up")
+def lab_up(
+    nodes: int = typer.Option(3, "--nodes", "-n", help="number of nodes (2-50)"),
+    mode: str = typer.Option("udp", "--mode", "-m", help="udp | vxlan | host-gw | static | none"),
+    link_rate: Optional[str] = typer.Option(None, help="underlay rate per node, tc syntax (1gbit)"),
+    link_delay: Optional[str] = typer.Option(None, help="one-way delay per node link (needs netem)"),
+    link_loss: Optional[float] = typer.Option(None, help="loss per node link, percent"),
+    pods: int = typer.Option(1, help="pods created on every node (nb-pod1, nb-pod2, …)"),
+    seed: Optional[int] = typer.Option(None, help="seed for the lease allocation (default: random)"),
+) -> None:
+    """Build the lab: switch, N nodes with docker0, etcd, sshd, pods, and the chosen data path."""
+    from netbench.lab.builder import Lab
+    from netbench.lab.topology import LabTopology, LinkShape
+
+    try:
+        shape = LinkShape(rate=link_rate, delay=link_delay, loss=link_loss)
+        topo = LabTopology.build(nodes, _mode(mode), shape, pods, seed)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    lab = Lab()
+    start = time.monotonic()
+    with console.status("building the lab") as status:
+        lab.up(topo, step=lambda s: status.update(f"lab up: {s}"))
+    console.print(f"[green]lab up[/] in {time.monotonic() - start:.1f}s: {len(topo.nodes)} nodes, mode "
+                  f"[bold]{topo.mode.value}[/]")
+    _print_status(lab.status())
+
+
+@lab_app.command("down")
+def lab_down() -> None:
+    """Remove everything the lab created (idempotent; works after a crash or kill -9)."""
+    from netbench.lab.builder import Lab
+
+    start = time.monotonic()
+    report = Lab().down()
+    if report.empty:
+        console.print("nothing to remove: no lab resources found")
+    else:
+        console.print(f"lab down in {time.monotonic() - start:.1f}s: removed {len(report.namespaces)} namespaces, "
+                      f"{len(report.links)} root links, {len(report.killed)} processes")
+
+
+@lab_app.command("mode")
+def lab_mode(mode: str = typer.Argument(..., help="udp | vxlan | host-gw | static | none")) -> None:
+    """Switch the running lab's data path in place (etcd config and leases follow)."""
+    from netbench.lab.builder import Lab
+
+    lab = Lab()
+    start = time.monotonic()
+    lab.set_mode(_mode(mode, "MODE"))
+    console.print(f"mode is now [bold]{lab.mode.value}[/] ({time.monotonic() - start:.1f}s)")
+
+
+@lab_app.command("status")
+def lab_status(as_json: bool = typer.Option(False, "--json", help="machine-readable output")) -> None:
+    """Nodes, mode, leases, daemons and their health; the inventory path for other commands."""
+    from netbench.lab.builder import Lab
+
+    status = Lab().status()
+    if as_json:
+        print(json.dumps(status, indent=2))
+    else:
+        _print_status(status)
+    healthy = status["etcd"]["healthy"] and all(
+        r["node"] and all(r["daemons"].values()) for r in status["nodes"])
+    raise typer.Exit(0 if healthy else 1)
+
+
+@lab_app.command("exec")
+def lab_exec(
+    node: str = typer.Argument(..., help="node name, e.g. n2"),
+    command: list[str] = typer.Argument(..., help="the command, after --"),
+    pod: Optional[str] = typer.Option(None, help="run inside this pod's namespace on the node"),
+) -> None:
+    """Run a command on a node (its network, mount and UTS namespaces): `netbench lab exec n2 -- ip r`."""
+    import subprocess
+
+    from netbench.lab.builder import Lab
+
+    if command[:1] == ["--"]:
+        command = command[1:]
+    if not command:
+        raise UserError("no command given: netbench lab exec NODE -- COMMAND…")
+    proc = subprocess.run(Lab().exec_argv(node, command, pod))
+    raise typer.Exit(proc.returncode)
+
+
+def _print_status(status: dict) -> None:
+    table = Table(title=f"lab: mode {status['mode']}, etcd {status['etcd']['endpoint']} "
+                        f"({'healthy' if status['etcd']['healthy'] else 'DOWN'})")
+    for col in ("node", "address", "lease", "backend", "daemons", "devices", "pod routes"):
+        table.add_column(col)
+    for r in status["nodes"]:
+        daemons = " ".join(f"{'[green]' if ok else '[red]'}{name}[/]" for name, ok in r["daemons"].items())
+        lease = r["lease"] or {}
+        table.add_row(
+            r["name"] + ("" if r["node"] else " [red](down)[/]"), r["address"], r["subnet"],
+            str(lease.get("BackendType", "[red]no lease[/]")), daemons, " ".join(r["devices"]) or "-",
+            str(r["pod_routes"]),
+        )
+    console.print(table)
+    link = {k: v for k, v in status["link"].items() if v}
+    if link:
+        console.print(f"link shaping: {link}")
+    console.print(f"inventory: {status['inventory']}")
+
+
+def main() -> None:
+    try:
+        # standalone_mode=False returns a command's typer.Exit code instead of raising it
+        code = app(standalone_mode=False)
+    except NetbenchError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        # click's usage errors (typer vendors click, so match by shape) show themselves; bugs keep
+        # their traceback.
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

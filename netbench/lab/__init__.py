@@ -1,0 +1,1 @@
+"""The lab: a real multi-node flannel-style cluster in network namespaces, reached over SSH."""

@@ -1,0 +1,337 @@
+"""The Lab builder: turns a LabTopology into namespaces, links, daemons and a data path; switches the
+data path in place; and tears it all down. Every resource is recorded in the state file before it is
+created, and cleanup.clean() can still find everything from names alone after a crash.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import subprocess
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+import yaml
+from pyroute2 import IPRoute, netns
+
+from netbench import flannel, pods
+from netbench.errors import LabError, UserError
+from netbench.flannel import Mode, SubnetEnv
+from netbench.lab import cleanup, datapaths, linkem
+from netbench.lab.daemons import EtcdServer, FlannelUdp, Sshd, SshKeys, stop_pid
+from netbench.lab.node import LabNode
+from netbench.lab.state import LabState
+from netbench.lab.topology import (
+    BRIDGE, MGMT_ADDRESS, MGMT_LINK, POD_NETWORK, SWITCH_BRIDGE, SWITCH_NS, UNDERLAY, LabTopology,
+    default_state_dir,
+)
+from probes.etcdv3 import Etcd
+
+Step = Callable[[str], None]
+
+
+def _quiet(_: str) -> None:
+    pass
+
+
+def require_root() -> None:
+    if os.geteuid() != 0:
+        raise UserError("the lab needs root (it creates network namespaces, like Mininet): run it with sudo")
+
+
+class Lab:
+    def __init__(self, state_dir: Path | None = None) -> None:
+        self.dir = state_dir or default_state_dir()
+        self.state_file = self.dir / "state.json"
+        self.inventory_file = self.dir / "inventory.yaml"
+        self.keys = SshKeys(self.dir)
+        self.state: LabState | None = LabState.load(self.state_file)
+
+    # -- views -------------------------------------------------------------------------------
+    @property
+    def topology(self) -> LabTopology:
+        return self._require().topology
+
+    @property
+    def mode(self) -> Mode:
+        return Mode(self._require().mode)
+
+    @property
+    def etcd(self) -> Etcd:
+        return Etcd(self.topology.etcd_endpoint)
+
+    @property
+    def nodes(self) -> list[LabNode]:
+        state = self._require()
+        return [LabNode(n.spec, self.dir, n.holder_pid) for n in state.nodes]
+
+    def node(self, name: str) -> LabNode:
+        n = self._require().node(name)
+        return LabNode(n.spec, self.dir, n.holder_pid)
+
+    def _require(self) -> LabState:
+        if self.state is None or self.state.phase != "up":
+            leftovers = cleanup.lab_namespaces()
+            hint = f" (leftovers found: {', '.join(leftovers)}; `netbench lab down` removes them)" if leftovers else ""
+            raise UserError(f"no lab is up (state file {self.state_file}); start one with `netbench lab up`{hint}")
+        return self.state
+
+    def _save(self) -> None:
+        self.state.save(self.state_file)
+
+    # -- up ----------------------------------------------------------------------------------
+    def up(self, topo: LabTopology, step: Step = _quiet) -> None:
+        require_root()
+        if self.state is not None or cleanup.lab_namespaces():
+            raise UserError(
+                f"a lab (or what is left of one) already exists: state {self.state_file}, namespaces "
+                f"{', '.join(cleanup.lab_namespaces()) or 'none'}. Run `netbench lab down` first."
+            )
+        linkem.check_supported(topo.link)
+        self._check_root_free()
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o755)
+        self.state = LabState.from_topology(topo)
+        self._save()
+        try:
+            self._build(topo, step)
+        except BaseException:
+            step("build failed: removing what was built")
+            self.down()
+            raise
+
+    def _check_root_free(self) -> None:
+        with IPRoute() as ipr:
+            for addr in ipr.get_addr(family=2):
+                a = addr.get_attr("IFA_ADDRESS")
+                if a and ipaddress.ip_address(a) in UNDERLAY:
+                    raise UserError(f"the root namespace already has {a}, inside the lab's underlay {UNDERLAY}")
+
+    def _build(self, topo: LabTopology, step: Step) -> None:
+        state = self.state
+        nodes = [LabNode(n, self.dir) for n in topo.nodes]
+
+        step("underlay switch")
+        self._netns(SWITCH_NS)
+        subprocess.run(["ip", "netns", "exec", SWITCH_NS, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
+                        "net.ipv6.conf.default.disable_ipv6=1"], check=True)
+        with IPRoute(netns=SWITCH_NS) as sw:
+            sw.link("add", ifname=SWITCH_BRIDGE, kind="bridge")
+            sw.link("set", index=sw.link_lookup(ifname=SWITCH_BRIDGE)[0], state="up")
+
+        step("management link (the root namespace's only lab link)")
+        state.record("link", MGMT_LINK, self.state_file)
+        with IPRoute() as ipr:
+            ipr.link("add", ifname=MGMT_LINK, kind="veth", peer={"ifname": "mgmt", "net_ns_fd": SWITCH_NS})
+            idx = ipr.link_lookup(ifname=MGMT_LINK)[0]
+            ipr.addr("add", index=idx, address=MGMT_ADDRESS, prefixlen=UNDERLAY.prefixlen)
+            ipr.link("set", index=idx, state="up")
+        self._plug(SWITCH_NS, "mgmt")
+
+        step("node namespaces")
+        for node in nodes:
+            self._netns(node.spec.netns)
+            state.node(node.name).holder_pid = node.start_holder()
+            self._save()
+            self._wire_node(node, topo)
+
+        if topo.link.shaped:
+            step(f"link shaping {topo.link}")
+            for node in nodes:
+                linkem.apply(node, topo.link)
+
+        step("ssh keys, sshd and etcd")
+        self.keys.generate(nodes)
+        sshd, etcd_server = Sshd(self.keys), EtcdServer()
+        etcd_node = next(n for n in nodes if n.spec is topo.etcd_node)
+        state.node(etcd_node.name).daemons["etcd"] = etcd_server.start(etcd_node)
+        for node in nodes:
+            state.node(node.name).daemons["sshd"] = sshd.start(node)
+        self._save()
+        etcd_server.ready(etcd_node)
+
+        step("flannel network config and leases in etcd")
+        etcd = Etcd(topo.etcd_endpoint)
+        etcd.put(f"{flannel.DEFAULT_PREFIX}/config",
+                 flannel.dumps(flannel.network_config(str(POD_NETWORK), topo.mode)))
+        state.mode = topo.mode.value
+        state.phase = "up"  # the data path below uses the normal (up-lab) code paths
+        self._save()
+
+        step(f"pods and the {topo.mode.value} data path")
+        for node in nodes:
+            for i in range(1, topo.pods_per_node + 1):
+                self._create_pod(node, i, topo.mode.mtu())
+        self._apply_mode(topo.mode, fresh=True)
+
+        for node in nodes:
+            sshd.ready(node)
+        self._write_inventory(topo)
+        step("lab is up")
+
+    def _netns(self, name: str) -> None:
+        self.state.record("netns", name, self.state_file)
+        netns.create(name)
+
+    def _plug(self, ns: str, ifname: str) -> None:
+        with IPRoute(netns=SWITCH_NS) as sw:
+            br = sw.link_lookup(ifname=SWITCH_BRIDGE)[0]
+            sw.link("set", index=sw.link_lookup(ifname=ifname)[0], master=br, state="up")
+
+    def _wire_node(self, node: LabNode, topo: LabTopology) -> None:
+        spec = node.spec
+        with IPRoute(netns=SWITCH_NS) as sw:
+            sw.link("add", ifname=spec.name, kind="veth", peer={"ifname": "eth0", "net_ns_fd": spec.netns})
+        self._plug(SWITCH_NS, spec.name)
+        with node.ipr() as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+            eth0 = ipr.link_lookup(ifname="eth0")[0]
+            ipr.addr("add", index=eth0, address=spec.address, prefixlen=UNDERLAY.prefixlen)
+            ipr.link("set", index=eth0, state="up")
+            ipr.link("add", ifname=BRIDGE, kind="bridge")
+            br = ipr.link_lookup(ifname=BRIDGE)[0]
+            iface = ipaddress.ip_interface(spec.bridge_address)
+            ipr.link("set", index=br, mtu=topo.mode.mtu(), state="up")
+            ipr.addr("add", index=br, address=str(iface.ip), prefixlen=iface.network.prefixlen)
+
+    def _pod_spec(self, node: LabNode, index: int, mtu: int) -> pods.PodSpec:
+        return pods.PodSpec(name=f"nb-pod{index}", bridge=BRIDGE, address=node.spec.pod_address(index),
+                            gateway=node.spec.bridge_address.split("/")[0], mtu=mtu)
+
+    def _create_pod(self, node: LabNode, index: int, mtu: int) -> None:
+        from netbench.remote import script
+        node.run(script(pods.create_commands(self._pod_spec(node, index, mtu))))
+
+    def pods(self, node: LabNode) -> list[pods.PodSpec]:
+        return [self._pod_spec(node, i, self.mode.mtu()) for i in range(1, self.topology.pods_per_node + 1)]
+
+    def _write_inventory(self, topo: LabTopology) -> None:
+        inventory = {
+            "cluster": {
+                "name": "netbench-lab",
+                "pod_network": str(POD_NETWORK),
+                "etcd": {"endpoints": [topo.etcd_endpoint], "prefix": flannel.DEFAULT_PREFIX},
+            },
+            "ssh": {"user": "root", "identity_file": str(self.keys.identity),
+                    "known_hosts": str(self.keys.known_hosts)},
+            "nodes": [{"name": n.name, "address": n.address, "roles": list(n.roles)} for n in topo.nodes],
+        }
+        self.inventory_file.write_text("# written by `netbench lab up`; removed by `netbench lab down`\n"
+                                       + yaml.safe_dump(inventory, sort_keys=False))
+
+    # -- modes -------------------------------------------------------------------------------
+    def set_mode(self, mode: Mode, step: Step = _quiet) -> None:
+        require_root()
+        self._require()
+        step(f"switching {self.mode.value} -> {mode.value}")
+        self._apply_mode(mode, fresh=False)
+
+    def _apply_mode(self, mode: Mode, fresh: bool) -> None:
+        state = self.state
+        nodes = self.nodes
+        if not fresh:
+            for node in nodes:
+                stop_pid(state.node(node.name).daemons.pop("flannel-udp", None))
+                datapaths.clear(node)
+            self._save()
+        mtu = mode.mtu()
+        # etcd first: the config and leases say what the data path is (flannel reads them to build it).
+        etcd = self.etcd
+        etcd.put(f"{flannel.DEFAULT_PREFIX}/config", flannel.dumps(flannel.network_config(str(POD_NETWORK), mode)))
+        vtep = {}
+        if mode is Mode.vxlan:
+            vtep = {node.name: datapaths.create_vxlan(node, mtu) for node in nodes}
+        lease_id = etcd.grant(flannel.LEASE_TTL_S)
+        for node in nodes:
+            value = flannel.lease_value(node.spec.address, mode, vtep.get(node.name))
+            etcd.put(flannel.subnet_key(flannel.DEFAULT_PREFIX, node.spec.subnet), flannel.dumps(value), lease_id)
+            env = SubnetEnv(network=str(POD_NETWORK), subnet=node.spec.bridge_address, mtu=mtu)
+            path = node.path("/run/flannel/subnet.env")
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(env.render())
+            self._set_node_mtu(node, mtu)
+        state.vtep_macs = vtep
+        if mode is Mode.udp:
+            daemon = FlannelUdp(self.topology.etcd_endpoint, flannel.DEFAULT_PREFIX)
+            for node in nodes:
+                state.node(node.name).daemons[daemon.name] = daemon.start(node)
+            self._save()
+            for node in nodes:
+                daemon.ready(node)
+        elif mode is Mode.vxlan:
+            for node in nodes:
+                peers = [(p.spec.subnet, p.spec.address, vtep[p.name]) for p in nodes if p is not node]
+                datapaths.program_vxlan_peers(node, peers)
+        elif mode in (Mode.host_gw, Mode.static):
+            for node in nodes:
+                peers = [(p.spec.subnet, p.spec.address) for p in nodes if p is not node]
+                datapaths.program_routes(node, peers, datapaths.route_proto(mode))
+        state.mode = mode.value
+        self._save()
+
+    def _set_node_mtu(self, node: LabNode, mtu: int) -> None:
+        with node.ipr() as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname=BRIDGE)[0], mtu=mtu)
+        commands = [c for pod in self.pods(node) for c in pods.set_mtu_commands(pod, mtu)]
+        if commands:
+            from netbench.remote import script
+            node.run(script(commands))
+
+    # -- down --------------------------------------------------------------------------------
+    def down(self) -> cleanup.CleanupReport:
+        require_root()
+        report = cleanup.clean(self.dir)
+        self.state = None
+        return report
+
+    # -- status ------------------------------------------------------------------------------
+    def status(self) -> dict:
+        state = self._require()
+        etcd_ok = self.etcd.healthy()
+        leases = {}
+        if etcd_ok:
+            for key, value in self.etcd.get_prefix(f"{flannel.DEFAULT_PREFIX}/subnets/").items():
+                leases[flannel.subnet_from_key(key)] = json.loads(value)
+        rows = []
+        for node in self.nodes:
+            ns = state.node(node.name)
+            daemons = {name: _pid_alive(pid) for name, pid in ns.daemons.items()}
+            with node.ipr() as ipr:
+                routes = [r for r in ipr.get_routes(family=2, table=254)
+                          if r.get_attr("RTA_DST") and ipaddress.ip_address(r.get_attr("RTA_DST")) in POD_NETWORK]
+                devices = [d for d in ("flannel0", "flannel.1") if ipr.link_lookup(ifname=d)]
+            rows.append({
+                "name": node.name, "address": node.spec.address, "subnet": node.spec.subnet,
+                "roles": list(node.spec.roles), "node": node.alive(), "daemons": daemons,
+                "devices": devices, "pod_routes": len(routes),
+                "lease": leases.get(node.spec.subnet),
+            })
+        return {"mode": state.mode, "state_dir": str(self.dir), "inventory": str(self.inventory_file),
+                "etcd": {"endpoint": self.topology.etcd_endpoint, "healthy": etcd_ok},
+                "link": state.link, "nodes": rows}
+
+    # -- exec --------------------------------------------------------------------------------
+    def exec_argv(self, node: str, argv: list[str], pod: str | None = None) -> list[str]:
+        if pod:
+            argv = ["ip", "netns", "exec", pod, *argv]
+        return self.node(node).enter(argv)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@contextmanager
+def running_lab(topo: LabTopology, state_dir: Path | None = None, step: Step = _quiet) -> Iterator[Lab]:
+    """A lab for the length of a `with` block: always torn down, whatever happens inside."""
+    lab = Lab(state_dir)
+    lab.up(topo, step)
+    try:
+        yield lab
+    finally:
+        lab.down()

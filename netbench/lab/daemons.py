@@ -1,0 +1,191 @@
+"""The real daemons a lab node runs — OpenSSH sshd, etcd, the udp overlay — each as a small class
+that knows how to start on a node, when it is ready, and how it stops (ipmininet's daemon model).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from netbench.errors import LabError
+from netbench.lab.node import LabNode
+from probes.etcdv3 import Etcd
+
+PROBES_DIR = Path(__file__).resolve().parents[2] / "probes"
+
+
+def wait_for(what: str, check, timeout: float, node: LabNode, log: str | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            tail = node.log_tail(log) if log else ""
+            raise LabError(f"{node.name}: {what} not ready after {timeout:.0f}s" + (f"\n{tail}" if tail else ""))
+        time.sleep(0.02)
+
+
+def stop_pid(pid: int | None, timeout: float = 2.0) -> None:
+    if not pid:
+        return
+    try:
+        os.kill(pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.waitpid(pid, os.WNOHANG)  # reap when it is our child
+        except ChildProcessError:
+            pass
+        if not Path(f"/proc/{pid}").exists() or _zombie(pid):
+            return
+        time.sleep(0.02)
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+
+
+def _zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
+    except OSError:
+        return True
+
+
+def tcp_banner(address: str, port: int, timeout: float = 0.5) -> bytes:
+    try:
+        with socket.create_connection((address, port), timeout=timeout) as s:
+            return s.recv(64)
+    except OSError:
+        return b""
+
+
+# -- SSH ---------------------------------------------------------------------------------------
+
+class SshKeys:
+    """Per-lab keys: one client key, one host key per node, a known_hosts that lists exactly those."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = state_dir / "ssh"
+        self.identity = self.dir / "id_ed25519"
+        self.known_hosts = self.dir / "known_hosts"
+        self.authorized_keys = self.dir / "authorized_keys"
+
+    def host_key(self, node: LabNode) -> Path:
+        return node.dir / "ssh_host_ed25519_key"
+
+    def generate(self, nodes: list[LabNode]) -> None:
+        self.dir.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.dir, 0o700)
+        jobs = [(self.identity, "netbench-lab-client")] + [(self.host_key(n), f"netbench-lab-{n.name}") for n in nodes]
+        procs = [
+            subprocess.Popen(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(path)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            for path, comment in jobs if not path.exists()
+        ]
+        for proc in procs:
+            if proc.wait(timeout=20) != 0:
+                raise LabError(f"ssh-keygen failed: {proc.stderr.read().decode().strip()}")
+        self.authorized_keys.write_text(self.identity.with_suffix(".pub").read_text())
+        lines = []
+        for n in nodes:
+            keytype, key = self.host_key(n).with_suffix(".pub").read_text().split()[:2]
+            lines.append(f"{n.spec.address} {keytype} {key}\n")
+        self.known_hosts.write_text("".join(lines))
+        for path in (self.authorized_keys, self.known_hosts):
+            os.chmod(path, 0o600)
+
+
+class Sshd:
+    name = "sshd"
+    binary = "/usr/sbin/sshd"
+
+    def __init__(self, keys: SshKeys) -> None:
+        self.keys = keys
+
+    def config(self, node: LabNode) -> str:
+        return "\n".join([
+            f"ListenAddress {node.spec.address}",
+            "Port 22",
+            f"HostKey {self.keys.host_key(node)}",
+            f"AuthorizedKeysFile {self.keys.authorized_keys}",
+            "PermitRootLogin prohibit-password",
+            "PasswordAuthentication no",
+            "KbdInteractiveAuthentication no",
+            "UsePAM no",
+            "UseDNS no",
+            "PrintMotd no",
+            "PidFile /run/sshd.pid",
+            "MaxStartups 100:30:200",
+            "MaxSessions 100",
+            "Subsystem sftp internal-sftp",
+            "",
+        ])
+
+    def start(self, node: LabNode) -> int:
+        (node.dir / "run" / "sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation dir
+        cfg = node.dir / "sshd_config"
+        cfg.write_text(self.config(node))
+        check = node.run([self.binary, "-t", "-f", str(cfg)], check=False)
+        if not check.ok:
+            raise LabError(f"{node.name}: sshd rejects its config: {check.stderr.strip()}")
+        log = node.dir / "log" / "sshd.log"
+        return node.spawn(self.name, [self.binary, "-D", "-f", str(cfg), "-E", str(log)])
+
+    def ready(self, node: LabNode, timeout: float = 10.0) -> None:
+        wait_for("sshd", lambda: tcp_banner(node.spec.address, 22).startswith(b"SSH-"), timeout, node, "sshd")
+
+
+# -- etcd --------------------------------------------------------------------------------------
+
+class EtcdServer:
+    name = "etcd"
+    binary = "etcd"
+
+    def start(self, node: LabNode) -> int:
+        addr = node.spec.address
+        data = node.dir / "etcd"
+        data.mkdir(mode=0o700, exist_ok=True)
+        return node.spawn(self.name, [
+            self.binary, "--name", node.name, "--data-dir", str(data),
+            "--listen-client-urls", f"http://{addr}:2379,http://127.0.0.1:2379",
+            "--advertise-client-urls", f"http://{addr}:2379",
+            "--listen-peer-urls", "http://127.0.0.1:2380",
+            "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
+            "--initial-cluster", f"{node.name}=http://127.0.0.1:2380",
+            "--initial-cluster-state", "new",
+            "--enable-v2=true",  # flannel <= 0.17 (the seed's) speaks the v2 API
+            "--log-level", "warn",
+        ])
+
+    def ready(self, node: LabNode, timeout: float = 15.0) -> None:
+        client = Etcd(f"http://{node.spec.address}:2379", timeout=0.5)
+        wait_for("etcd", client.healthy, timeout, node, "etcd")
+
+
+# -- the udp overlay ---------------------------------------------------------------------------
+
+class FlannelUdp:
+    name = "flannel-udp"
+
+    def __init__(self, etcd_endpoint: str, prefix: str) -> None:
+        self.etcd_endpoint, self.prefix = etcd_endpoint, prefix
+
+    def argv(self, node: LabNode) -> list[str]:
+        return [sys.executable, str(PROBES_DIR / "flannel_udp.py"), "--etcd-endpoints", self.etcd_endpoint,
+                "--etcd-prefix", self.prefix, "--public-ip", node.spec.address, "--iface", "eth0"]
+
+    def start(self, node: LabNode) -> int:
+        return node.spawn(self.name, self.argv(node))
+
+    def ready(self, node: LabNode, timeout: float = 10.0) -> None:
+        def up() -> bool:
+            with node.ipr() as ipr:
+                idx = ipr.link_lookup(ifname="flannel0")
+                return bool(idx) and bool(ipr.get_addr(index=idx[0]))
+        wait_for("flannel-udp (flannel0)", up, timeout, node, self.name)

@@ -1,0 +1,119 @@
+"""A lab node at run time: a network namespace plus a holder process that owns the node's own mount
+and UTS namespaces (its /run, /tmp, hostname). Everything on the node is entered through the holder,
+so sshd, the overlay daemon and every command run over SSH see the node exactly as a real one.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import subprocess
+import time
+from pathlib import Path
+from typing import Sequence
+
+from pyroute2 import IPRoute
+
+from netbench.errors import LabError
+from netbench.lab.topology import NodeSpec
+from netbench.remote import CommandResult
+
+# Directories a node has of its own, bind-mounted over the host's at the standard paths.
+PRIVATE_DIRS = {"run": "/run", "tmp": "/tmp"}
+NODE_SYSCTLS = [
+    "net.ipv4.ip_forward=1",
+    # IPv6 router solicitations and MLD would only add noise to every capture.
+    "net.ipv6.conf.all.disable_ipv6=1",
+    "net.ipv6.conf.default.disable_ipv6=1",
+]
+
+
+class LabNode:
+    def __init__(self, spec: NodeSpec, state_dir: Path, holder_pid: int | None = None) -> None:
+        self.spec = spec
+        self.name = spec.name
+        self.dir = state_dir / "nodes" / spec.name
+        self.holder_pid = holder_pid
+
+    # -- the holder --------------------------------------------------------------------------
+    def start_holder(self, timeout: float = 5.0) -> int:
+        """Start the process that owns the node's mount and UTS namespaces; returns its pid."""
+        (self.dir / "log").mkdir(parents=True, exist_ok=True)
+        mounts = []
+        for sub, target in PRIVATE_DIRS.items():
+            path = self.dir / sub
+            path.mkdir(parents=True, exist_ok=True)
+            os.chmod(path, 0o1777 if sub == "tmp" else 0o755)
+            mounts.append(["mount", "--bind", str(path), target])
+        ready = self.dir / "run" / ".nb-node-ready"
+        ready.unlink(missing_ok=True)
+        body = "\n".join(
+            ["set -e", shlex.join(["sysctl", "-qw", *NODE_SYSCTLS])]
+            + [shlex.join(m) for m in mounts]
+            + [shlex.join(["hostname", self.name]), ": > /run/.nb-node-ready",
+               # `exec -a` tags the holder in ps, so a person can tell which node it holds.
+               shlex.join(["exec", "-a", f"nb-node:{self.name}", "sleep", "infinity"])]
+        )
+        # ip netns exec -> unshare -> bash -> sleep all exec in place: the pid stays the holder's.
+        with open(self.dir / "log" / "holder.log", "ab") as log:
+            proc = subprocess.Popen(
+                ["ip", "netns", "exec", self.spec.netns, "unshare", "--uts", "--", "bash", "-c", body],
+                stdin=subprocess.DEVNULL, stdout=log, stderr=log, start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while not ready.exists():
+            if proc.poll() is not None:
+                raise LabError(f"{self.name}: node holder exited ({(self.dir / 'log/holder.log').read_text()[-300:]})")
+            if time.monotonic() > deadline:
+                raise LabError(f"{self.name}: node holder not ready after {timeout:.0f}s")
+            time.sleep(0.01)
+        self.holder_pid = proc.pid
+        return proc.pid
+
+    def alive(self) -> bool:
+        if not self.holder_pid:
+            return False
+        try:
+            return os.readlink(f"/proc/{self.holder_pid}/ns/uts") != os.readlink("/proc/self/ns/uts")
+        except OSError:
+            return False
+
+    # -- running things on the node --------------------------------------------------------
+    def enter(self, argv: Sequence[str]) -> list[str]:
+        if not self.holder_pid:
+            raise LabError(f"{self.name}: node is not running")
+        return ["nsenter", "-t", str(self.holder_pid), "-n", "-m", "-u", "--", *argv]
+
+    def run(self, argv: Sequence[str], *, timeout: float = 30.0, check: bool = True,
+            input: str | None = None) -> CommandResult:
+        try:
+            proc = subprocess.run(self.enter(argv), input=input, capture_output=True, text=True,
+                                  timeout=timeout)
+            result = CommandResult(self.name, shlex.join(argv), proc.returncode, proc.stdout, proc.stderr)
+        except subprocess.TimeoutExpired as exc:
+            result = CommandResult(self.name, shlex.join(argv), 124, str(exc.stdout or ""),
+                                   f"timed out after {timeout:.0f}s")
+        return result.check() if check else result
+
+    def spawn(self, name: str, argv: Sequence[str]) -> int:
+        """Start a long-running daemon on the node, logging to the node's log dir; returns its pid."""
+        with open(self.dir / "log" / f"{name}.log", "ab") as log:
+            proc = subprocess.Popen(self.enter(argv), stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True)
+        return proc.pid
+
+    def log_tail(self, name: str, lines: int = 5) -> str:
+        try:
+            return "\n".join((self.dir / "log" / f"{name}.log").read_text().splitlines()[-lines:])
+        except OSError:
+            return ""
+
+    def ipr(self) -> IPRoute:
+        return IPRoute(netns=self.spec.netns)
+
+    def path(self, node_path: str) -> Path:
+        """Where a node path (/run/flannel/subnet.env) lives on the host."""
+        for sub, target in PRIVATE_DIRS.items():
+            if node_path == target or node_path.startswith(target + "/"):
+                return self.dir / sub / node_path[len(target) + 1:]
+        return Path(node_path)

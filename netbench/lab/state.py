@@ -1,0 +1,92 @@
+"""The lab's state file: written before each resource is created, so a crash leaves a complete list."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from netbench.errors import UserError
+from netbench.flannel import Mode
+from netbench.lab.topology import LabTopology, LinkShape, NodeSpec
+
+SCHEMA_VERSION = 1
+
+
+class Resource(BaseModel):
+    kind: Literal["netns", "link", "dir"]
+    name: str
+
+
+class NodeState(BaseModel):
+    name: str
+    address: str
+    subnet: str
+    roles: list[str]
+    holder_pid: int | None = None
+    daemons: dict[str, int] = Field(default_factory=dict)  # daemon name -> pid
+
+    @property
+    def spec(self) -> NodeSpec:
+        return NodeSpec(self.name, self.address, self.subnet, tuple(self.roles))
+
+
+class LabState(BaseModel):
+    schema_version: int = SCHEMA_VERSION
+    phase: Literal["building", "up"] = "building"
+    builder_pid: int = Field(default_factory=os.getpid)
+    created: float = Field(default_factory=time.time)
+    mode: str
+    link: dict
+    pods_per_node: int
+    nodes: list[NodeState]
+    resources: list[Resource] = Field(default_factory=list)
+    vtep_macs: dict[str, str] = Field(default_factory=dict)
+
+    @classmethod
+    def from_topology(cls, topo: LabTopology) -> "LabState":
+        return cls(
+            mode=topo.mode.value,
+            link={"rate": topo.link.rate, "delay": topo.link.delay, "loss": topo.link.loss},
+            pods_per_node=topo.pods_per_node,
+            nodes=[NodeState(name=n.name, address=n.address, subnet=n.subnet, roles=list(n.roles))
+                   for n in topo.nodes],
+        )
+
+    @property
+    def topology(self) -> LabTopology:
+        return LabTopology(
+            nodes=tuple(n.spec for n in self.nodes),
+            mode=Mode(self.mode),
+            link=LinkShape(**self.link),
+            pods_per_node=self.pods_per_node,
+        )
+
+    def node(self, name: str) -> NodeState:
+        for n in self.nodes:
+            if n.name == name:
+                return n
+        raise UserError(f"no node named {name!r} in the lab (nodes: {', '.join(n.name for n in self.nodes)})")
+
+    def record(self, kind: str, name: str, path: Path) -> None:
+        if not any(r.kind == kind and r.name == name for r in self.resources):
+            self.resources.append(Resource(kind=kind, name=name))
+        self.save(path)
+
+    def save(self, path: Path) -> None:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(self.model_dump_json(indent=2))
+        os.replace(tmp, path)
+
+    @classmethod
+    def load(cls, path: Path) -> "LabState | None":
+        try:
+            return cls.model_validate(json.loads(path.read_text()))
+        except FileNotFoundError:
+            return None
+        except (ValueError, OSError) as exc:
+            raise UserError(f"{path}: unreadable lab state ({exc}); `netbench lab down` still cleans up") from exc

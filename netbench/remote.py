@@ -1,0 +1,44 @@
+"""What running a command on a node returns, whatever carried it (nsenter in the lab, SSH later)."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from netbench.errors import CommandError
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    node: str
+    command: str
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0
+
+    def check(self) -> "CommandResult":
+        if not self.ok:
+            raise CommandError(self)
+        return self
+
+
+class Runner(Protocol):
+    """Anything that runs a quoted command on one node."""
+
+    name: str
+
+    def run(self, argv: Sequence[str], *, timeout: float = 30.0, check: bool = True) -> CommandResult: ...
+
+
+def script(commands: Sequence[Sequence[str]]) -> list[str]:
+    """Many commands as one `sh -c` argv, every argument quoted, stopping at the first failure.
+
+    One round trip instead of one per command matters over SSH; the quoting keeps it injection-free.
+    """
+    body = "set -e\n" + "\n".join(shlex.join(c) for c in commands)
+    return ["sh", "-c", body]
