@@ -21,7 +21,7 @@ lab_app = typer.Typer(no_args_is_help=True, help="The embedded lab: a real multi
 app.add_typer(lab_app, name="lab")
 
 console = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
 def _mode(value: str, option: str = "--mode") -> Mode:

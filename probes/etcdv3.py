@@ -73,6 +73,28 @@ class Etcd:
     def lease_ttl(self, lease_id: str) -> int:
         return int(self._post("/v3/lease/timetolive", {"ID": lease_id}).get("TTL", -1))
 
+    def watch_prefix(self, prefix: str):
+        """Yield once when the watch is in place, then once per batch of changes under `prefix`.
+
+        The gateway streams one JSON object per line; the connection stays open, so there is no
+        polling traffic on the wire between changes (what flanneld does with its etcd watch).
+        """
+        body = {"create_request": {"key": _b64(prefix), "range_end": _prefix_end(prefix)}}
+        request = urllib.request.Request(
+            self.endpoints[0].rstrip("/") + "/v3/watch",
+            data=json.dumps(body).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=None) as stream:
+                for line in stream:
+                    result = json.loads(line).get("result", {})
+                    if result.get("created") or result.get("events"):
+                        yield result
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            raise EtcdError(f"watch {prefix}: {exc}") from exc
+        raise EtcdError(f"watch {prefix}: stream closed")
+
     def healthy(self) -> bool:
         try:
             self._post("/v3/maintenance/status", {})

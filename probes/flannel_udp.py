@@ -104,13 +104,15 @@ class LeaseTable:
             log(f"peers: {sorted(ip for ip, _ in routes.values())}")
         self.routes = routes
 
-    def watch(self, interval: float) -> None:
+    def watch(self, retry_s: float) -> None:
+        """Follow lease changes with an etcd watch; re-read the table whenever one arrives."""
         while True:
-            time.sleep(interval)
             try:
-                self.refresh()
+                for _ in self.etcd.watch_prefix(f"{self.prefix}/subnets/"):
+                    self.refresh()  # the first pass runs once the watch is in place: nothing is missed
             except EtcdError as exc:
-                log(f"lease refresh failed (keeping the last table): {exc}")
+                log(f"lease watch failed (keeping the last table, retrying): {exc}")
+            time.sleep(retry_s)
 
 
 def open_tun(name: str) -> int:
@@ -181,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iface", default="eth0", help="underlay interface; its MTU - 28 is flannel0's MTU")
     ap.add_argument("--port", type=int, default=8285)
     ap.add_argument("--tun", default="flannel0")
-    ap.add_argument("--poll", type=float, default=1.0, help="seconds between lease refreshes")
+    ap.add_argument("--retry", type=float, default=1.0, help="seconds before re-opening a failed lease watch")
     args = ap.parse_args(argv)
 
     etcd = Etcd(args.etcd_endpoints.split(","))
@@ -236,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    threading.Thread(target=table.watch, args=(args.poll,), daemon=True).start()
+    threading.Thread(target=table.watch, args=(args.retry,), daemon=True).start()
     log(f"ready: {args.tun} {tun_addr} mtu {mtu}, udp {args.public_ip}:{args.port}, subnet {subnet}")
     tun_to_udp(tun, sock, table, subnet.network_address.packed, mtu)
     return 0

@@ -1,0 +1,41 @@
+import pytest
+
+from netbench.errors import UserError
+from netbench.lab import linkem
+from netbench.lab.topology import LinkShape
+
+
+@pytest.fixture
+def no_netem(monkeypatch):
+    monkeypatch.setattr(linkem, "netem_available", lambda: False)
+
+
+@pytest.fixture
+def with_netem(monkeypatch):
+    monkeypatch.setattr(linkem, "netem_available", lambda: True)
+
+
+def test_rate_uses_tbf_with_a_bucket_bigger_than_a_gso_packet(no_netem):
+    tc, nft = linkem.commands(LinkShape(rate="1gbit"))
+    assert nft is None
+    (cmd,) = tc
+    assert cmd[:8] == ["tc", "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate"]
+    assert int(cmd[cmd.index("burst") + 1]) >= 65536
+
+
+def test_loss_without_netem_falls_back_to_nftables(no_netem):
+    tc, nft = linkem.commands(LinkShape(rate="100mbit", loss=1.5))
+    assert "tbf" in tc[0]
+    assert "numgen random mod 10000 < 150" in nft and 'oifname "eth0"' in nft
+
+
+def test_delay_without_netem_is_a_clear_user_error(no_netem):
+    with pytest.raises(UserError, match="netem"):
+        linkem.check_supported(LinkShape(delay="2ms"))
+
+
+def test_netem_carries_delay_loss_and_rate_where_it_exists(with_netem):
+    tc, nft = linkem.commands(LinkShape(rate="1gbit", delay="2ms", loss=1.0))
+    assert nft is None
+    assert tc == [["tc", "qdisc", "replace", "dev", "eth0", "root", "handle", "1:", "netem",
+                   "delay", "2ms", "loss", "1.0%", "rate", "1gbit"]]
