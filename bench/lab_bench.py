@@ -1,0 +1,162 @@
+#!/usr/bin/env python3
+"""`make bench`: what the lab costs and what each data path gives, on this machine, in one run.
+
+- 3-node `lab up` / `lab down` wall time through the CLI, as a user runs them (median of 3)
+- pod-to-pod iperf3 TCP per mode, modes alternating round by round (medians), plus the underlay
+- the udp forwarder against socat (C) doing the same TUN<->UDP job on the same path, alternating
+The machine is shared and noisy: compare within this run, not against another run's figures.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import subprocess
+import sys
+import time
+
+from rich.console import Console
+from rich.table import Table
+
+from netbench.flannel import Mode
+from netbench.lab.builder import Lab
+from netbench.lab.daemons import FlannelUdp, stop_pid
+from netbench.lab.topology import LabTopology
+
+console = Console()
+ROUNDS = 3
+SECONDS = 3
+
+
+def cli(*args: str) -> float:
+    start = time.monotonic()
+    subprocess.run([sys.executable, "-m", "netbench", *args], check=True, stdout=subprocess.DEVNULL)
+    return time.monotonic() - start
+
+
+def pod_ip(lab: Lab, node: str) -> str:
+    return lab.node(node).spec.pod_address(1).split("/")[0]
+
+
+def iperf(lab: Lab, src: str, dst: str, dst_ip: str, pod: bool = True) -> dict:
+    wrap = ["ip", "netns", "exec", "nb-pod1"] if pod else []
+    lab.node(dst).run(wrap + ["iperf3", "-s", "-1", "-D", "-B", dst_ip])
+    time.sleep(0.15)
+    out = lab.node(src).run(wrap + ["iperf3", "-c", dst_ip, "-t", str(SECONDS), "--json"], timeout=60).stdout
+    end = json.loads(out)["end"]
+    return {"gbps": end["sum_received"]["bits_per_second"] / 1e9,
+            "cpu_snd": end["cpu_utilization_percent"]["host_total"],
+            "cpu_rcv": end["cpu_utilization_percent"]["remote_total"]}
+
+
+def rtt_p50_us(lab: Lab, src: str, dst_ip: str, count: int = 100) -> float:
+    out = lab.node(src).run(["ip", "netns", "exec", "nb-pod1", "ping", "-n", "-i", "0.01", "-c", str(count),
+                             dst_ip], timeout=60).stdout
+    rtts = [float(w[5:]) for w in out.split() if w.startswith("time=")]
+    return statistics.median(rtts) * 1000
+
+
+def bench_lifecycle() -> dict:
+    ups, downs = [], []
+    for _ in range(ROUNDS):
+        ups.append(cli("lab", "up", "--nodes", "3", "--mode", "udp"))
+        downs.append(cli("lab", "down"))
+    return {"up": ups, "down": downs}
+
+
+def bench_modes(lab: Lab) -> dict:
+    modes = [Mode.udp, Mode.vxlan, Mode.host_gw, Mode.static]
+    results: dict[str, list[dict]] = {m.value: [] for m in modes}
+    results["underlay"] = []
+    for _ in range(ROUNDS):
+        for mode in modes:
+            lab.set_mode(mode)
+            r = iperf(lab, "n1", "n2", pod_ip(lab, "n2"))
+            r["rtt_us"] = rtt_p50_us(lab, "n1", pod_ip(lab, "n2"))
+            results[mode.value].append(r)
+        results["underlay"].append(iperf(lab, "n1", "n2", lab.node("n2").spec.address, pod=False))
+    return results
+
+
+def socat_argv(lab: Lab, node: str, peer: str) -> list[str]:
+    n, p = lab.node(node).spec, lab.node(peer).spec
+    tun = f"{n.subnet.split('/')[0]}/16"
+    return ["socat", "-b", "65536", f"TUN:{tun},tun-name=flannel0,tun-type=tun,iff-no-pi,iff-up",
+            f"UDP:{p.address}:8285,bind={n.address}:8285"]
+
+
+def bench_forwarder(lab: Lab) -> dict:
+    """Same two nodes, same pods, same path: flannel0 served by our daemon or by socat."""
+    lab.set_mode(Mode.udp)
+    daemon = FlannelUdp(lab.topology.etcd_endpoint, "/coreos.com/network")
+    pair = [("n1", "n2"), ("n2", "n1")]
+    results: dict[str, list[dict]] = {"netbench flannel_udp (python)": [], "socat TUN<->UDP (C)": []}
+    for _ in range(ROUNDS):
+        r = iperf(lab, "n1", "n2", pod_ip(lab, "n2"))
+        r["rtt_us"] = rtt_p50_us(lab, "n1", pod_ip(lab, "n2"))
+        results["netbench flannel_udp (python)"].append(r)
+        for node, _peer in pair:
+            stop_pid(lab.state.node(node).daemons.pop(daemon.name))
+        socats = [lab.node(node).spawn("socat", socat_argv(lab, node, peer)) for node, peer in pair]
+        time.sleep(0.3)
+        for node, _peer in pair:
+            lab.node(node).run(["ip", "link", "set", "dev", "flannel0", "mtu", "1472"])
+        r = iperf(lab, "n1", "n2", pod_ip(lab, "n2"))
+        r["rtt_us"] = rtt_p50_us(lab, "n1", pod_ip(lab, "n2"))
+        results["socat TUN<->UDP (C)"].append(r)
+        for pid in socats:
+            stop_pid(pid)
+        for node, _peer in pair:
+            lab.state.node(node).daemons[daemon.name] = daemon.start(lab.node(node))
+            daemon.ready(lab.node(node))
+    return results
+
+
+def med(rows: list[dict], key: str) -> float:
+    return statistics.median(r[key] for r in rows)
+
+
+def main() -> int:
+    console.print(f"[bold]netbench lab bench[/] — {ROUNDS} rounds, iperf3 {SECONDS}s per figure\n")
+    life = bench_lifecycle()
+    t = Table(title="lab lifecycle (3 nodes, udp, through the CLI)")
+    for col in ("step", "median s", "runs s", "target"):
+        t.add_column(col)
+    t.add_row("lab up", f"{statistics.median(life['up']):.2f}", " ".join(f"{x:.2f}" for x in life["up"]), "< 10 s")
+    t.add_row("lab down", f"{statistics.median(life['down']):.2f}", " ".join(f"{x:.2f}" for x in life["down"]),
+              "< 5 s")
+    console.print(t)
+
+    lab = Lab()
+    lab.up(LabTopology.build(3, Mode.udp))
+    try:
+        modes = bench_modes(lab)
+        forwarder = bench_forwarder(lab)
+    finally:
+        lab.down()
+
+    base = med(modes["underlay"], "gbps")
+    t = Table(title="pod n1 -> pod n2, iperf3 TCP, modes alternating (medians)")
+    for col in ("mode", "Gbit/s", "vs underlay", "runs", "ping p50 µs", "CPU snd/rcv %"):
+        t.add_column(col)
+    for name, rows in modes.items():
+        rtt = f"{med(rows, 'rtt_us'):.0f}" if "rtt_us" in rows[0] else "-"
+        t.add_row(name, f"{med(rows, 'gbps'):.2f}", f"{med(rows, 'gbps') / base:.2f}",
+                  " ".join(f"{r['gbps']:.2f}" for r in rows), rtt,
+                  f"{med(rows, 'cpu_snd'):.0f}/{med(rows, 'cpu_rcv'):.0f}")
+    console.print(t)
+
+    t = Table(title="udp data path: our forwarder vs the C reference, same path, alternating (medians)")
+    for col in ("forwarder", "Gbit/s", "runs", "ping p50 µs"):
+        t.add_column(col)
+    for name, rows in forwarder.items():
+        t.add_row(name, f"{med(rows, 'gbps'):.3f}", " ".join(f"{r['gbps']:.3f}" for r in rows),
+                  f"{med(rows, 'rtt_us'):.0f}")
+    console.print(t)
+    ours, ref = (med(rows, "gbps") for rows in forwarder.values())
+    console.print(f"forwarder / socat throughput ratio: [bold]{ours / ref:.2f}[/] (target >= 1.00)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
