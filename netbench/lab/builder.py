@@ -17,14 +17,21 @@ import yaml
 from pyroute2 import IPRoute, netns
 
 from netbench import flannel, pods
-from netbench.errors import LabError, UserError
+from netbench.errors import UserError
 from netbench.flannel import Mode, SubnetEnv
 from netbench.lab import cleanup, datapaths, linkem
 from netbench.lab.daemons import EtcdServer, FlannelUdp, Sshd, SshKeys, stop_pid
 from netbench.lab.node import LabNode
 from netbench.lab.state import LabState
 from netbench.lab.topology import (
-    BRIDGE, MGMT_ADDRESS, MGMT_LINK, POD_NETWORK, SWITCH_BRIDGE, SWITCH_NS, UNDERLAY, LabTopology,
+    BRIDGE,
+    MGMT_ADDRESS,
+    MGMT_LINK,
+    POD_NETWORK,
+    SWITCH_BRIDGE,
+    SWITCH_NS,
+    UNDERLAY,
+    LabTopology,
     default_state_dir,
 )
 from probes.etcdv3 import Etcd

@@ -17,7 +17,6 @@ from scapy.utils import rdpcap
 from netbench.lab.builder import Lab
 from netbench.lab.node import LabNode
 
-
 conf.l2types.register(101, IP)  # LINKTYPE_RAW: what tcpdump writes for a TUN such as flannel0
 
 

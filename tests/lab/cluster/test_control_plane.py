@@ -5,10 +5,9 @@ import json
 
 import paramiko
 import pytest
-
-from netbench.flannel import Mode, SubnetEnv
 from scapy.layers.inet import ICMP, IP, IPerror
 
+from netbench.flannel import Mode, SubnetEnv
 from tests.lab.helpers import capture, ping, pod_ip
 
 
