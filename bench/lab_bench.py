@@ -88,7 +88,7 @@ def socat_argv(lab: Lab, node: str, peer: str) -> list[str]:
 def bench_forwarder(lab: Lab) -> dict:
     """Same two nodes, same pods, same path: flannel0 served by our daemon or by socat."""
     lab.set_mode(Mode.udp)
-    daemon = FlannelUdp(lab.topology.etcd_endpoint, "/coreos.com/network")
+    daemon = FlannelUdp(lab.topology.etcd_endpoint, "/coreos.com/network", lab.probes_dir)
     pair = [("n1", "n2"), ("n2", "n1")]
     results: dict[str, list[dict]] = {"netbench flannel_udp (python)": [], "socat TUN<->UDP (C)": []}
     for _ in range(ROUNDS):

@@ -20,7 +20,7 @@ from netbench import flannel, pods
 from netbench.errors import UserError
 from netbench.flannel import Mode, SubnetEnv
 from netbench.lab import cleanup, datapaths, linkem
-from netbench.lab.daemons import EtcdServer, FlannelUdp, Sshd, SshKeys, stop_pid
+from netbench.lab.daemons import EtcdServer, FlannelUdp, Sshd, SshKeys, install_probes, stop_pid
 from netbench.lab.node import LabNode
 from netbench.lab.state import LabState
 from netbench.lab.topology import (
@@ -54,6 +54,7 @@ class Lab:
         self.state_file = self.dir / "state.json"
         self.inventory_file = self.dir / "inventory.yaml"
         self.keys = SshKeys(self.dir)
+        self.probes_dir = self.dir / "probes"
         self.state: LabState | None = LabState.load(self.state_file)
 
     # -- views -------------------------------------------------------------------------------
@@ -98,6 +99,7 @@ class Lab:
             )
         linkem.check_supported(topo.link)
         self._check_root_free()
+        self._check_state_dir()
         self.dir.mkdir(parents=True, exist_ok=True)
         os.chmod(self.dir, 0o755)
         self.state = LabState.from_topology(topo)
@@ -116,9 +118,18 @@ class Lab:
                 if a and ipaddress.ip_address(a) in UNDERLAY:
                     raise UserError(f"the root namespace already has {a}, inside the lab's underlay {UNDERLAY}")
 
+    def _check_state_dir(self) -> None:
+        # Nodes mount private copies of /run and /tmp, and sshd refuses keys below a world-writable dir.
+        resolved = self.dir.resolve()
+        for hidden in ("/run", "/tmp", "/var/run", "/dev/shm"):
+            if resolved == Path(hidden) or Path(hidden) in resolved.parents:
+                raise UserError(f"NETBENCH_LAB_DIR={self.dir}: the lab's state cannot live under {hidden} "
+                                "(each node mounts its own); use a path such as /var/lib/netbench/lab")
+
     def _build(self, topo: LabTopology, step: Step) -> None:
         state = self.state
         nodes = [LabNode(n, self.dir) for n in topo.nodes]
+        install_probes(self.dir)
 
         step("underlay switch")
         self._netns(SWITCH_NS)
@@ -261,7 +272,7 @@ class Lab:
             self._set_node_mtu(node, mtu)
         state.vtep_macs = vtep
         if mode is Mode.udp:
-            daemon = FlannelUdp(self.topology.etcd_endpoint, flannel.DEFAULT_PREFIX)
+            daemon = FlannelUdp(self.topology.etcd_endpoint, flannel.DEFAULT_PREFIX, self.probes_dir)
             for node in nodes:
                 state.node(node.name).daemons[daemon.name] = daemon.start(node)
             self._save()

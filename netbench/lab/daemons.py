@@ -5,6 +5,7 @@ that knows how to start on a node, when it is ready, and how it stops (ipmininet
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,6 +18,16 @@ from netbench.lab.node import LabNode
 from probes.etcdv3 import Etcd
 
 PROBES_DIR = Path(__file__).resolve().parents[2] / "probes"
+
+
+def install_probes(state_dir: Path) -> Path:
+    """Copy the node-side programs into the lab's state directory, as one installs a binary on a
+    node: the checkout may live under /tmp, which every node mounts a private copy of."""
+    target = state_dir / "probes"
+    target.mkdir(exist_ok=True)
+    for src in PROBES_DIR.glob("*.py"):
+        shutil.copy2(src, target / src.name)
+    return target
 
 
 def wait_for(what: str, check, timeout: float, node: LabNode, log: str | None = None) -> None:
@@ -173,11 +184,11 @@ class EtcdServer:
 class FlannelUdp:
     name = "flannel-udp"
 
-    def __init__(self, etcd_endpoint: str, prefix: str) -> None:
-        self.etcd_endpoint, self.prefix = etcd_endpoint, prefix
+    def __init__(self, etcd_endpoint: str, prefix: str, probes_dir: Path) -> None:
+        self.etcd_endpoint, self.prefix, self.probes_dir = etcd_endpoint, prefix, probes_dir
 
     def argv(self, node: LabNode) -> list[str]:
-        return [sys.executable, str(PROBES_DIR / "flannel_udp.py"), "--etcd-endpoints", self.etcd_endpoint,
+        return [sys.executable, str(self.probes_dir / "flannel_udp.py"), "--etcd-endpoints", self.etcd_endpoint,
                 "--etcd-prefix", self.prefix, "--public-ip", node.spec.address, "--iface", "eth0"]
 
     def start(self, node: LabNode) -> int:
