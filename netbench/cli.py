@@ -20,6 +20,8 @@ lab_app = typer.Typer(no_args_is_help=True, help="The embedded lab: a real multi
 app.add_typer(lab_app, name="lab")
 
 console = Console()
+if not console.is_terminal:
+    console.width = 120  # piped or captured: wide enough that tables keep whole addresses
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 

@@ -20,7 +20,15 @@ from netbench import flannel, pods
 from netbench.errors import UserError
 from netbench.flannel import Mode, SubnetEnv
 from netbench.lab import cleanup, datapaths, linkem
-from netbench.lab.daemons import EtcdServer, FlannelUdp, Sshd, SshKeys, install_probes, stop_pid
+from netbench.lab.daemons import (
+    EtcdServer,
+    FlannelUdp,
+    Sshd,
+    SshKeys,
+    install_probes,
+    stop_pid,
+    tcp_banner,
+)
 from netbench.lab.node import LabNode
 from netbench.lab.state import LabState
 from netbench.lab.topology import (
@@ -55,7 +63,11 @@ class Lab:
         self.inventory_file = self.dir / "inventory.yaml"
         self.keys = SshKeys(self.dir)
         self.probes_dir = self.dir / "probes"
-        self.state: LabState | None = LabState.load(self.state_file)
+        self.state_error: UserError | None = None
+        try:
+            self.state: LabState | None = LabState.load(self.state_file)
+        except UserError as exc:  # `lab down` must still work: it cleans up from names alone
+            self.state, self.state_error = None, exc
 
     # -- views -------------------------------------------------------------------------------
     @property
@@ -80,6 +92,8 @@ class Lab:
         return LabNode(n.spec, self.dir, n.holder_pid)
 
     def _require(self) -> LabState:
+        if self.state_error:
+            raise self.state_error
         if self.state is None or self.state.phase != "up":
             leftovers = cleanup.lab_namespaces()
             hint = f" (leftovers found: {', '.join(leftovers)}; `netbench lab down` removes them)" if leftovers else ""
@@ -92,7 +106,7 @@ class Lab:
     # -- up ----------------------------------------------------------------------------------
     def up(self, topo: LabTopology, step: Step = _quiet) -> None:
         require_root()
-        if self.state is not None or cleanup.lab_namespaces():
+        if self.state is not None or self.state_error or cleanup.lab_namespaces():
             raise UserError(
                 f"a lab (or what is left of one) already exists: state {self.state_file}, namespaces "
                 f"{', '.join(cleanup.lab_namespaces()) or 'none'}. Run `netbench lab down` first."
@@ -315,11 +329,12 @@ class Lab:
         rows = []
         for node in self.nodes:
             ns = state.node(node.name)
-            daemons = {name: _pid_alive(pid) for name, pid in ns.daemons.items()}
             with node.ipr() as ipr:
                 routes = [r for r in ipr.get_routes(family=2, table=254)
                           if r.get_attr("RTA_DST") and ipaddress.ip_address(r.get_attr("RTA_DST")) in POD_NETWORK]
                 devices = [d for d in ("flannel0", "flannel.1") if ipr.link_lookup(ifname=d)]
+            daemons = {name: _pid_alive(pid) and _serving(name, node, devices, etcd_ok)
+                       for name, pid in ns.daemons.items()}
             rows.append({
                 "name": node.name, "address": node.spec.address, "subnet": node.spec.subnet,
                 "roles": list(node.spec.roles), "node": node.alive(), "daemons": daemons,
@@ -335,6 +350,17 @@ class Lab:
         if pod:
             argv = ["ip", "netns", "exec", pod, *argv]
         return self.node(node).enter(argv)
+
+
+def _serving(daemon: str, node: LabNode, devices: list[str], etcd_ok: bool) -> bool:
+    """Whether a daemon does its job, seen from outside: a banner, an answer, a device."""
+    if daemon == "sshd":
+        return tcp_banner(node.spec.address, 22).startswith(b"SSH-")
+    if daemon == "etcd":
+        return etcd_ok
+    if daemon == "flannel-udp":
+        return "flannel0" in devices
+    return True
 
 
 def _pid_alive(pid: int) -> bool:

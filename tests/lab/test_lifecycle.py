@@ -147,3 +147,29 @@ def test_delay_is_refused_clearly_where_netem_is_missing():
     assert proc.returncode == 2
     assert "netem" in proc.stderr and "Traceback" not in proc.stderr
     assert leftovers() == NOTHING
+
+
+def test_corrupt_state_is_reported_and_down_still_cleans_up():
+    assert netbench("lab", "up", "--nodes", "2").returncode == 0
+    state = default_state_dir() / "state.json"
+    state.write_text("{ not json")
+    status = netbench("lab", "status")
+    assert status.returncode == 2 and str(state) in status.stderr and "lab down" in status.stderr
+    assert netbench("lab", "up").returncode == 2  # refuses to build over the remains
+    assert netbench("lab", "down").returncode == 0
+    assert leftovers() == NOTHING
+
+
+def test_status_notices_a_dead_daemon():
+    lab = Lab()
+    lab.up(LabTopology.build(2, Mode.udp))
+    try:
+        assert netbench("lab", "status").returncode == 0
+        os.kill(lab.state.node("n2").daemons["flannel-udp"], signal.SIGKILL)
+        time.sleep(0.2)
+        proc = netbench("lab", "status", "--json")
+        assert proc.returncode == 1
+        n2 = next(n for n in json.loads(proc.stdout)["nodes"] if n["name"] == "n2")
+        assert n2["daemons"] == {"sshd": True, "flannel-udp": False}
+    finally:
+        lab.down()
