@@ -1,0 +1,203 @@
+"""What a node's network looks like, and which mode it runs, read from the node itself.
+
+`gather` runs probes/facts.py over any Runner (SSH or the lab) in one round trip; everything else
+here is pure: it turns that JSON into NodeFacts and names the mode with the evidence for it.
+Nothing assumes the lab's names: the bridge is the interface holding the flannel subnet's gateway
+address, the underlay is the interface holding the node's address.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from netbench.flannel import Mode, SubnetEnv
+from netbench.remote import Runner
+
+PROBE = Path(__file__).resolve().parents[1] / "probes" / "facts.py"
+REQUIRED_TOOLS = ("python3", "ip", "tcpdump", "iperf3")
+ROUTING_DAEMON_PROTOS = {"ospf", "bgp", "zebra", "isis", "rip", "eigrp", "babel", "bird"}
+# Refuses to start when python3 is missing, with a message facts can report, instead of a traceback.
+GATHER = ["sh", "-c", 'command -v python3 >/dev/null 2>&1 || { echo "python3 is missing" >&2; exit 127; }; '
+                      'exec python3 -']
+
+
+@dataclass
+class Route:
+    dst: str
+    dev: str | None
+    via: str | None
+    proto: str  # kernel | boot | static | ospf | bgp | …
+    onlink: bool = False
+
+    def __str__(self) -> str:
+        hop = f"via {self.via} " if self.via else ""
+        return f"{self.dst} {hop}dev {self.dev} proto {self.proto}{' onlink' if self.onlink else ''}"
+
+
+@dataclass
+class Interface:
+    name: str
+    kind: str  # bridge, veth, vxlan, tun, device, …
+    mtu: int
+    up: bool
+    addrs: list[str] = field(default_factory=list)  # CIDR
+    details: dict = field(default_factory=dict)
+
+
+@dataclass
+class NodeFacts:
+    name: str
+    address: str
+    hostname: str
+    uid: int
+    tools: dict[str, str | None]
+    ip_forward: bool
+    rp_filter: dict[str, str]
+    interfaces: dict[str, Interface]
+    routes: list[Route]
+    subnet_env: SubnetEnv | None
+    pod_subnet: str | None
+    bridge: str | None
+    underlay: str | None
+    daemons: list[dict]
+    fdb: dict[str, list]
+    netns: list[str]
+
+    @property
+    def missing_tools(self) -> list[str]:
+        return [t for t in REQUIRED_TOOLS if not self.tools.get(t)]
+
+    @property
+    def pod_mtu(self) -> int | None:
+        if self.subnet_env:
+            return self.subnet_env.mtu
+        return self.interfaces[self.bridge].mtu if self.bridge in self.interfaces else None
+
+    @property
+    def bridge_ip(self) -> str | None:
+        if self.bridge in self.interfaces:
+            for cidr in self.interfaces[self.bridge].addrs:
+                if self.pod_subnet and ipaddress.ip_interface(cidr).ip in ipaddress.ip_network(self.pod_subnet):
+                    return str(ipaddress.ip_interface(cidr).ip)
+        return None
+
+    def route_to(self, dst: str) -> Route | None:
+        """The longest-prefix route of the main table for an address or subnet, as the kernel picks it."""
+        target = ipaddress.ip_network(dst, strict=False)
+        best, best_len = None, -1
+        for route in self.routes:
+            net = ipaddress.ip_network("0.0.0.0/0" if route.dst == "default" else route.dst, strict=False)
+            if target.subnet_of(net) and net.prefixlen > best_len:
+                best, best_len = route, net.prefixlen
+        return best
+
+
+def gather(runner: Runner, timeout: float = 30.0) -> dict:
+    result = runner.run(GATHER, input=PROBE.read_text(), timeout=timeout)
+    return json.loads(result.stdout)
+
+
+def _kind(link: dict) -> str:
+    info = link.get("linkinfo", {})
+    if info.get("info_kind"):
+        return info["info_kind"]
+    return "loopback" if link.get("link_type") == "loopback" else "device"
+
+
+def analyse(name: str, address: str, raw: dict, pod_network: str, subnet: str | None = None,
+            bridge: str | None = None, underlay: str | None = None) -> NodeFacts:
+    """Turn the probe's JSON into NodeFacts. Inventory values, when given, win over discovery."""
+    interfaces: dict[str, Interface] = {}
+    for link in raw.get("links", []):
+        interfaces[link["ifname"]] = Interface(
+            name=link["ifname"], kind=_kind(link), mtu=int(link.get("mtu", 0)),
+            up="UP" in link.get("flags", []), details=link.get("linkinfo", {}).get("info_data", {}))
+    for entry in raw.get("addrs", []):
+        iface = interfaces.get(entry.get("ifname"))
+        for a in entry.get("addr_info", []):
+            if iface and a.get("family") == "inet":
+                iface.addrs.append(f"{a['local']}/{a['prefixlen']}")
+    routes = [Route(dst=r["dst"], dev=r.get("dev"), via=r.get("gateway"), proto=r.get("protocol", "boot"),
+                    onlink="onlink" in r.get("flags", [])) for r in raw.get("routes", [])]
+    env = None
+    if raw.get("subnet_env"):
+        try:
+            env = SubnetEnv.parse(raw["subnet_env"])
+        except ValueError:
+            env = None
+    net = ipaddress.ip_network(pod_network)
+    pod_subnet = subnet or (str(ipaddress.ip_interface(env.subnet).network) if env else None)
+    if bridge is None:
+        # the bridge holds the pod subnet's gateway address (docker0, cni0, cbr0 …)
+        for iface in interfaces.values():
+            for cidr in iface.addrs:
+                ifc = ipaddress.ip_interface(cidr)
+                if iface.kind == "bridge" and ifc.ip in net and ifc.network.prefixlen > net.prefixlen:
+                    bridge = iface.name
+                    pod_subnet = pod_subnet or str(ifc.network)
+    if underlay is None:
+        underlay = next((i.name for i in interfaces.values()
+                         if any(str(ipaddress.ip_interface(c).ip) == address for c in i.addrs)), None)
+    sysctl = raw.get("sysctl", {})
+    return NodeFacts(
+        name=name, address=address, hostname=raw.get("hostname", ""), uid=int(raw.get("uid", -1)),
+        tools=raw.get("tools", {}), ip_forward=sysctl.get("net.ipv4.ip_forward") == "1",
+        rp_filter={k.split(".")[-2]: v for k, v in sysctl.items() if k.endswith("rp_filter")},
+        interfaces=interfaces, routes=routes, subnet_env=env, pod_subnet=pod_subnet, bridge=bridge,
+        underlay=underlay, daemons=raw.get("daemons", []), fdb=raw.get("fdb", {}), netns=raw.get("netns", []),
+    )
+
+
+@dataclass
+class ModeVerdict:
+    mode: Mode | str  # Mode, or "frr" / "mixed" / "unknown"
+    evidence: list[str]
+    peer_routes: dict[str, Route | None]
+
+
+def detect_mode(facts: NodeFacts, peer_subnets: dict[str, str]) -> ModeVerdict:
+    """Name the data path from how the node reaches its peers' pod subnets, with the evidence."""
+    routes = {peer: facts.route_to(subnet) for peer, subnet in peer_subnets.items()}
+    evidence: list[str] = []
+    kinds: set[str] = set()
+    for peer, route in routes.items():
+        subnet = peer_subnets[peer]
+        if route is None or route.dst == "default":
+            kinds.add("none")
+            evidence.append(f"no route to {peer}'s pod subnet {subnet}"
+                            + (" (only the default route)" if route else ""))
+            continue
+        dev = facts.interfaces.get(route.dev)
+        if dev and dev.kind == "tun":
+            kinds.add(Mode.udp.value)
+            evidence.append(f"{subnet} ({peer}) -> {route} (TUN {dev.name}, mtu {dev.mtu})")
+        elif dev and dev.kind == "vxlan":
+            kinds.add(Mode.vxlan.value)
+            vni, port = dev.details.get("id"), dev.details.get("port")
+            evidence.append(f"{subnet} ({peer}) -> {route} (vxlan VNI {vni} port {port}, "
+                            f"{len(facts.fdb.get(dev.name, []))} FDB entries)")
+        elif route.proto in ROUTING_DAEMON_PROTOS:
+            kinds.add("frr")
+            evidence.append(f"{subnet} ({peer}) -> {route} (learned from a routing daemon)")
+        elif route.proto == "static":
+            kinds.add(Mode.static.value)
+            evidence.append(f"{subnet} ({peer}) -> {route}")
+        elif route.via and dev is not None and dev.name == facts.underlay:
+            kinds.add(Mode.host_gw.value)
+            evidence.append(f"{subnet} ({peer}) -> {route} (next hop on the underlay, as flannel host-gw)")
+        else:
+            kinds.add("unknown")
+            evidence.append(f"{subnet} ({peer}) -> {route}")
+    for d in facts.daemons:
+        if any(k in d["cmdline"] for k in ("flanneld", "flannel_udp", "zebra", "ospfd", "bgpd")):
+            evidence.append(f"daemon pid {d['pid']}: {d['cmdline'][:100]}")
+    if not kinds:
+        return ModeVerdict("unknown", ["no peers to route to"], routes)
+    if len(kinds) == 1:
+        kind = kinds.pop()
+        mode = Mode(kind) if kind in {m.value for m in Mode} else kind
+        return ModeVerdict(mode, evidence, routes)
+    return ModeVerdict("mixed", evidence, routes)

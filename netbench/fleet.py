@@ -1,0 +1,238 @@
+"""SSH to every node (paramiko): one Connection per node, a Fleet that runs a call on many nodes in
+parallel with a bound, and a GroupResult mapping node -> result or error (Fabric's model), so one bad
+node never sinks the others.
+
+Host keys are verified against known_hosts; unknown keys are refused unless the caller opts in to
+accept-new (OpenSSH's accept-new: an unknown host is added, a changed key is always refused).
+Every command is an argv list joined with shlex quoting, run with a timeout; non-root users get
+`sudo -n` for commands that need privileges.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shlex
+import socket
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Generic, Iterable, Sequence, TypeVar
+
+import paramiko
+
+from netbench.errors import NetbenchError
+from netbench.remote import CommandResult
+
+log = logging.getLogger("netbench.fleet")
+T = TypeVar("T")
+
+
+class NodeError(NetbenchError):
+    """Why one node could not do what was asked (unreachable, host key, auth, timeout…)."""
+
+    def __init__(self, node: str, message: str) -> None:
+        self.node = node
+        super().__init__(f"{node}: {message}")
+
+
+@dataclass(frozen=True)
+class SshTarget:
+    name: str
+    address: str
+    port: int = 22
+    user: str = "root"
+    identity_file: str | None = None
+    known_hosts: str = "~/.ssh/known_hosts"
+    use_agent: bool = True
+    sudo: str = "auto"  # auto | always | never
+    connect_timeout: float = 10.0
+    command_timeout: float = 60.0
+
+
+class _AcceptNew(paramiko.MissingHostKeyPolicy):
+    """OpenSSH's StrictHostKeyChecking=accept-new: record unknown hosts, never accept a changed key
+    (paramiko raises BadHostKeyException for those before any policy is asked)."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def missing_host_key(self, client, hostname, key) -> None:
+        with self._lock:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            entries = paramiko.HostKeys()
+            if self.path.exists():
+                entries.load(str(self.path))
+            entries.add(hostname, key.get_name(), key)
+            entries.save(str(self.path))
+        log.warning("%s: accepted new host key %s %s", hostname, key.get_name(), key.fingerprint)
+
+
+class Connection:
+    def __init__(self, target: SshTarget, accept_new_host_keys: bool = False) -> None:
+        self.target = target
+        self.name = target.name
+        self.accept_new = accept_new_host_keys
+        self._client: paramiko.SSHClient | None = None
+
+    @property
+    def known_hosts(self) -> Path:
+        return Path(os.path.expanduser(self.target.known_hosts))
+
+    def open(self) -> "Connection":
+        t = self.target
+        client = paramiko.SSHClient()
+        if self.known_hosts.exists():
+            client.load_host_keys(str(self.known_hosts))
+        client.set_missing_host_key_policy(_AcceptNew(self.known_hosts) if self.accept_new
+                                           else paramiko.RejectPolicy())
+        try:
+            client.connect(
+                t.address, port=t.port, username=t.user,
+                key_filename=os.path.expanduser(t.identity_file) if t.identity_file else None,
+                allow_agent=t.use_agent, look_for_keys=False,
+                timeout=t.connect_timeout, banner_timeout=t.connect_timeout, auth_timeout=t.connect_timeout,
+            )
+        except paramiko.BadHostKeyException as exc:
+            raise NodeError(self.name, f"host key for {t.address} does not match {self.known_hosts} "
+                            f"(got {exc.key.get_name()} {exc.key.fingerprint}); refusing to connect") from None
+        except paramiko.SSHException as exc:
+            if "not found in known_hosts" in str(exc):
+                raise NodeError(self.name, f"host key of {t.address} is not in {self.known_hosts}; verify it "
+                                "and add it (ssh-keyscan), or pass --accept-new-host-keys") from None
+            raise NodeError(self.name, f"ssh to {t.user}@{t.address}:{t.port} failed: {exc}") from None
+        except (socket.timeout, TimeoutError):
+            raise NodeError(self.name, f"{t.address}:{t.port} did not answer within {t.connect_timeout:.0f}s") from None
+        except OSError as exc:
+            raise NodeError(self.name, f"cannot reach {t.address}:{t.port}: {exc.strerror or exc}") from None
+        transport = client.get_transport()
+        transport.set_keepalive(5)
+        self._client = client
+        return self
+
+    @property
+    def client(self) -> paramiko.SSHClient:
+        if self._client is None:
+            self.open()
+        return self._client
+
+    def _wrap(self, argv: Sequence[str], privileged: bool) -> str:
+        command = shlex.join(argv)
+        needs_sudo = self.target.sudo == "always" or (
+            self.target.sudo == "auto" and privileged and self.target.user != "root")
+        return f"sudo -n -- {command}" if needs_sudo else command
+
+    def run(self, argv: Sequence[str], *, timeout: float | None = None, check: bool = True,
+            input: str | None = None, privileged: bool = True) -> CommandResult:
+        """Run one quoted command; a timeout or lost connection becomes exit code 124/255 with the cause."""
+        timeout = timeout or self.target.command_timeout
+        command = self._wrap(argv, privileged)
+        started = time.monotonic()
+        try:
+            stdin, stdout, stderr = self.client.exec_command(command, timeout=timeout)
+            if input is not None:
+                stdin.write(input)
+            stdin.channel.shutdown_write()
+            out = stdout.read().decode(errors="replace")
+            err = stderr.read().decode(errors="replace")
+            code = stdout.channel.recv_exit_status()
+        except (socket.timeout, TimeoutError):
+            code, out, err = 124, "", f"timed out after {timeout:.0f}s"
+            self.close()  # the channel may be wedged; the next call reconnects
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            if isinstance(exc, NodeError):
+                raise
+            code, out, err = 255, "", f"ssh connection lost: {exc}"
+            self.close()
+        log.debug("%s: %s -> %s in %.2fs", self.name, command, code, time.monotonic() - started)
+        result = CommandResult(self.name, command, code, out, err)
+        return result.check() if check else result
+
+    def put(self, data: bytes, remote_path: str, mode: int = 0o644) -> None:
+        with self.client.open_sftp() as sftp:
+            with sftp.open(remote_path, "wb") as f:
+                f.write(data)
+            sftp.chmod(remote_path, mode)
+
+    def get(self, remote_path: str) -> bytes:
+        with self.client.open_sftp() as sftp, sftp.open(remote_path, "rb") as f:
+            return f.read()
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+class GroupResult(dict, Generic[T]):
+    """node name -> value, or the exception that node raised."""
+
+    @property
+    def succeeded(self) -> dict[str, T]:
+        return {k: v for k, v in self.items() if not isinstance(v, BaseException)}
+
+    @property
+    def failed(self) -> dict[str, BaseException]:
+        return {k: v for k, v in self.items() if isinstance(v, BaseException)}
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed
+
+
+class Fleet:
+    def __init__(self, targets: Iterable[SshTarget], accept_new_host_keys: bool = False,
+                 max_parallel: int = 16) -> None:
+        self.connections = {t.name: Connection(t, accept_new_host_keys) for t in targets}
+        self.max_parallel = max_parallel
+
+    def __getitem__(self, name: str) -> Connection:
+        return self.connections[name]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.connections)
+
+    def each(self, fn: Callable[[Connection], T], names: Iterable[str] | None = None,
+             timeout: float | None = None) -> GroupResult[T]:
+        """Call fn(connection) on many nodes at once; never waits forever on one hung node."""
+        chosen = list(names) if names is not None else self.names
+        result: GroupResult[T] = GroupResult()
+        if not chosen:
+            return result
+        pool = ThreadPoolExecutor(max_workers=min(self.max_parallel, len(chosen)),
+                                  thread_name_prefix="fleet")
+        futures = {pool.submit(fn, self.connections[n]): n for n in chosen}
+        limit = timeout or max(self.connections[n].target.connect_timeout + self.connections[n].target.command_timeout
+                               for n in chosen) * 2
+        done, pending = wait(futures, timeout=limit)
+        for future in done:
+            name = futures[future]
+            try:
+                result[name] = future.result()
+            except Exception as exc:  # noqa: BLE001 — a node's failure is data
+                result[name] = exc
+        for future in pending:
+            result[futures[future]] = NodeError(futures[future], f"no answer within {limit:.0f}s")
+        pool.shutdown(wait=False, cancel_futures=True)
+        return GroupResult({n: result[n] for n in chosen})
+
+    def connect(self) -> GroupResult[Connection]:
+        return self.each(lambda c: c.open())
+
+    def run(self, argv: Sequence[str], names: Iterable[str] | None = None, **kw) -> GroupResult[CommandResult]:
+        return self.each(lambda c: c.run(argv, **kw), names)
+
+    def close(self) -> None:
+        for c in self.connections.values():
+            c.close()
+
+    def __enter__(self) -> "Fleet":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,107 @@
+"""Which pairs are measured, and in which rounds: plain data computed before anything runs.
+
+Latency: every unordered pair once, in rounds of disjoint pairs (a node is in at most one pair per
+round, so pairs of a round can run at the same time without sharing a CPU or a link end). The circle
+method gives N-1 rounds for even N and N rounds for odd N (one node rests each round) — the fewest
+possible. Throughput: ordered pairs (both directions), one at a time by default; with
+`parallel_pairs` the same disjoint rounds are used, once per direction.
+"""
+
+from __future__ import annotations
+
+import gc
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+SCENARIOS = ("pod-pod", "pod-pod-same-node", "host-host")
+LATENCY_TESTS = ("udp_rr", "icmp")
+THROUGHPUT_TESTS = ("tcp", "tcp_multi", "udp")
+
+
+def round_robin(nodes: list[str]) -> list[list[tuple[str, str]]]:
+    """Rounds of disjoint unordered pairs covering every pair exactly once (circle method)."""
+    players: list[str | None] = list(nodes)
+    if len(players) < 2:
+        return []
+    if len(players) % 2:
+        players.append(None)  # the node paired with None rests this round
+    n = len(players)
+    order = {name: i for i, name in enumerate(nodes)}
+    fixed, rest = players[0], players[1:]
+    rounds = []
+    for _ in range(n - 1):
+        line = [fixed, *rest]
+        pairs = [(line[i], line[n - 1 - i]) for i in range(n // 2)]
+        rounds.append([(a, b) if order[a] < order[b] else (b, a)
+                       for a, b in pairs if a is not None and b is not None])
+        rest = rest[-1:] + rest[:-1]
+    return rounds
+
+
+class Step(NamedTuple):
+    # a tuple, not a dataclass: a 500-node plan holds ~750k of them and must build in well under 1 s
+    scenario: str  # pod-pod | pod-pod-same-node | host-host
+    src: str
+    dst: str  # == src for pod-pod-same-node
+
+
+@dataclass
+class Plan:
+    nodes: list[str]
+    scenarios: tuple[str, ...] = SCENARIOS
+    parallel_pairs: bool = False
+    latency_rounds: list[list[Step]] = field(default_factory=list)
+    throughput_rounds: list[list[Step]] = field(default_factory=list)
+
+    @property
+    def steps(self) -> int:
+        return sum(map(len, self.latency_rounds)) + sum(map(len, self.throughput_rounds))
+
+
+def make_plan(nodes: list[str], scenarios: tuple[str, ...] = SCENARIOS, parallel_pairs: bool = False,
+              only_pairs: list[tuple[str, str]] | None = None) -> Plan:
+    # Hundreds of thousands of small tuples would trigger the cyclic GC over and over; none of them
+    # can form a cycle, so pausing it halves the time for a 500-node plan.
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        return _make_plan(nodes, scenarios, parallel_pairs, only_pairs)
+    finally:
+        if paused:
+            gc.enable()
+
+
+def _make_plan(nodes: list[str], scenarios: tuple[str, ...], parallel_pairs: bool,
+               only_pairs: list[tuple[str, str]] | None) -> Plan:
+    if len(set(nodes)) != len(nodes):
+        raise ValueError("plan: node names must be unique")
+    unknown = [s for s in scenarios if s not in SCENARIOS]
+    if unknown:
+        raise ValueError(f"plan: unknown scenario {unknown[0]!r} (choose from {', '.join(SCENARIOS)})")
+    wanted = None
+    if only_pairs:
+        wanted = {frozenset(p) for p in only_pairs}
+        missing = sorted({n for p in only_pairs for n in p} - set(nodes))
+        if missing:
+            raise ValueError(f"plan: pair names unknown node {missing[0]!r}")
+    cross = [s for s in scenarios if s != "pod-pod-same-node"]
+    rounds = [[p for p in r if wanted is None or frozenset(p) in wanted] for r in round_robin(nodes)]
+    rounds = [r for r in rounds if r]
+    plan = Plan(nodes=list(nodes), scenarios=tuple(scenarios), parallel_pairs=parallel_pairs)
+    for scenario in cross:
+        plan.latency_rounds += [[Step(scenario, a, b) for a, b in r] for r in rounds]
+    if "pod-pod-same-node" in scenarios:
+        same = [Step("pod-pod-same-node", n, n) for n in nodes
+                if wanted is None or any(n in p for p in wanted)]
+        plan.latency_rounds.append(same)  # every node at once: each uses only itself
+    for scenario in cross:
+        for a_to_b in (True, False):
+            directed = [[Step(scenario, a, b) if a_to_b else Step(scenario, b, a) for a, b in r] for r in rounds]
+            if parallel_pairs:
+                plan.throughput_rounds += directed
+            else:
+                plan.throughput_rounds += [[s] for r in directed for s in r]
+    if "pod-pod-same-node" in scenarios:
+        same = [Step("pod-pod-same-node", n, n) for n in nodes if wanted is None or any(n in p for p in wanted)]
+        plan.throughput_rounds += [same] if parallel_pairs else [[s] for s in same]
+    return plan

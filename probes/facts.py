@@ -1,0 +1,96 @@
+#!/usr/bin/env python3
+"""Gather what a node's network looks like, in one round trip: run as `python3 -` with this file on
+stdin (nothing is copied to the node), prints one JSON object. Standard library only, read-only."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+
+TOOLS = ("python3", "ip", "bridge", "tcpdump", "iperf3", "nft", "sysctl", "etcdctl", "vtysh")
+DAEMONS = re.compile(rb"flanneld|flannel_udp|zebra|ospfd|bgpd|bird|etcd\b|iperf3|socat")
+SUBNET_ENV = "/run/flannel/subnet.env"
+
+
+def ip_json(*args: str):
+    try:
+        out = subprocess.run(["ip", "-j", *args], capture_output=True, text=True, timeout=10)
+        return json.loads(out.stdout or "[]")
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return []
+
+
+def read(path: str):
+    try:
+        with open(path) as f:
+            return f.read()
+    except OSError:
+        return None
+
+
+def sysctls() -> dict:
+    names = ["net/ipv4/ip_forward", "net/ipv4/conf/all/rp_filter", "net/ipv4/conf/default/rp_filter"]
+    for iface in os.listdir("/proc/sys/net/ipv4/conf"):
+        names.append(f"net/ipv4/conf/{iface}/rp_filter")
+    return {n.replace("/", "."): (read(f"/proc/sys/{n}") or "").strip() for n in names}
+
+
+def daemons() -> list:
+    """Daemons serving this network stack: processes in our own network namespace only (pods' and
+    other namespaces' processes are not this node's data path)."""
+    found = []
+    own_net = os.stat("/proc/self/ns/net").st_ino
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            if os.stat(f"/proc/{pid}/ns/net").st_ino != own_net:
+                continue
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                cmd = f.read()
+        except OSError:
+            continue
+        if DAEMONS.search(cmd):
+            found.append({"pid": int(pid), "cmdline": cmd.replace(b"\0", b" ").decode(errors="replace")[:300]})
+    return found
+
+
+def fdb(links: list) -> dict:
+    out = {}
+    for link in links:
+        if link.get("linkinfo", {}).get("info_kind") == "vxlan" and shutil.which("bridge"):
+            try:
+                res = subprocess.run(["bridge", "-j", "fdb", "show", "dev", link["ifname"]],
+                                     capture_output=True, text=True, timeout=10)
+                out[link["ifname"]] = json.loads(res.stdout or "[]")
+            except (OSError, ValueError, subprocess.TimeoutExpired):
+                out[link["ifname"]] = []
+    return out
+
+
+def main() -> None:
+    links = ip_json("-d", "link", "show")
+    facts = {
+        "hostname": socket.gethostname(),
+        "uid": os.geteuid(),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "tools": {t: shutil.which(t) for t in TOOLS},
+        "sysctl": sysctls(),
+        "links": links,
+        "addrs": ip_json("addr", "show"),
+        "routes": ip_json("route", "show", "table", "main"),
+        "neigh": ip_json("neigh", "show"),
+        "fdb": fdb(links),
+        "subnet_env": read(SUBNET_ENV),
+        "daemons": daemons(),
+        "netns": sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else [],
+    }
+    print(json.dumps(facts))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Mode detection and discovery from facts recorded on the lab's nodes in each mode (real `ip -j`
+output, stored), so these run anywhere."""
+
+import json
+from pathlib import Path
+
+import pytest
+
+from netbench import facts
+from netbench.flannel import Mode
+
+DATA = Path(__file__).parent / "data"
+
+
+def load(mode: str, node: str = "n1"):
+    data = json.loads((DATA / f"facts-{mode}.json").read_text())
+    f = facts.analyse(node, data["addresses"][node], data["raw"][node], "10.1.0.0/16")
+    peers = {k: v for k, v in data["subnets"].items() if k != node}
+    return f, peers, data
+
+
+@pytest.mark.parametrize("mode", [m for m in Mode], ids=lambda m: m.value)
+def test_mode_is_detected_with_evidence(mode):
+    f, peers, _ = load(mode.value)
+    verdict = facts.detect_mode(f, peers)
+    assert verdict.mode is mode
+    assert len(verdict.evidence) >= len(peers)
+    for peer, subnet in peers.items():
+        assert any(subnet in e and peer in e for e in verdict.evidence)
+
+
+def test_discovery_finds_bridge_underlay_subnet_and_mtu_without_being_told():
+    f, _, data = load("udp")
+    assert (f.bridge, f.underlay) == ("docker0", "eth0")
+    assert f.pod_subnet == data["subnets"]["n1"]
+    assert f.pod_mtu == 1472 and f.interfaces["flannel0"].kind == "tun"
+    assert f.ip_forward and f.missing_tools == []
+    assert f.bridge_ip.endswith(".1")
+
+
+def test_vxlan_evidence_names_vni_port_and_fdb():
+    f, peers, _ = load("vxlan")
+    verdict = facts.detect_mode(f, peers)
+    assert all("VNI 1 port 8472" in e and "2 FDB entries" in e for e in verdict.evidence if "flannel.1" in e)
+    route = verdict.peer_routes[next(iter(peers))]
+    assert route.onlink and route.dev == "flannel.1"
+
+
+def test_inventory_values_win_over_discovery():
+    _, _, data = load("host-gw")
+    f = facts.analyse("n1", data["addresses"]["n1"], data["raw"]["n1"], "10.1.0.0/16",
+                      subnet="10.1.200.0/24", bridge="cni0", underlay="ens3")
+    assert (f.pod_subnet, f.bridge, f.underlay) == ("10.1.200.0/24", "cni0", "ens3")
+
+
+def test_longest_prefix_route_and_missing_tools():
+    f, _, data = load("udp")
+    assert f.route_to("10.1.250.9").dev == "flannel0"  # the /16 into the tunnel
+    assert f.route_to(data["subnets"]["n1"]).dev == "docker0"  # own subnet: the /24 on the bridge
+    assert f.route_to("192.0.2.1") is None  # nodes have no default route
+    raw = dict(data["raw"]["n1"], tools={"python3": "/usr/bin/python3", "ip": "/sbin/ip"})
+    g = facts.analyse("n1", data["addresses"]["n1"], raw, "10.1.0.0/16")
+    assert g.missing_tools == ["tcpdump", "iperf3"]
+
+
+def test_mixed_paths_are_called_mixed():
+    f, peers, _ = load("host-gw")
+    first = next(iter(peers))
+    f.routes = [r for r in f.routes if r.dst != peers[first]]  # one peer lost its route
+    verdict = facts.detect_mode(f, peers)
+    assert verdict.mode == "mixed"
+    assert any(f"no route to {first}" in e for e in verdict.evidence)
