@@ -20,7 +20,7 @@ from rich.table import Table
 
 from netbench.flannel import Mode
 from netbench.lab.builder import Lab
-from netbench.lab.daemons import FlannelUdp, stop_pid
+from netbench.lab.daemons import FlannelUdp, stop_daemon
 from netbench.lab.topology import LabTopology
 
 console = Console()
@@ -96,7 +96,7 @@ def bench_forwarder(lab: Lab) -> dict:
         r["rtt_us"] = rtt_p50_us(lab, "n1", pod_ip(lab, "n2"))
         results["netbench flannel_udp (python)"].append(r)
         for node, _peer in pair:
-            stop_pid(lab.state.node(node).daemons.pop(daemon.name))
+            stop_daemon(lab.state.node(node).daemons.pop(daemon.name), lab.node(node))
         socats = [lab.node(node).spawn("socat", socat_argv(lab, node, peer)) for node, peer in pair]
         time.sleep(0.3)
         for node, _peer in pair:
@@ -104,8 +104,8 @@ def bench_forwarder(lab: Lab) -> dict:
         r = iperf(lab, "n1", "n2", pod_ip(lab, "n2"))
         r["rtt_us"] = rtt_p50_us(lab, "n1", pod_ip(lab, "n2"))
         results["socat TUN<->UDP (C)"].append(r)
-        for pid in socats:
-            stop_pid(pid)
+        for (node, _peer), pid in zip(pair, socats, strict=True):
+            stop_daemon(pid, lab.node(node))
         for node, _peer in pair:
             lab.state.node(node).daemons[daemon.name] = daemon.start(lab.node(node))
             daemon.ready(lab.node(node))

@@ -13,6 +13,11 @@ from dataclasses import dataclass
 _NAME = re.compile(r"^nb-[a-z0-9][a-z0-9-]{0,40}$")
 
 
+def host_veth(pod_name: str) -> str:
+    """The node-side veth: 'nb' + a hash of the pod name, always within IFNAMSIZ (15)."""
+    return f"nb{zlib.crc32(pod_name.encode()):08x}"
+
+
 @dataclass(frozen=True)
 class PodSpec:
     name: str  # network namespace name on the node; always nb-… so cleanup can find it
@@ -32,8 +37,7 @@ class PodSpec:
 
     @property
     def host_veth(self) -> str:
-        """The node-side veth: 'nb' + a hash of the pod name, always within IFNAMSIZ (15)."""
-        return f"nb{zlib.crc32(self.name.encode()):08x}"
+        return host_veth(self.name)
 
     @property
     def ip(self) -> str:
@@ -64,7 +68,7 @@ def delete_script(name: str) -> list[str]:
     """Kill what runs in the pod, then delete it; succeeds when the pod is already gone."""
     if not _NAME.match(name):
         raise ValueError(f"pod name {name!r} must match {_NAME.pattern}")
-    veth = f"nb{zlib.crc32(name.encode()):08x}"
+    veth = host_veth(name)
     body = (
         'ns="$1"; veth="$2"\n'
         'if ip netns list | grep -qw -- "$ns"; then\n'

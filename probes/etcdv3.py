@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import urllib.error
+import urllib.parse
 import urllib.request
 
 
@@ -51,6 +52,20 @@ class Etcd:
         if lease:
             body["lease"] = lease
         self._post("/v3/kv/put", body)
+
+    def put_v2(self, key: str, value: str, ttl_s: int | None = None) -> None:
+        """The same key in etcd's v2 store, where flannel <= 0.17 (the seed's) reads its config."""
+        form = {"value": value, **({"ttl": str(ttl_s)} if ttl_s else {})}
+        errors = []
+        for endpoint in self.endpoints:
+            request = urllib.request.Request(endpoint.rstrip("/") + "/v2/keys" + key, method="PUT",
+                                             data=urllib.parse.urlencode(form).encode())
+            try:
+                with urllib.request.urlopen(request, timeout=self.timeout):
+                    return
+            except (urllib.error.URLError, OSError) as exc:
+                errors.append(f"{endpoint}: {exc}")
+        raise EtcdError("; ".join(errors))
 
     def get(self, key: str) -> str | None:
         kvs = self._post("/v3/kv/range", {"key": _b64(key)}).get("kvs", [])

@@ -40,6 +40,11 @@ def log(msg: str) -> None:
     sys.stderr.flush()
 
 
+def subnet_of_key(key: str) -> ipaddress.IPv4Network:
+    """flannel's lease key `<prefix>/subnets/10.1.93.0-24` -> 10.1.93.0/24."""
+    return ipaddress.ip_network(key.rsplit("/", 1)[-1].replace("-", "/"))
+
+
 def decrement_ttl(buf: bytearray) -> bool:
     """Decrement the IPv4 TTL in place and patch the header checksum; False when the packet must die."""
     ttl = buf[8]
@@ -94,7 +99,7 @@ class LeaseTable:
         routes = {}
         for key, value in self.etcd.get_prefix(f"{self.prefix}/subnets/").items():
             try:
-                net = ipaddress.ip_network(key.rsplit("/", 1)[-1].replace("-", "/"))
+                net = subnet_of_key(key)
                 public_ip = json.loads(value)["PublicIP"]
             except (ValueError, KeyError):
                 continue
@@ -137,15 +142,8 @@ def tun_to_udp(tun: int, sock: socket.socket, table: LeaseTable, tun_ip: bytes, 
             if reply:
                 os.write(tun, reply)
             continue
-        # decrement_ttl, inlined: this loop runs once per packet
-        ttl = buf[8]
-        if ttl <= 1:
+        if not decrement_ttl(buf):
             continue
-        buf[8] = ttl - 1
-        check = ((buf[10] << 8) | buf[11]) + 0x100
-        check = (check & 0xFFFF) + (check >> 16)
-        buf[10] = check >> 8
-        buf[11] = check & 0xFF
         try:
             sendto(view[:n], peer)
         except OSError:
@@ -159,16 +157,8 @@ def udp_to_tun(tun: int, sock: socket.socket, mtu: int) -> None:
     write = os.write
     while True:
         n = recv_into(buf)
-        if n < 20:
+        if n < 20 or not decrement_ttl(buf):
             continue
-        ttl = buf[8]
-        if ttl <= 1:
-            continue
-        buf[8] = ttl - 1
-        check = ((buf[10] << 8) | buf[11]) + 0x100
-        check = (check & 0xFFFF) + (check >> 16)
-        buf[10] = check >> 8
-        buf[11] = check & 0xFF
         try:
             write(tun, view[:n])
         except OSError:
@@ -204,31 +194,36 @@ def main(argv: list[str] | None = None) -> int:
         time.sleep(0.2)
 
     network = ipaddress.ip_network(config["Network"])
-    subnet = ipaddress.ip_network(own[0].rsplit("/", 1)[-1].replace("-", "/"))
+    port = int(config.get("Backend", {}).get("Port", args.port))  # flannel reads Backend.Port
+    subnet = subnet_of_key(own[0])
     with open(f"/sys/class/net/{args.iface}/mtu") as f:
         mtu = int(f.read()) - 28
-    table = LeaseTable(etcd, args.etcd_prefix, args.public_ip, args.port, int(config.get("SubnetLen", 24)))
+    table = LeaseTable(etcd, args.etcd_prefix, args.public_ip, port, int(config.get("SubnetLen", 24)))
     table.refresh()
-
-    tun = open_tun(args.tun)
-    # flannel0 holds the lease's network address with the whole Network's prefix (10.1.93.0/16, as in
-    # the seed's ifconfig), so the kernel routes every other pod subnet into the tunnel.
-    tun_addr = f"{subnet.network_address}/{network.prefixlen}"
-    for cmd in (
-        ["ip", "addr", "add", tun_addr, "dev", args.tun],
-        ["ip", "link", "set", "dev", args.tun, "mtu", str(mtu), "up"],
-    ):
-        subprocess.run(cmd, check=True)
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     for opt in (socket.SO_RCVBUF, socket.SO_SNDBUF):
         sock.setsockopt(socket.SOL_SOCKET, opt, 4 << 20)
-    sock.bind((args.public_ip, args.port))
+    sock.bind((args.public_ip, port))
 
+    tun = open_tun(args.tun)
+    # flannel0 holds the lease's network address with the whole Network's prefix (10.1.93.0/16, as in
+    # the seed's ifconfig and flannel's udp backend), so the kernel routes every other pod subnet
+    # into the tunnel. The address comes last: once it is there, the daemon is ready.
+    tun_addr = f"{subnet.network_address}/{network.prefixlen}"
+    for cmd in (
+        ["ip", "link", "set", "dev", args.tun, "mtu", str(mtu), "up"],
+        ["ip", "addr", "add", tun_addr, "dev", args.tun],
+    ):
+        subprocess.run(cmd, check=True)
+
+    parent = os.getpid()
     child = os.fork()
     if child == 0:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(0)
         udp_to_tun(tun, sock, mtu)
         os._exit(0)
 
@@ -239,7 +234,7 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     threading.Thread(target=table.watch, args=(args.retry,), daemon=True).start()
-    log(f"ready: {args.tun} {tun_addr} mtu {mtu}, udp {args.public_ip}:{args.port}, subnet {subnet}")
+    log(f"ready: {args.tun} {tun_addr} mtu {mtu}, udp {args.public_ip}:{port}, subnet {subnet}")
     tun_to_udp(tun, sock, table, subnet.network_address.packed, mtu)
     return 0
 

@@ -5,6 +5,8 @@ created, and cleanup.clean() can still find everything from names alone after a 
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import ipaddress
 import json
 import os
@@ -15,9 +17,10 @@ from typing import Callable, Iterator
 
 import yaml
 from pyroute2 import IPRoute, netns
+from pyroute2.netlink.exceptions import NetlinkError
 
 from netbench import flannel, pods
-from netbench.errors import UserError
+from netbench.errors import LabError, UserError
 from netbench.flannel import Mode, SubnetEnv
 from netbench.lab import cleanup, datapaths, linkem
 from netbench.lab.daemons import (
@@ -26,10 +29,11 @@ from netbench.lab.daemons import (
     Sshd,
     SshKeys,
     install_probes,
-    stop_pid,
+    stop_daemon,
     tcp_banner,
 )
 from netbench.lab.node import LabNode
+from netbench.lab.procs import alive, cmdline, in_netns
 from netbench.lab.state import LabState
 from netbench.lab.topology import (
     BRIDGE,
@@ -42,13 +46,61 @@ from netbench.lab.topology import (
     LabTopology,
     default_state_dir,
 )
-from probes.etcdv3 import Etcd
+from netbench.remote import script
+from probes.etcdv3 import Etcd, EtcdError
 
 Step = Callable[[str], None]
 
 
 def _quiet(_: str) -> None:
     pass
+
+
+LOCK_FILE = Path("/run/lock/netbench-lab.lock")
+# The switch lets the root namespace's management veth talk to the nodes' underlay addresses and
+# nothing else: without it a pod could reach the root namespace through its node (ip_forward), and
+# the reply to its 10.1.x.x address would follow the host's default route out of the machine.
+MGMT_GUARD = f"""table bridge nb_guard {{
+  chain forward {{
+    type filter hook forward priority 0; policy accept;
+    iifname "mgmt" ether type != {{ ip, arp }} drop
+    oifname "mgmt" ether type != {{ ip, arp }} drop
+    iifname "mgmt" ip saddr != {UNDERLAY} drop
+    iifname "mgmt" ip daddr != {UNDERLAY} drop
+    oifname "mgmt" ip saddr != {UNDERLAY} drop
+    oifname "mgmt" ip daddr != {UNDERLAY} drop
+  }}
+}}
+"""
+
+
+def _lab_errors(method):
+    """Kernel, etcd and tool failures become LabErrors naming the step: a message, not a traceback."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return method(self, *args, **kwargs)
+        except NetlinkError as exc:
+            raise LabError(f"lab {method.__name__}: netlink refused an operation: {exc}") from exc
+        except EtcdError as exc:
+            raise LabError(f"lab {method.__name__}: etcd: {exc}") from exc
+        except subprocess.CalledProcessError as exc:
+            raise LabError(f"lab {method.__name__}: `{' '.join(map(str, exc.cmd))}` exited {exc.returncode}") from exc
+        except FileNotFoundError as exc:
+            raise LabError(f"lab {method.__name__}: {exc.filename} not found (run `make setup`)") from exc
+    return wrapper
+
+
+@contextmanager
+def lab_lock() -> Iterator[None]:
+    """One state-changing lab command at a time on this machine."""
+    LOCK_FILE.parent.mkdir(parents=True, exist_ok=True)
+    with open(LOCK_FILE, "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise UserError(f"another netbench lab command is running (lock {LOCK_FILE})") from None
+        yield
 
 
 def require_root() -> None:
@@ -98,6 +150,12 @@ class Lab:
             leftovers = cleanup.lab_namespaces()
             hint = f" (leftovers found: {', '.join(leftovers)}; `netbench lab down` removes them)" if leftovers else ""
             raise UserError(f"no lab is up (state file {self.state_file}); start one with `netbench lab up`{hint}")
+        stale = [n.name for n in self.state.nodes
+                 if not (alive(n.holder_pid) and in_netns(n.holder_pid, f"/run/netns/{n.spec.netns}")
+                         and f"nb-node:{n.name}" in cmdline(n.holder_pid))]
+        if stale:
+            raise UserError(f"the lab in {self.state_file} is not running any more (nodes {', '.join(stale)} are "
+                            "gone, e.g. after a reboot); `netbench lab down` clears it")
         return self.state
 
     def _save(self) -> None:
@@ -106,6 +164,10 @@ class Lab:
     # -- up ----------------------------------------------------------------------------------
     def up(self, topo: LabTopology, step: Step = _quiet) -> None:
         require_root()
+        with lab_lock():
+            self._up(topo, step)
+
+    def _up(self, topo: LabTopology, step: Step) -> None:
         if self.state is not None or self.state_error or cleanup.lab_namespaces():
             raise UserError(
                 f"a lab (or what is left of one) already exists: state {self.state_file}, namespaces "
@@ -114,15 +176,19 @@ class Lab:
         linkem.check_supported(topo.link)
         self._check_root_free()
         self._check_state_dir()
-        self.dir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.dir, 0o755)
+        if self.dir.exists() and any(self.dir.iterdir()) and not cleanup.is_lab_dir(self.dir):
+            raise UserError(f"{self.dir} exists and is not a netbench lab directory; choose another "
+                            "NETBENCH_LAB_DIR (the lab removes its directory on `lab down`)")
+        self.dir.mkdir(mode=0o755, parents=True, exist_ok=True)  # sshd's StrictModes checks every parent
+        (self.dir / cleanup.MARKER).touch()
         self.state = LabState.from_topology(topo)
         self._save()
         try:
-            self._build(topo, step)
+            _lab_errors(Lab._build)(self, topo, step)
         except BaseException:
             step("build failed: removing what was built")
-            self.down()
+            cleanup.clean(self.dir)
+            self.state = None
             raise
 
     def _check_root_free(self) -> None:
@@ -160,7 +226,9 @@ class Lab:
             idx = ipr.link_lookup(ifname=MGMT_LINK)[0]
             ipr.addr("add", index=idx, address=MGMT_ADDRESS, prefixlen=UNDERLAY.prefixlen)
             ipr.link("set", index=idx, state="up")
-        self._plug(SWITCH_NS, "mgmt")
+        self._plug("mgmt")
+        subprocess.run(["ip", "netns", "exec", SWITCH_NS, "nft", "-f", "-"], input=MGMT_GUARD, text=True,
+                       check=True, capture_output=True)
 
         step("node namespaces")
         for node in nodes:
@@ -185,9 +253,6 @@ class Lab:
         etcd_server.ready(etcd_node)
 
         step("flannel network config and leases in etcd")
-        etcd = Etcd(topo.etcd_endpoint)
-        etcd.put(f"{flannel.DEFAULT_PREFIX}/config",
-                 flannel.dumps(flannel.network_config(str(POD_NETWORK), topo.mode)))
         state.mode = topo.mode.value
         state.phase = "up"  # the data path below uses the normal (up-lab) code paths
         self._save()
@@ -207,7 +272,7 @@ class Lab:
         self.state.record("netns", name, self.state_file)
         netns.create(name)
 
-    def _plug(self, ns: str, ifname: str) -> None:
+    def _plug(self, ifname: str) -> None:
         with IPRoute(netns=SWITCH_NS) as sw:
             br = sw.link_lookup(ifname=SWITCH_BRIDGE)[0]
             sw.link("set", index=sw.link_lookup(ifname=ifname)[0], master=br, state="up")
@@ -216,7 +281,7 @@ class Lab:
         spec = node.spec
         with IPRoute(netns=SWITCH_NS) as sw:
             sw.link("add", ifname=spec.name, kind="veth", peer={"ifname": "eth0", "net_ns_fd": spec.netns})
-        self._plug(SWITCH_NS, spec.name)
+        self._plug(spec.name)
         with node.ipr() as ipr:
             ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
             eth0 = ipr.link_lookup(ifname="eth0")[0]
@@ -233,7 +298,6 @@ class Lab:
                             gateway=node.spec.bridge_address.split("/")[0], mtu=mtu)
 
     def _create_pod(self, node: LabNode, index: int, mtu: int) -> None:
-        from netbench.remote import script
         node.run(script(pods.create_commands(self._pod_spec(node, index, mtu))))
 
     def pods(self, node: LabNode) -> list[pods.PodSpec]:
@@ -256,29 +320,30 @@ class Lab:
     # -- modes -------------------------------------------------------------------------------
     def set_mode(self, mode: Mode, step: Step = _quiet) -> None:
         require_root()
-        self._require()
-        step(f"switching {self.mode.value} -> {mode.value}")
-        self._apply_mode(mode, fresh=False)
+        with lab_lock():
+            self._require()
+            step(f"switching {self.mode.value} -> {mode.value}")
+            _lab_errors(Lab._apply_mode)(self, mode, fresh=False)
 
     def _apply_mode(self, mode: Mode, fresh: bool) -> None:
         state = self.state
         nodes = self.nodes
         if not fresh:
             for node in nodes:
-                stop_pid(state.node(node.name).daemons.pop("flannel-udp", None))
+                stop_daemon(state.node(node.name).daemons.pop("flannel-udp", None), node)
                 datapaths.clear(node)
             self._save()
         mtu = mode.mtu()
         # etcd first: the config and leases say what the data path is (flannel reads them to build it).
         etcd = self.etcd
-        etcd.put(f"{flannel.DEFAULT_PREFIX}/config", flannel.dumps(flannel.network_config(str(POD_NETWORK), mode)))
+        _put_both(etcd, f"{flannel.DEFAULT_PREFIX}/config", flannel.network_config(str(POD_NETWORK), mode))
         vtep = {}
         if mode is Mode.vxlan:
             vtep = {node.name: datapaths.create_vxlan(node, mtu) for node in nodes}
         lease_id = etcd.grant(flannel.LEASE_TTL_S)
         for node in nodes:
             value = flannel.lease_value(node.spec.address, mode, vtep.get(node.name))
-            etcd.put(flannel.subnet_key(flannel.DEFAULT_PREFIX, node.spec.subnet), flannel.dumps(value), lease_id)
+            _put_both(etcd, flannel.subnet_key(flannel.DEFAULT_PREFIX, node.spec.subnet), value, lease_id)
             env = SubnetEnv(network=str(POD_NETWORK), subnet=node.spec.bridge_address, mtu=mtu)
             path = node.path("/run/flannel/subnet.env")
             path.parent.mkdir(exist_ok=True)
@@ -308,17 +373,18 @@ class Lab:
             ipr.link("set", index=ipr.link_lookup(ifname=BRIDGE)[0], mtu=mtu)
         commands = [c for pod in self.pods(node) for c in pods.set_mtu_commands(pod, mtu)]
         if commands:
-            from netbench.remote import script
             node.run(script(commands))
 
     # -- down --------------------------------------------------------------------------------
     def down(self) -> cleanup.CleanupReport:
         require_root()
-        report = cleanup.clean(self.dir)
+        with lab_lock():
+            report = cleanup.clean(self.dir)
         self.state = None
         return report
 
     # -- status ------------------------------------------------------------------------------
+    @_lab_errors
     def status(self) -> dict:
         state = self._require()
         etcd_ok = self.etcd.healthy()
@@ -333,7 +399,7 @@ class Lab:
                 routes = [r for r in ipr.get_routes(family=2, table=254)
                           if r.get_attr("RTA_DST") and ipaddress.ip_address(r.get_attr("RTA_DST")) in POD_NETWORK]
                 devices = [d for d in ("flannel0", "flannel.1") if ipr.link_lookup(ifname=d)]
-            daemons = {name: _pid_alive(pid) and _serving(name, node, devices, etcd_ok)
+            daemons = {name: alive(pid) and _serving(name, node, devices, etcd_ok)
                        for name, pid in ns.daemons.items()}
             rows.append({
                 "name": node.name, "address": node.spec.address, "subnet": node.spec.subnet,
@@ -352,6 +418,12 @@ class Lab:
         return self.node(node).enter(argv)
 
 
+def _put_both(etcd: Etcd, key: str, value: dict, lease_id: str | None = None) -> None:
+    """flannel >= 0.18 reads the v3 store, flannel <= 0.17 (the seed's) the v2 one: write both."""
+    etcd.put(key, flannel.dumps(value), lease_id)
+    etcd.put_v2(key, flannel.dumps(value), flannel.LEASE_TTL_S if lease_id else None)
+
+
 def _serving(daemon: str, node: LabNode, devices: list[str], etcd_ok: bool) -> bool:
     """Whether a daemon does its job, seen from outside: a banner, an answer, a device."""
     if daemon == "sshd":
@@ -361,13 +433,6 @@ def _serving(daemon: str, node: LabNode, devices: list[str], etcd_ok: bool) -> b
     if daemon == "flannel-udp":
         return "flannel0" in devices
     return True
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 @contextmanager

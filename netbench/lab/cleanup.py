@@ -16,9 +16,11 @@ from pathlib import Path
 
 from pyroute2 import IPRoute, netns
 
-from netbench.lab.topology import PREFIX
+from netbench.lab.procs import alive
+from netbench.lab.topology import MGMT_LINK, PREFIX
 
 NETNS_DIR = Path("/run/netns")
+MARKER = ".netbench-lab"  # a state dir is removed only when it carries this
 
 
 @dataclass
@@ -38,10 +40,9 @@ def lab_namespaces() -> list[str]:
 
 
 def root_links() -> list[str]:
+    """The lab's links in the root namespace: only the management veth (other nb- names are not ours)."""
     with IPRoute() as ipr:
-        return sorted(
-            name for link in ipr.get_links() if (name := link.get("ifname", "")).startswith(PREFIX)
-        )
+        return sorted(name for link in ipr.get_links() if (name := link.get("ifname", "")) == MGMT_LINK)
 
 
 def _ns_id(path: str | Path) -> tuple[int, int] | None:
@@ -85,36 +86,35 @@ def lab_processes(namespaces: list[str]) -> list[int]:
 
 
 def kill_all(pids: list[int], grace_s: float = 1.0) -> None:
-    for pid in pids:
-        try:
-            os.kill(pid, signal.SIGTERM)
-        except ProcessLookupError:
-            pass
-    deadline = time.monotonic() + grace_s
-    alive = list(pids)
-    while alive and time.monotonic() < deadline:
-        time.sleep(0.05)
-        alive = [p for p in alive if _alive(p)]
-    for pid in alive:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    """SIGTERM, a grace period, SIGKILL, and wait until every one of them is really gone."""
+    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 3.0)):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait_s
+        while (pids := [p for p in pids if alive(p)]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not pids:
+            return
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
+def is_lab_dir(path: Path) -> bool:
+    return (path / MARKER).exists() or (path / "state.json").exists()
 
 
 def clean(state_dir: Path | None = None) -> CleanupReport:
     """Remove every lab namespace, process and root link; then the state directory. Idempotent."""
     report = CleanupReport(namespaces=lab_namespaces())
-    report.killed = lab_processes(report.namespaces)
-    kill_all(report.killed)
+    # Rescan until quiet: a process forked while we were killing (an sshd session, the udp daemon's
+    # second half) must not survive in a namespace whose name is about to disappear.
+    for _ in range(5):
+        pids = lab_processes(report.namespaces)
+        if not pids:
+            break
+        kill_all(pids)
+        report.killed += [p for p in pids if p not in report.killed]
     for name in report.namespaces:
         try:
             netns.remove(name)
@@ -126,7 +126,7 @@ def clean(state_dir: Path | None = None) -> CleanupReport:
             for name in report.links:
                 for index in ipr.link_lookup(ifname=name):
                     ipr.link("del", index=index)
-    if state_dir and state_dir.exists():
+    if state_dir and state_dir.exists() and is_lab_dir(state_dir):
         shutil.rmtree(state_dir)
         report.dirs.append(str(state_dir))
     return report

@@ -15,9 +15,13 @@ from pathlib import Path
 
 from netbench.errors import LabError
 from netbench.lab.node import LabNode
+from netbench.lab.procs import alive, in_netns
 from probes.etcdv3 import Etcd
 
 PROBES_DIR = Path(__file__).resolve().parents[2] / "probes"
+# Node-side programs need only a python3, as on a real node; ours may be a venv under /tmp, which
+# nodes cannot see (each mounts its own /tmp).
+NODE_PYTHON = "/usr/bin/python3" if Path("/usr/bin/python3").exists() else sys.executable
 
 
 def install_probes(state_dir: Path) -> Path:
@@ -39,33 +43,37 @@ def wait_for(what: str, check, timeout: float, node: LabNode, log: str | None = 
         time.sleep(0.02)
 
 
-def stop_pid(pid: int | None, timeout: float = 2.0) -> None:
-    if not pid:
+def stop_daemon(pid: int | None, node: LabNode, timeout: float = 2.0) -> None:
+    """Stop a daemon and everything it forked (spawn gave it its own process group), but only if
+    the pid still is that daemon in this node: a recorded pid may belong to someone else by now."""
+    if not pid or not in_netns(pid, f"/run/netns/{node.spec.netns}"):
         return
-    try:
-        os.kill(pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    for sig, wait_s in ((signal.SIGTERM, timeout), (signal.SIGKILL, 2.0)):
         try:
-            os.waitpid(pid, os.WNOHANG)  # reap when it is our child
-        except ChildProcessError:
-            pass
-        if not Path(f"/proc/{pid}").exists() or _zombie(pid):
+            os.killpg(pid, sig)
+        except ProcessLookupError:
             return
-        time.sleep(0.02)
-    try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+        deadline = time.monotonic() + wait_s
+        while time.monotonic() < deadline:
+            try:
+                os.waitpid(pid, os.WNOHANG)  # reap when it is our child
+            except ChildProcessError:
+                pass
+            if not any(alive(p) and os.getpgid(p) == pid for p in _group_members(pid)):
+                return
+            time.sleep(0.02)
 
 
-def _zombie(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
-    except OSError:
-        return True
+def _group_members(pgid: int) -> list[int]:
+    members = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if os.getpgid(int(entry.name)) == pgid:
+                    members.append(int(entry.name))
+            except OSError:
+                pass
+    return members
 
 
 def tcp_banner(address: str, port: int, timeout: float = 0.5) -> bytes:
@@ -170,7 +178,7 @@ class EtcdServer:
             "--initial-advertise-peer-urls", "http://127.0.0.1:2380",
             "--initial-cluster", f"{node.name}=http://127.0.0.1:2380",
             "--initial-cluster-state", "new",
-            "--enable-v2=true",  # flannel <= 0.17 (the seed's) speaks the v2 API
+            "--enable-v2=true",  # flannel <= 0.17 (the seed's) reads the v2 store; the lab writes both
             "--log-level", "warn",
         ])
 
@@ -188,7 +196,7 @@ class FlannelUdp:
         self.etcd_endpoint, self.prefix, self.probes_dir = etcd_endpoint, prefix, probes_dir
 
     def argv(self, node: LabNode) -> list[str]:
-        return [sys.executable, str(self.probes_dir / "flannel_udp.py"), "--etcd-endpoints", self.etcd_endpoint,
+        return [NODE_PYTHON, str(self.probes_dir / "flannel_udp.py"), "--etcd-endpoints", self.etcd_endpoint,
                 "--etcd-prefix", self.prefix, "--public-ip", node.spec.address, "--iface", "eth0"]
 
     def start(self, node: LabNode) -> int:

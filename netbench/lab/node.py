@@ -109,7 +109,7 @@ class LabNode:
             return ""
 
     def ipr(self) -> IPRoute:
-        return IPRoute(netns=self.spec.netns)
+        return IPRoute(netns=self.spec.netns, flags=0)  # flags=0: fail, don't create, if it is gone
 
     def path(self, node_path: str) -> Path:
         """Where a node path (/run/flannel/subnet.env) lives on the host."""

@@ -173,3 +173,37 @@ def test_status_notices_a_dead_daemon():
         assert n2["daemons"] == {"sshd": True, "flannel-udp": False}
     finally:
         lab.down()
+
+
+def test_stale_state_after_the_namespaces_vanished_is_refused_not_acted_on():
+    assert netbench("lab", "up", "--nodes", "2").returncode == 0
+    # what a reboot does: /run (namespaces, processes) gone, /var/lib (the state file) kept
+    cleanup.clean(None)
+    assert (default_state_dir() / "state.json").exists()
+    for args in (("lab", "status"), ("lab", "mode", "vxlan"), ("lab", "exec", "n1", "--", "true")):
+        proc = netbench(*args)
+        assert proc.returncode == 2 and "not running any more" in proc.stderr, (args, proc.stderr)
+    assert cleanup.lab_namespaces() == []  # nothing was re-created by looking
+    assert netbench("lab", "down").returncode == 0
+    assert leftovers() == NOTHING
+
+
+def test_a_foreign_state_dir_is_neither_used_nor_deleted(tmp_path_factory):
+    foreign = Path("/var/lib/netbench-test-foreign")
+    foreign.mkdir(exist_ok=True)
+    (foreign / "precious.txt").write_text("keep me")
+    env = {**os.environ, "NETBENCH_LAB_DIR": str(foreign)}
+    try:
+        up = subprocess.run([sys.executable, "-m", "netbench", "lab", "up"], capture_output=True, text=True, env=env)
+        assert up.returncode == 2 and "not a netbench lab directory" in up.stderr
+        down = subprocess.run([sys.executable, "-m", "netbench", "lab", "down"], capture_output=True, text=True,
+                              env=env)
+        assert down.returncode == 0
+        assert (foreign / "precious.txt").read_text() == "keep me"
+        tmp = subprocess.run([sys.executable, "-m", "netbench", "lab", "up"], capture_output=True, text=True,
+                             env={**os.environ, "NETBENCH_LAB_DIR": "/tmp/nb-lab"})
+        assert tmp.returncode == 2 and "cannot live under /tmp" in tmp.stderr
+        assert leftovers() == NOTHING
+    finally:
+        (foreign / "precious.txt").unlink()
+        foreign.rmdir()

@@ -2,10 +2,12 @@
 a whole node (hostname, its own /run/flannel/subnet.env) when reached over SSH."""
 
 import json
+import subprocess
+import time
 
 import paramiko
 import pytest
-from scapy.layers.inet import ICMP, IP, IPerror
+from scapy.layers.inet import ICMP, IP, UDP, IPerror
 
 from netbench.flannel import Mode, SubnetEnv
 from tests.lab.helpers import capture, ping, pod_ip
@@ -124,3 +126,55 @@ def test_udp_daemon_answers_net_unreachable_for_an_unleased_subnet(in_mode):
     # Like flannel's, the reply comes from flannel0's own address, so the kernel drops it as a martian
     # (accept_local=0) before the pod sees it: real flannel clusters behave the same way.
     assert ping(lab, "n1", pod_ip(lab, "n2")).ok  # leased subnets still work
+
+
+def test_etcd_v2_store_mirrors_the_config_for_old_flannel(in_mode):
+    lab = in_mode(Mode.host_gw)
+    n1 = lab.node("n1")
+    out = n1.run(["env", "ETCDCTL_API=2", "etcdctl", f"--endpoints=http://{n1.spec.address}:2379", "get",
+                  "/coreos.com/network/config"]).stdout
+    assert json.loads(out)["Backend"] == {"Type": "host-gw"}
+
+
+def test_management_veth_reaches_nodes_but_pods_cannot_reach_the_root_namespace(lab):
+    n1 = lab.node("n1")
+    assert n1.run(["ping", "-n", "-c", "1", "-W", "1", "198.18.0.254"], check=False).ok  # node -> host: allowed
+    from_pod = n1.run(["ip", "netns", "exec", "nb-pod1", "ping", "-n", "-c", "2", "-i", "0.2", "-W", "1",
+                       "198.18.0.254"], check=False)
+    assert not from_pod.ok, "a pod's packet reached the root namespace"
+    # the rule lives in the switch namespace, where the lab owns the bridge
+    rules = subprocess.run(["ip", "netns", "exec", "nb-sw", "nft", "list", "table", "bridge", "nb_guard"],
+                           capture_output=True, text=True, check=True).stdout
+    assert 'iifname "mgmt" ip saddr != 198.18.0.0/24 drop' in rules
+
+
+def test_static_routes_are_marked_static_and_host_gw_routes_are_not(in_mode):
+    for mode, proto in ((Mode.static, "static"), (Mode.host_gw, None)):
+        lab = in_mode(mode)
+        via_n3 = ["ip", "-j", "route", "show", "via", lab.node("n3").spec.address]
+        routes = json.loads(lab.node("n2").run(via_n3).stdout)
+        assert [r.get("protocol") for r in routes] == [proto], routes
+
+
+def test_udp_daemon_follows_a_new_lease_without_restarting(in_mode):
+    lab = in_mode(Mode.udp)
+    n1, n3 = lab.node("n1"), lab.node("n3")
+    pids_before = dict(lab.state.node("n1").daemons)
+    leased = {n.spec.subnet for n in lab.nodes}
+    subnet = next(f"10.1.{i}.0/24" for i in range(254, 1, -1) if f"10.1.{i}.0/24" not in leased)
+    key = f"/coreos.com/network/subnets/{subnet.replace('/', '-')}"
+    target = subnet.replace(".0/24", ".9")
+    lab.etcd.put(key, json.dumps({"PublicIP": n3.spec.address, "BackendType": "udp", "BackendData": None}))
+    try:
+        send = f"import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.sendto(b'x',({target!r},9))\n"
+        deadline = time.monotonic() + 5
+        while True:
+            with capture(n1, "eth0", "udp port 8285") as packets:
+                n1.run(["ip", "netns", "exec", "nb-pod1", "python3", "-c", send])
+            tunnelled = [p for p in packets if p[IP].dst == n3.spec.address and IP(bytes(p[UDP].payload)).dst == target]
+            if tunnelled or time.monotonic() > deadline:
+                break
+        assert tunnelled, "the new lease's subnet was not sent to its PublicIP"
+        assert lab.state.node("n1").daemons == pids_before
+    finally:
+        lab.etcd.delete_prefix(key)
