@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -117,6 +118,139 @@ def lab_exec(
         raise UserError("no command given: netbench lab exec NODE -- COMMAND…")
     proc = subprocess.run(Lab().exec_argv(node, command, pod))
     raise typer.Exit(proc.returncode)
+
+
+def _csv(value: str | None) -> tuple[str, ...]:
+    return tuple(v.strip() for v in value.split(",") if v.strip()) if value else ()
+
+
+def _pairs(value: str | None) -> list[tuple[str, str]] | None:
+    if not value:
+        return None
+    pairs = []
+    for item in _csv(value):
+        a, sep, b = item.partition(":")
+        if not sep or not a or not b:
+            raise UserError(f"--pairs: {item!r} is not SRC:DST")
+        pairs.append((a, b))
+    return pairs
+
+
+@app.command("run")
+def run_cmd(
+    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help="cluster inventory (default: the lab's)"),
+    out: Path = typer.Option(Path("reports"), help="where run directories are written"),
+    samples: int = typer.Option(200, help="latency samples per pair and test"),
+    interval: float = typer.Option(0.01, help="seconds between latency samples"),
+    size: int = typer.Option(64, help="latency payload bytes"),
+    duration: float = typer.Option(3.0, help="seconds per iperf3 test"),
+    repeats: int = typer.Option(3, help="iperf3 repeats per pair and test (median and spread)"),
+    streams: int = typer.Option(4, help="parallel TCP streams for tcp_multi"),
+    udp_rate: str = typer.Option("500M", help="iperf3 UDP target rate"),
+    scenarios: Optional[str] = typer.Option(None, help="comma list: pod-pod,pod-pod-same-node,host-host"),
+    tests: Optional[str] = typer.Option(None, help="comma list: udp_rr,icmp,tcp,tcp_multi,udp"),
+    pairs: Optional[str] = typer.Option(None, help="only these pairs, e.g. n1:n2,n2:n3"),
+    parallel_pairs: bool = typer.Option(False, help="throughput of disjoint pairs at once (independent links)"),
+    accept_new_host_keys: bool = typer.Option(False, help="add unknown host keys to known_hosts (never changed ones)"),
+    command_timeout: Optional[float] = typer.Option(None, help="seconds before a remote command is abandoned"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Measure latency and throughput between every pair of nodes (pods and hosts)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from netbench import cluster
+    from netbench.plan import LATENCY_TESTS, SCENARIOS, THROUGHPUT_TESTS
+    from netbench.run import RunOptions, Session, summary
+
+    inv, nodes = cluster.load(inventory, command_timeout)
+    try:
+        options = RunOptions(samples=samples, interval=interval, size=size, duration=duration, repeats=repeats,
+                             streams=streams, udp_rate=udp_rate, scenarios=_csv(scenarios) or SCENARIOS,
+                             tests=_csv(tests) or LATENCY_TESTS + THROUGHPUT_TESTS, parallel_pairs=parallel_pairs,
+                             pairs=_pairs(pairs))
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    progress = Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=err, transient=as_json)
+    session = Session(nodes, str(inv.cluster.pod_network), options, out, inv.redacted(), label=inv.cluster.name,
+                      accept_new_host_keys=accept_new_host_keys)
+    try:
+        session.estimate_steps()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    with progress:
+        task = progress.add_task("connecting", total=session.estimate_steps())
+        session.progress = lambda what, n: progress.update(task, description=what[:40], advance=n)
+        outcome = session.execute()
+    df = outcome.run_dir.frame()
+    rows = summary(df)
+    if as_json:
+        print(json.dumps({"run_dir": str(outcome.run_dir.path), "mode": outcome.mode, "summary": rows,
+                          "failures": [f.__dict__ for f in outcome.failures], "nodes_down": outcome.nodes_down},
+                         indent=2))
+    else:
+        _print_summary(rows, outcome)
+    raise typer.Exit(outcome.exit_code)
+
+
+def _print_summary(rows: list[dict], outcome) -> None:
+    base = {r["test"]: r for r in rows if r["scenario"] == "host-host"}
+    table = Table(title=f"run {outcome.run_dir.run_id}: mode {outcome.mode} (medians over pairs and repeats)")
+    for col in ("scenario", "test", "pairs", "p50 µs", "p99 µs", "Gbit/s", "vs host", "loss %", "retrans"):
+        table.add_column(col, justify="right" if col not in ("scenario", "test") else "left")
+
+    def fmt(value, spec):
+        return format(value, spec) if value is not None else "-"
+    for r in rows:
+        ratio = None
+        if "gbps" in r and base.get(r["test"], {}).get("gbps"):
+            ratio = r["gbps"] / base[r["test"]]["gbps"]
+        table.add_row(r["scenario"], r["test"], str(r["pairs"]), fmt(r.get("rtt_p50_us"), ".0f"),
+                      fmt(r.get("rtt_p99_us"), ".0f"), fmt(r.get("gbps"), ".3f"), fmt(ratio, ".2f"),
+                      fmt(r.get("loss_pct"), ".1f"), fmt(r.get("retransmits"), ".0f"))
+    console.print(table)
+    for f in outcome.failures:
+        console.print(f"[red]failed[/] {f.where} {f.what}: {f.cause}")
+    console.print(f"results: {outcome.run_dir.path}")
+
+
+@app.command("doctor")
+def doctor_cmd(
+    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help="cluster inventory (default: the lab's)"),
+    accept_new_host_keys: bool = typer.Option(False, help="add unknown host keys to known_hosts (never changed ones)"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Per node: tools, privileges, forwarding, interfaces, routes to every peer pod subnet, the flannel
+    lease, and the data path detected, with the evidence."""
+    from netbench import cluster, doctor
+
+    inv, nodes = cluster.load(inventory)
+    report = doctor.examine(inv, nodes, accept_new_host_keys)
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        doctor.render(report, console)
+    raise typer.Exit(0 if report["healthy"] else 1)
+
+
+@app.command("clean")
+def clean_cmd(
+    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help="cluster inventory (default: the lab's)"),
+    accept_new_host_keys: bool = typer.Option(False, help="add unknown host keys to known_hosts (never changed ones)"),
+) -> None:
+    """Remove probe pods and processes a killed run left on the nodes."""
+    from netbench import cluster, probes
+    from netbench.fleet import Fleet
+
+    _, nodes = cluster.load(inventory)
+    with Fleet([n.target for n in nodes], accept_new_host_keys) as fleet:
+        result = fleet.each(probes.clean)
+    for name, value in result.items():
+        if isinstance(value, BaseException):
+            console.print(f"[red]{name}[/]: {value}")
+        else:
+            console.print(f"{name}: removed {value['pods']} probe pods, {value['processes']} processes")
+    raise typer.Exit(0 if result.ok else 1)
 
 
 def _print_status(status: dict) -> None:

@@ -1,0 +1,109 @@
+"""`netbench doctor`: what each node has and how it reaches its peers, as data first, then printed."""
+
+from __future__ import annotations
+
+import json
+
+from rich.console import Console
+from rich.table import Table
+
+from netbench import facts, flannel
+from netbench.fleet import Fleet
+from netbench.inventory import Inventory
+from netbench.run import NodeSpecIn
+from probes.etcdv3 import Etcd, EtcdError
+
+
+def _leases(inv: Inventory) -> dict[str, dict] | None:
+    """flannel's leases straight from etcd when it answers from here (the lab's does); else None."""
+    if not inv.cluster.etcd:
+        return None
+    prefix = inv.cluster.etcd.prefix
+    try:
+        raw = Etcd(list(inv.cluster.etcd.endpoints), timeout=2).get_prefix(f"{prefix}/subnets/")
+    except EtcdError:
+        return None
+    return {flannel.subnet_from_key(k): json.loads(v) for k, v in raw.items()}
+
+
+def examine(inv: Inventory, nodes: list[NodeSpecIn], accept_new_host_keys: bool = False) -> dict:
+    with Fleet([n.target for n in nodes], accept_new_host_keys) as fleet:
+        raws = fleet.each(facts.gather)
+        sudo = fleet.each(lambda c: c.run(["true"], check=False).ok)
+    specs = {n.target.name: n for n in nodes}
+    report: dict = {"nodes": {}, "healthy": True, "leases": _leases(inv)}
+    node_facts: dict[str, facts.NodeFacts] = {}
+    for name, raw in raws.items():
+        if isinstance(raw, BaseException):
+            report["nodes"][name] = {"error": str(raw)}
+            report["healthy"] = False
+            continue
+        spec = specs[name]
+        node_facts[name] = facts.analyse(name, spec.target.address, raw, str(inv.cluster.pod_network), spec.subnet,
+                                         spec.bridge, spec.underlay)
+    subnets = {n: f.pod_subnet for n, f in node_facts.items() if f.pod_subnet}
+    for name, f in node_facts.items():
+        peers = {p: s for p, s in subnets.items() if p != name}
+        verdict = facts.detect_mode(f, peers)
+        problems = []
+        if f.missing_tools:
+            problems.append(f"missing tools: {', '.join(f.missing_tools)}")
+        if not f.ip_forward:
+            problems.append("net.ipv4.ip_forward is 0: the node will not forward pod traffic")
+        privileged = f.uid == 0 or sudo.get(name) is True
+        if not privileged:
+            problems.append("not root and `sudo -n` fails: probe pods cannot be created")
+        if not f.pod_subnet:
+            problems.append("no pod subnet found (no subnet.env, no bridge in the pod network)")
+        for peer, route in verdict.peer_routes.items():
+            if route is None:
+                problems.append(f"no route to {peer}'s pod subnet {peers[peer]}")
+        interesting = [i for i in f.interfaces.values()
+                       if i.name in (f.bridge, f.underlay) or i.kind in ("tun", "vxlan")]
+        report["nodes"][name] = {
+            "hostname": f.hostname, "address": f.address, "uid": f.uid, "privileged": privileged,
+            "tools": f.tools, "ip_forward": f.ip_forward, "rp_filter": f.rp_filter,
+            "bridge": f.bridge, "underlay": f.underlay, "pod_subnet": f.pod_subnet,
+            "interfaces": [{"name": i.name, "kind": i.kind, "mtu": i.mtu, "up": i.up, "addrs": i.addrs}
+                           for i in interesting],
+            "peer_routes": {p: (str(r) if r else None) for p, r in verdict.peer_routes.items()},
+            "subnet_env": f.subnet_env.__dict__ if f.subnet_env else None,
+            "lease": (report["leases"] or {}).get(f.pod_subnet) if f.pod_subnet else None,
+            "mode": getattr(verdict.mode, "value", verdict.mode), "evidence": verdict.evidence,
+            "problems": problems,
+        }
+        if problems:
+            report["healthy"] = False
+    modes = {n["mode"] for n in report["nodes"].values() if "mode" in n}
+    report["mode"] = modes.pop() if len(modes) == 1 else "mixed"
+    return report
+
+
+def render(report: dict, console: Console) -> None:
+    for name, node in report["nodes"].items():
+        if "error" in node:
+            console.print(f"[bold red]{name}[/]: {node['error']}")
+            continue
+        table = Table(title=f"{name} ({node['hostname']}, {node['address']}): mode [bold]{node['mode']}[/]",
+                      show_header=False, title_justify="left")
+        table.add_column(style="bold")
+        table.add_column()
+        tools = " ".join(f"{'[green]' if path else '[red]'}{tool}[/]" for tool, path in node["tools"].items())
+        table.add_row("tools", tools)
+        privileges = "root" if node["uid"] == 0 else ("sudo -n" if node["privileged"] else "[red]none[/]")
+        table.add_row("privileges", privileges)
+        table.add_row("forwarding", "on" if node["ip_forward"] else "[red]off[/]")
+        table.add_row("interfaces", "\n".join(f"{i['name']} ({i['kind']}) mtu {i['mtu']} {' '.join(i['addrs'])}"
+                                              for i in node["interfaces"]))
+        table.add_row("pod subnet", f"{node['pod_subnet']} on {node['bridge']}")
+        env = node["subnet_env"]
+        table.add_row("subnet.env", f"{env['subnet']} mtu {env['mtu']}" if env else "-")
+        lease = node["lease"]
+        table.add_row("lease", f"PublicIP {lease['PublicIP']} backend {lease['BackendType']}" if lease else "-")
+        table.add_row("peer routes", "\n".join(f"{p}: {r or '[red]none[/]'}" for p, r in node["peer_routes"].items()))
+        table.add_row("evidence", "\n".join(node["evidence"]))
+        if node["problems"]:
+            table.add_row("[red]problems[/]", "\n".join(node["problems"]))
+        console.print(table)
+    console.print(f"cluster mode: [bold]{report['mode']}[/]; "
+                  + ("[green]healthy[/]" if report["healthy"] else "[red]problems found[/]"))

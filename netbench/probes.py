@@ -1,0 +1,150 @@
+"""Probe pods on a node, over any Runner (SSH on real clusters and on the lab alike): create them
+with the pod primitive, copy the agent, start its echo servers and iperf3 servers, and remove all
+of it — also what a killed run left behind (`netbench clean`).
+
+Everything netbench starts on a node writes a pid file under WORKDIR, and every pod is named
+nb-probe-*, so cleanup needs nothing but the node itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from netbench import pods
+from netbench.facts import NodeFacts
+from netbench.remote import CommandResult, Runner, script
+
+WORKDIR = "/tmp/netbench"
+AGENT = f"{WORKDIR}/agent.py"
+AGENT_SOURCE = Path(__file__).resolve().parents[1] / "probes" / "agent.py"
+AGENT_PORT = 17777
+IPERF_PORT = 15201
+PROBE_PODS = ("nb-probe-1", "nb-probe-2")
+
+# Start a command detached from the SSH session, logging to a file and recording its pid.
+_BACKGROUND = ('pidfile=$1; log=$2; shift 2; exec >"$log" 2>&1 </dev/null; echo $$ >"$pidfile"; exec "$@"')
+_CLEAN = r"""
+dir=$1; pods=0; procs=0
+for f in "$dir"/*.pid; do
+  [ -f "$f" ] || continue
+  pid=$(cat "$f")
+  case "$(tr '\0' ' ' < /proc/"$pid"/cmdline 2>/dev/null)" in
+    *netbench*|*iperf3*) kill -9 "$pid" 2>/dev/null && procs=$((procs+1));;
+  esac
+done
+for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+  case "$ns" in
+    nb-probe-*)
+      pids=$(ip netns pids "$ns")
+      if [ -n "$pids" ]; then kill -9 $pids 2>/dev/null; procs=$((procs+$(echo $pids | wc -w))); fi
+      ip netns del "$ns" && pods=$((pods+1));;
+  esac
+done
+rm -rf "$dir"
+echo "{\"pods\": $pods, \"processes\": $procs}"
+"""
+_WAIT_READY = ('f=$1; i=0; while [ $i -lt 100 ]; do if [ -s "$f" ]; then cat "$f"; exit 0; fi; '
+               'i=$((i+1)); sleep 0.05; done; exit 1')
+
+
+@dataclass
+class Endpoint:
+    """Where a measurement starts or ends: the node itself or one of its probe pods."""
+
+    node: str
+    ip: str
+    pod: str | None = None  # None: the node's own network namespace (host-host)
+
+    def wrap(self, argv: list[str]) -> list[str]:
+        return ["ip", "netns", "exec", self.pod, *argv] if self.pod else list(argv)
+
+
+@dataclass
+class NodeProbes:
+    node: str
+    host: Endpoint
+    pods: list[Endpoint] = field(default_factory=list)
+    specs: list[pods.PodSpec] = field(default_factory=list)
+
+
+def clean(runner: Runner, timeout: float = 30.0) -> dict:
+    """Remove every probe pod and process netbench started on this node; safe to run any time."""
+    out = runner.run(["sh", "-c", _CLEAN, "nb-clean", WORKDIR], timeout=timeout).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def free_addresses(runner: Runner, facts: NodeFacts, count: int) -> list[str]:
+    """Addresses for probe pods from the top of the node's pod subnet, skipping any the node knows
+    (its neighbour table) or that answer a ping — container runtimes hand out from the bottom."""
+    net = ipaddress.ip_network(facts.pod_subnet)
+    taken = {str(ipaddress.ip_interface(a).ip) for i in facts.interfaces.values() for a in i.addrs}
+    neigh = runner.run(["ip", "-j", "neigh", "show"], check=False).stdout
+    try:
+        taken |= {n["dst"] for n in json.loads(neigh or "[]") if n.get("state") != ["FAILED"]}
+    except ValueError:
+        pass
+    chosen: list[str] = []
+    for host in reversed(list(net.hosts())):
+        ip = str(host)
+        if ip in taken:
+            continue
+        if runner.run(["ping", "-n", "-q", "-c", "1", "-W", "1", ip], check=False, timeout=5).ok:
+            continue  # someone answers: in use
+        chosen.append(ip)
+        if len(chosen) == count:
+            return chosen
+    raise RuntimeError(f"{facts.name}: no free address for probe pods in {net}")
+
+
+def background(runner: Runner, name: str, argv: list[str]) -> CommandResult:
+    return runner.run(["setsid", "-f", "sh", "-c", _BACKGROUND, "nb-bg", f"{WORKDIR}/{name}.pid",
+                       f"{WORKDIR}/{name}.log", *argv])
+
+
+def deploy(runner: Runner, facts: NodeFacts, python: str = "python3") -> NodeProbes:
+    """Probe pods (two: one for cross-node, one more for same-node) with agents and iperf3 servers,
+    plus the same servers on the node itself for the host-host baseline."""
+    clean(runner)
+    runner.run(["sh", "-c", 'mkdir -p "$1" && cat > "$2"', "nb-put", WORKDIR, AGENT],
+               input=AGENT_SOURCE.read_text())
+    if not (facts.bridge and facts.pod_subnet and facts.bridge_ip):
+        raise RuntimeError(f"{facts.name}: no pod bridge found (bridge={facts.bridge}, subnet={facts.pod_subnet}); "
+                           "set `bridge` and `subnet` for this node in the inventory")
+    prefix = ipaddress.ip_network(facts.pod_subnet).prefixlen
+    mtu = facts.pod_mtu or facts.interfaces[facts.bridge].mtu
+    probes = NodeProbes(node=facts.name, host=Endpoint(facts.name, facts.address))
+    for name, ip in zip(PROBE_PODS, free_addresses(runner, facts, len(PROBE_PODS)), strict=True):
+        spec = pods.PodSpec(name=name, bridge=facts.bridge, address=f"{ip}/{prefix}", gateway=facts.bridge_ip,
+                            mtu=mtu)
+        runner.run(script(pods.create_commands(spec)))
+        probes.specs.append(spec)
+        probes.pods.append(Endpoint(facts.name, ip, name))
+    for ep in [probes.host, *probes.pods]:
+        tag = ep.pod or "host"
+        background(runner, f"agent-{tag}", ep.wrap([python, AGENT, "serve", "--bind", ep.ip, "--port",
+                                                   str(AGENT_PORT), "--ready-file", f"{WORKDIR}/agent-{tag}.ready"]))
+        background(runner, f"iperf3-{tag}", ep.wrap(["iperf3", "-s", "-B", ep.ip, "-p", str(IPERF_PORT)]))
+    for ep in [probes.host, *probes.pods]:
+        tag = ep.pod or "host"
+        ready = runner.run(["sh", "-c", _WAIT_READY, "nb-wait", f"{WORKDIR}/agent-{tag}.ready"], check=False)
+        if not ready.ok:
+            log = runner.run(["cat", f"{WORKDIR}/agent-{tag}.log"], check=False).stdout
+            raise RuntimeError(f"{facts.name}: probe agent in {tag} did not start: {log.strip()[-300:]}")
+    wait_listening(runner, [(ep, IPERF_PORT) for ep in [probes.host, *probes.pods]])
+    return probes
+
+
+def wait_listening(runner: Runner, endpoints: list[tuple[Endpoint, int]], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    for ep, port in endpoints:
+        while True:
+            out = runner.run(ep.wrap(["ss", "-Htln", f"sport = :{port}"]), check=False).stdout
+            if out.strip():
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{ep.node}: iperf3 server in {ep.pod or 'host'} not listening on {port}")
+            time.sleep(0.05)

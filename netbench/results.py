@@ -1,0 +1,91 @@
+"""A run directory: reports/<run-id>/ with run.json (metadata), records.jsonl (raw rows, appended and
+flushed as they arrive, so a crash loses nothing measured) and the tidy table as CSV and Parquet.
+Reports and gates read only this directory."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+
+from netbench.errors import UserError
+from netbench.measure import Record
+
+SCHEMA_VERSION = 1
+COLUMNS = ["run", "mode", "scenario", "src", "dst", "test", "metric", "value", "unit", "repeat", "time"]
+
+
+def new_run_id(label: str = "") -> str:
+    """Sortable and unique: UTC time, a label (e.g. the cluster), a short random tail."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    tail = secrets.token_hex(2)
+    return "-".join(p for p in (stamp, label, tail) if p)
+
+
+class RunDir:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.run_id = self.path.name
+        self._lock = threading.Lock()
+
+    @classmethod
+    def create(cls, root: Path, label: str = "") -> "RunDir":
+        path = Path(root) / new_run_id(label)
+        path.mkdir(parents=True)
+        return cls(path)
+
+    @classmethod
+    def open(cls, path: Path) -> "RunDir":
+        path = Path(path)
+        if not (path / "run.json").exists():
+            raise UserError(f"{path}: not a run directory (no run.json)")
+        return cls(path)
+
+    @property
+    def records_file(self) -> Path:
+        return self.path / "records.jsonl"
+
+    def append(self, records: list[Record], mode: str) -> None:
+        now = time.time()
+        lines = "".join(json.dumps({"run": self.run_id, "mode": mode, **r.as_dict(), "time": now}) + "\n"
+                        for r in records)
+        with self._lock, open(self.records_file, "a") as f:
+            f.write(lines)
+            f.flush()
+            os.fsync(f.fileno())
+
+    def write_meta(self, meta: dict) -> None:
+        tmp = self.path / "run.json.tmp"
+        tmp.write_text(json.dumps({"schema_version": SCHEMA_VERSION, "run_id": self.run_id, **meta}, indent=2,
+                                  default=str))
+        os.replace(tmp, self.path / "run.json")
+
+    def meta(self) -> dict:
+        try:
+            return json.loads((self.path / "run.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{self.path / 'run.json'}: unreadable ({exc})") from None
+
+    def frame(self) -> pd.DataFrame:
+        rows = []
+        if self.records_file.exists():
+            for number, line in enumerate(self.records_file.read_text().splitlines(), 1):
+                if line.strip():
+                    try:
+                        rows.append(json.loads(line))
+                    except ValueError:
+                        # a line cut short by a crash: everything before it still counts
+                        if number != len(self.records_file.read_text().splitlines()):
+                            raise UserError(f"{self.records_file}:{number}: not JSON") from None
+        return pd.DataFrame(rows, columns=COLUMNS)
+
+    def write_table(self) -> pd.DataFrame:
+        df = self.frame()
+        df.to_csv(self.path / "table.csv", index=False)
+        df.to_parquet(self.path / "table.parquet", index=False)
+        return df

@@ -1,0 +1,347 @@
+"""`netbench run`: connect to every node, learn its facts, deploy probe pods, measure the plan,
+and leave a run directory behind. A node that fails is recorded and skipped; the run goes on.
+
+Probes are removed at the end — after a failure or Ctrl-C too — and `netbench clean` removes what a
+killed run left.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from netbench import __version__, facts, probes
+from netbench.fleet import Fleet, SshTarget
+from netbench.measure import MeasureError, Record, latency, throughput
+from netbench.plan import LATENCY_TESTS, SCENARIOS, THROUGHPUT_TESTS, Step, make_plan
+from netbench.results import RunDir
+
+Progress = Callable[[str, int], None]  # (what is being done, how many steps it completes)
+
+
+@dataclass
+class RunOptions:
+    samples: int = 200
+    interval: float = 0.01
+    size: int = 64
+    duration: float = 3.0
+    repeats: int = 3
+    streams: int = 4
+    udp_rate: str = "500M"
+    scenarios: tuple[str, ...] = SCENARIOS
+    tests: tuple[str, ...] = LATENCY_TESTS + THROUGHPUT_TESTS
+    parallel_pairs: bool = False
+    pairs: list[tuple[str, str]] | None = None
+    max_parallel: int = 16
+
+    def __post_init__(self) -> None:
+        checks = [("samples", self.samples >= 1), ("interval", self.interval > 0), ("size", 16 <= self.size <= 65000),
+                  ("duration", self.duration >= 1), ("repeats", self.repeats >= 1), ("streams", self.streams >= 2)]
+        for name, ok in checks:
+            if not ok:
+                raise ValueError(f"--{name}: {getattr(self, name)} is out of range")
+        unknown = [t for t in self.tests if t not in LATENCY_TESTS + THROUGHPUT_TESTS]
+        if unknown:
+            raise ValueError(f"--tests: unknown test {unknown[0]!r} (choose from "
+                             f"{', '.join(LATENCY_TESTS + THROUGHPUT_TESTS)})")
+
+    def steps_per(self, kind: str) -> int:
+        if kind == "latency":
+            return len([t for t in self.tests if t in LATENCY_TESTS])
+        return len([t for t in self.tests if t in THROUGHPUT_TESTS]) * self.repeats
+
+
+@dataclass
+class Failure:
+    where: str  # a node, or "src->dst"
+    what: str  # connect, facts, deploy, udp_rr, tcp, cleanup, …
+    cause: str
+
+
+@dataclass
+class NodeSpecIn:
+    """What the inventory says of a node beyond how to reach it."""
+
+    target: SshTarget
+    subnet: str | None = None
+    bridge: str | None = None
+    underlay: str | None = None
+
+
+@dataclass
+class RunOutcome:
+    run_dir: RunDir
+    mode: str
+    failures: list[Failure] = field(default_factory=list)
+    nodes_down: list[str] = field(default_factory=list)
+
+    @property
+    def exit_code(self) -> int:
+        return 1 if self.failures else 0
+
+
+def tool_versions() -> dict:
+    def first_line(argv):
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=5).stdout.splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return None
+    import paramiko
+    import scapy
+    return {"netbench": __version__, "python": platform.python_version(), "paramiko": paramiko.__version__,
+            "scapy": scapy.VERSION, "iperf3_local": first_line(["iperf3", "--version"]),
+            "kernel_local": platform.release()}
+
+
+class Session:
+    def __init__(self, nodes: list[NodeSpecIn], pod_network: str, options: RunOptions, out_root: Path,
+                 inventory_meta: dict, label: str = "", accept_new_host_keys: bool = False,
+                 mode_label: str | None = None, progress: Progress | None = None) -> None:
+        self.nodes = {n.target.name: n for n in nodes}
+        self.pod_network = pod_network
+        self.options = options
+        self.out_root = out_root
+        self.inventory_meta = inventory_meta
+        self.label = label
+        self.mode_label = mode_label
+        self.progress = progress or (lambda what, n: None)
+        self.fleet = Fleet([n.target for n in nodes], accept_new_host_keys, options.max_parallel)
+        self.failures: list[Failure] = []
+        self.down: set[str] = set()
+        self.facts: dict[str, facts.NodeFacts] = {}
+        self.modes: dict[str, dict] = {}
+        self.probes: dict[str, probes.NodeProbes] = {}
+        self._lock = threading.Lock()
+
+    # -- bookkeeping -------------------------------------------------------------------------
+    def fail(self, where: str, what: str, cause: object) -> None:
+        with self._lock:
+            self.failures.append(Failure(where, what, str(cause)))
+
+    def mark_down(self, node: str, what: str, cause: object) -> None:
+        with self._lock:
+            if node in self.down:
+                return
+            self.down.add(node)
+            self.failures.append(Failure(node, what, str(cause)))
+
+    @property
+    def up(self) -> list[str]:
+        return [n for n in self.nodes if n not in self.down]
+
+    def estimate_steps(self) -> int:
+        plan = make_plan(list(self.nodes), self.options.scenarios, self.options.parallel_pairs, self.options.pairs)
+        lat = sum(len(r) for r in plan.latency_rounds) * self.options.steps_per("latency")
+        thr = sum(len(r) for r in plan.throughput_rounds) * self.options.steps_per("throughput")
+        return 3 * len(self.nodes) + lat + thr
+
+    # -- the flow ----------------------------------------------------------------------------
+    def execute(self) -> RunOutcome:
+        run_dir = RunDir.create(self.out_root, self.label)
+        started = time.time()
+        meta = {"started": started, "options": asdict(self.options), "inventory": self.inventory_meta,
+                "tools": tool_versions()}
+        run_dir.write_meta(meta)
+        mode = "unknown"
+        try:
+            self._connect()
+            self._gather_facts()
+            mode = self.mode_label or self._mode_of_cluster()
+            meta.update(mode=mode, facts=self._facts_meta())
+            run_dir.write_meta(meta)
+            self._deploy()
+            self._measure(run_dir, mode)
+        finally:
+            self._teardown()
+            self.fleet.close()
+            meta.update(mode=mode, finished=time.time(), wall_s=time.time() - started,
+                        nodes_down=sorted(self.down), failures=[asdict(f) for f in self.failures],
+                        facts=self._facts_meta())
+            run_dir.write_meta(meta)
+            run_dir.write_table()
+        return RunOutcome(run_dir, mode, list(self.failures), sorted(self.down))
+
+    def _connect(self) -> None:
+        for name, result in self.fleet.connect().items():
+            if isinstance(result, BaseException):
+                self.mark_down(name, "connect", result)
+            self.progress(f"connected {name}", 1)
+
+    def _gather_facts(self) -> None:
+        raws = self.fleet.each(facts.gather, self.up)
+        for name, raw in raws.items():
+            if isinstance(raw, BaseException):
+                self.mark_down(name, "facts", raw)
+                continue
+            spec = self.nodes[name]
+            f = facts.analyse(name, spec.target.address, raw, self.pod_network, spec.subnet, spec.bridge,
+                              spec.underlay)
+            self.facts[name] = f
+            if f.missing_tools:
+                self.mark_down(name, "facts", f"missing tool(s) on the node: {', '.join(f.missing_tools)}")
+            self.progress(f"facts {name}", 1)
+        subnets = {n: f.pod_subnet for n, f in self.facts.items() if f.pod_subnet}
+        for name, f in self.facts.items():
+            verdict = facts.detect_mode(f, {p: s for p, s in subnets.items() if p != name})
+            self.modes[name] = {"mode": getattr(verdict.mode, "value", verdict.mode), "evidence": verdict.evidence}
+
+    def _mode_of_cluster(self) -> str:
+        found = {m["mode"] for m in self.modes.values()}
+        return found.pop() if len(found) == 1 else "mixed"
+
+    def _facts_meta(self) -> dict:
+        return {name: {"hostname": f.hostname, "address": f.address, "pod_subnet": f.pod_subnet, "bridge": f.bridge,
+                       "underlay": f.underlay, "pod_mtu": f.pod_mtu, "ip_forward": f.ip_forward,
+                       "mode": self.modes.get(name, {}), "tools": f.tools,
+                       "interfaces": {i.name: {"kind": i.kind, "mtu": i.mtu, "addrs": i.addrs}
+                                      for i in f.interfaces.values() if i.kind != "veth"}}
+                for name, f in self.facts.items()}
+
+    def _deploy(self) -> None:
+        result = self.fleet.each(lambda c: probes.deploy(c, self.facts[c.name]), self.up)
+        for name, value in result.items():
+            if isinstance(value, BaseException):
+                self.mark_down(name, "deploy", value)
+            else:
+                self.probes[name] = value
+            self.progress(f"probes on {name}", 1)
+
+    # -- measuring ---------------------------------------------------------------------------
+    def endpoints(self, step: Step) -> tuple[probes.Endpoint, probes.Endpoint]:
+        src, dst = self.probes[step.src], self.probes[step.dst]
+        if step.scenario == "host-host":
+            return src.host, dst.host
+        if step.scenario == "pod-pod-same-node":
+            return src.pods[0], src.pods[1]
+        return src.pods[0], dst.pods[0]
+
+    def _measure(self, run_dir: RunDir, mode: str) -> None:
+        plan = make_plan(list(self.nodes), self.options.scenarios, self.options.parallel_pairs, self.options.pairs)
+        lat_tests = [t for t in self.options.tests if t in LATENCY_TESTS]
+        thr_tests = [t for t in self.options.tests if t in THROUGHPUT_TESTS]
+        if lat_tests:
+            for rnd in plan.latency_rounds:
+                self._round(rnd, lambda s: self._latency(s, lat_tests), run_dir, mode, len(lat_tests))
+        if thr_tests:
+            for rnd in plan.throughput_rounds:
+                self._round(rnd, lambda s: self._throughput(s, thr_tests), run_dir, mode,
+                            len(thr_tests) * self.options.repeats)
+
+    def _round(self, steps: list[Step], fn, run_dir: RunDir, mode: str, weight: int) -> None:
+        live = [s for s in steps if s.src not in self.down and s.dst not in self.down and s.src in self.probes
+                and s.dst in self.probes]
+        for s in steps:
+            if s not in live:
+                self.fail(f"{s.src}->{s.dst}", s.scenario, "skipped: a node of this pair is down")
+                self.progress(f"skipped {s.src}->{s.dst}", weight)
+        if not live:
+            return
+
+        def one(step: Step) -> None:
+            for records in fn(step):
+                run_dir.append(records, mode)
+                self.progress(f"{step.scenario} {step.src}->{step.dst} {records[0].test if records else ''}", 1)
+        with ThreadPoolExecutor(max_workers=min(len(live), self.options.max_parallel)) as pool:
+            list(pool.map(one, live))
+
+    def _check_nodes(self, *names: str) -> None:
+        """After a failed step: is a node gone? One that no longer answers is marked down."""
+        for name in names:
+            if name in self.down:
+                continue
+            alive = self.fleet[name].run(["true"], timeout=10, check=False)
+            if not alive.ok:
+                self.mark_down(name, "unreachable mid-run", alive.stderr.strip() or f"exit {alive.exit_code}")
+
+    def _latency(self, step: Step, tests: list[str]):
+        src, dst = self.endpoints(step)
+        conn = self.fleet[step.src]
+        o = self.options
+        timeout = o.samples * (o.interval + 0.05) + 30
+        for test in tests:
+            if step.src in self.down or step.dst in self.down:
+                return
+            try:
+                if test == "udp_rr":
+                    argv = src.wrap(["python3", probes.AGENT, "ping", "--dst", dst.ip, "--port", str(probes.AGENT_PORT),
+                                     "--count", str(o.samples), "--interval", str(o.interval), "--size", str(o.size)])
+                    result = conn.run(argv, timeout=timeout, check=False)
+                    if not result.ok:
+                        raise MeasureError(result.stderr.strip()[-300:] or f"exit {result.exit_code}")
+                    rtts, sent, _how = latency.parse_agent(result.stdout)
+                else:
+                    argv = src.wrap(["ping", "-n", "-c", str(o.samples), "-i", str(max(o.interval, 0.002)),
+                                     "-s", str(o.size), "-W", "1", dst.ip])
+                    result = conn.run(argv, timeout=timeout, check=False)
+                    if result.exit_code not in (0, 1):  # 1: some replies missing, which is data
+                        raise MeasureError(result.stderr.strip()[-300:] or f"exit {result.exit_code}")
+                    rtts, sent = latency.parse_ping(result.stdout)
+                records = latency.records(test, rtts, sent, step.scenario, step.src, step.dst)
+                if not rtts:
+                    self.fail(f"{step.src}->{step.dst}", f"{step.scenario} {test}", "unreachable: no reply")
+                yield records
+            except MeasureError as exc:
+                self.fail(f"{step.src}->{step.dst}", f"{step.scenario} {test}", exc)
+                self._check_nodes(step.src, step.dst)
+                yield []
+
+    def _throughput(self, step: Step, tests: list[str]):
+        src, dst = self.endpoints(step)
+        conn = self.fleet[step.src]
+        o = self.options
+        for repeat in range(o.repeats):
+            for test in tests:
+                if step.src in self.down or step.dst in self.down:
+                    return
+                argv = ["iperf3", "-c", dst.ip, "-p", str(probes.IPERF_PORT), "-B", src.ip, "-t", str(o.duration),
+                        "--json", "--connect-timeout", "3000"]
+                if test == "tcp_multi":
+                    argv += ["-P", str(o.streams)]
+                elif test == "udp":
+                    argv += ["-u", "-b", o.udp_rate, "-l", "1400"]
+                try:
+                    # a peer that vanishes mid-test leaves iperf3 waiting for its results: bound it
+                    result = conn.run(src.wrap(argv), timeout=o.duration + 15, check=False)
+                    if result.exit_code in (124, 255):
+                        raise MeasureError(result.stderr.strip())
+                    parsed = throughput.parse_iperf3(result.stdout)
+                    yield throughput.records(test, parsed, step.scenario, step.src, step.dst, repeat)
+                except MeasureError as exc:
+                    self.fail(f"{step.src}->{step.dst}", f"{step.scenario} {test}", exc)
+                    self._check_nodes(step.src, step.dst)
+                    yield []
+
+    def _teardown(self) -> None:
+        names = [n for n in self.probes if n not in self.down] + [n for n in self.probes if n in self.down]
+        result = self.fleet.each(lambda c: probes.clean(c, timeout=15), names, timeout=60)
+        for name, value in result.items():
+            if isinstance(value, BaseException):
+                self.fail(name, "cleanup", f"probes may be left on the node ({value}); run `netbench clean`")
+
+
+def summary(df) -> list[dict]:
+    """Per scenario and test: the median over pairs (and repeats) of the headline metrics."""
+    if df.empty:
+        return []
+    heads = {"udp_rr": ["rtt_p50_us", "rtt_p99_us", "loss_pct"], "icmp": ["rtt_p50_us", "loss_pct"],
+             "tcp": ["gbps", "retransmits"], "tcp_multi": ["gbps"], "udp": ["gbps", "loss_pct", "jitter_ms"]}
+    rows = []
+    for (scenario, test), group in df.groupby(["scenario", "test"], sort=False):
+        row = {"scenario": scenario, "test": test, "pairs": group[["src", "dst"]].drop_duplicates().shape[0]}
+        for metric in heads.get(test, []):
+            values = group[group.metric == metric].value
+            if not values.empty:
+                row[metric] = float(values.median())
+        rows.append(row)
+    return rows
+
+
+def records_from(rows: list[dict]) -> list[Record]:  # used by tests that replay stored rows
+    return [Record(**{k: r[k] for k in ("scenario", "src", "dst", "test", "metric", "value", "unit", "repeat")})
+            for r in rows]

@@ -1,0 +1,160 @@
+"""`netbench run` against the lab, over SSH, as a user runs it."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from netbench.flannel import Mode
+
+QUICK = ["--samples", "30", "--interval", "0.005", "--duration", "1", "--repeats", "1"]
+
+
+def netbench(*args, timeout=300, **kw):
+    return subprocess.run([sys.executable, "-m", "netbench", *args], capture_output=True, text=True,
+                          timeout=timeout, **kw)
+
+
+def probe_processes() -> list[str]:
+    """Agents and iperf3 servers a run started, anywhere on this machine (lab nodes share /proc)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if "/tmp/netbench/agent.py" in cmd or ("iperf3" in cmd and "15201" in cmd):
+            found.append(f"{pid}: {cmd[:80]}")
+    return found
+
+
+def probes_left(lab) -> dict:
+    left = {}
+    for node in lab.nodes:
+        pods = [n for n in node.run(["ip", "netns", "list"]).stdout.split() if n.startswith("nb-probe")]
+        workdir = node.run(["test", "-e", "/tmp/netbench"], check=False).ok
+        if pods or workdir:
+            left[node.name] = {"pods": pods, "workdir": workdir}
+    if procs := probe_processes():
+        left["processes"] = procs
+    return left
+
+
+@pytest.mark.parametrize("mode", [Mode.udp, Mode.host_gw], ids=lambda m: m.value)
+def test_a_run_measures_every_pair_in_every_scenario(in_mode, mode, tmp_path):
+    lab = in_mode(mode)
+    proc = netbench("run", *QUICK, "--tests", "udp_rr,icmp,tcp", "--out", str(tmp_path), "--json")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    out = json.loads(proc.stdout)
+    run_dir = Path(out["run_dir"])
+    assert out["mode"] == mode.value and out["failures"] == []
+    df = pd.read_parquet(run_dir / "table.parquet")
+    assert len(pd.read_csv(run_dir / "table.csv")) == len(df) > 0
+    nodes = ["n1", "n2", "n3"]
+    pairs = {frozenset(p) for p in zip(df.src, df.dst, strict=True)}
+    assert {frozenset((a, b)) for a in nodes for b in nodes if a != b} <= pairs
+    p50 = df[(df.test == "udp_rr") & (df.metric == "rtt_p50_us")]
+    assert len(p50) == 3 + 3 + 3  # pod-pod, host-host: 3 pairs; same-node: 3 nodes
+    assert p50.value.between(5, 5000).all()
+    tcp = df[(df.test == "tcp") & (df.metric == "gbps")].groupby("scenario").value.median()
+    assert len(df[(df.test == "tcp") & (df.metric == "gbps") & (df.scenario == "pod-pod")]) == 6  # both ways
+    assert (tcp > 0.05).all()
+    if mode is Mode.udp:  # the userspace overlay is the slow path: well below the host baseline
+        assert tcp["pod-pod"] < 0.5 * tcp["host-host"]
+        assert p50[p50.scenario == "pod-pod"].value.median() > p50[p50.scenario == "host-host"].value.median()
+    assert set(df["mode"]) == {mode.value}
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["schema_version"] == 1 and meta["facts"]["n2"]["mode"]["mode"] == mode.value
+    assert meta["tools"]["iperf3_local"].startswith("iperf")
+    text = "".join(f.read_text() for f in run_dir.iterdir() if f.suffix in (".json", ".jsonl", ".csv"))
+    assert "PRIVATE KEY" not in text and lab.keys.identity.read_text().split("\n")[1] not in text
+    assert probes_left(lab) == {}
+
+
+def test_a_node_lost_mid_run_is_reported_and_the_rest_measured(in_mode, tmp_path):
+    lab = in_mode(Mode.host_gw)
+    run = subprocess.Popen([sys.executable, "-m", "netbench", "run", *QUICK, "--tests", "udp_rr,tcp",
+                            "--command-timeout", "8", "--out", str(tmp_path), "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    n3 = lab.node("n3")
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob("*/records.jsonl")):
+            assert time.monotonic() < deadline and run.poll() is None, run.stderr.read()
+            time.sleep(0.05)
+        with n3.ipr() as ipr:  # n3 drops off the network: its cable is pulled
+            ipr.link("set", index=ipr.link_lookup(ifname="eth0")[0], state="down")
+        stdout, stderr = run.communicate(timeout=240)
+    finally:
+        with n3.ipr() as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname="eth0")[0], state="up")
+        lab.set_mode(Mode.host_gw)  # the link's routes died with it; re-program as flanneld would
+    assert run.returncode == 1, stderr[-2000:]
+    out = json.loads(stdout)
+    assert out["nodes_down"] == ["n3"]
+    assert any(f["where"] == "n3" for f in out["failures"])
+    df = pd.read_csv(Path(out["run_dir"]) / "table.csv")
+    n1n2 = df[(df.scenario == "pod-pod") & df.src.isin(["n1", "n2"]) & df.dst.isin(["n1", "n2"])]
+    assert set(n1n2.test) == {"udp_rr", "tcp"}
+    assert len(n1n2[(n1n2.test == "tcp") & (n1n2.metric == "gbps")]) == 2  # n1->n2 and n2->n1
+    time.sleep(0.5)
+    cleaned = netbench("clean")
+    assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
+    assert probes_left(lab) == {}
+
+
+def inventory_copy(lab, tmp_path, known_hosts_text: str) -> Path:
+    inv = yaml.safe_load(lab.inventory_file.read_text())
+    kh = tmp_path / "known_hosts"
+    kh.write_text(known_hosts_text)
+    inv["ssh"]["known_hosts"] = str(kh)
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inv))
+    return path
+
+
+def test_unknown_host_keys_are_refused_unless_accepted_and_changed_ones_always(lab, tmp_path):
+    path = inventory_copy(lab, tmp_path, "")
+    proc = netbench("doctor", "-i", str(path))
+    assert proc.returncode == 1
+    assert proc.stdout.count("is not in") == 3 and "--accept-new-host-keys" in proc.stdout
+    proc = netbench("doctor", "-i", str(path), "--accept-new-host-keys")
+    assert proc.returncode == 0, proc.stdout
+    assert len((tmp_path / "known_hosts").read_text().splitlines()) == 3
+    # a key that changed (n2's key filed for n1) is refused even with accept-new
+    lines = lab.keys.known_hosts.read_text().splitlines()
+    n2_key = lines[1].split(" ", 1)[1]
+    path = inventory_copy(lab, tmp_path, f"{lab.node('n1').spec.address} {n2_key}\n")
+    proc = netbench("doctor", "-i", str(path), "--accept-new-host-keys")
+    assert proc.returncode == 1 and "does not match" in proc.stdout
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "kill -9"])
+def test_probes_are_removed_after_an_interrupted_run(in_mode, how, tmp_path):
+    lab = in_mode(Mode.host_gw)
+    run = subprocess.Popen([sys.executable, "-m", "netbench", "run", "--samples", "20", "--duration", "5",
+                            "--tests", "udp_rr,tcp", "--out", str(tmp_path)],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob("*/records.jsonl")):
+        assert time.monotonic() < deadline and run.poll() is None
+        time.sleep(0.05)
+    assert probes_left(lab), "probes should be deployed while the run measures"
+    if how == "ctrl-c":
+        run.send_signal(signal.SIGINT)
+        assert run.wait(timeout=60) == 130
+        assert probes_left(lab) == {}  # the run cleaned up after itself
+    else:
+        run.send_signal(signal.SIGKILL)
+        run.wait(timeout=10)
+        assert probes_left(lab)  # a killed run cannot clean up…
+        cleaned = netbench("clean")  # …so `netbench clean` does
+        assert cleaned.returncode == 0 and "removed 2 probe pods" in cleaned.stdout
+        assert probes_left(lab) == {}
