@@ -23,7 +23,7 @@ from netbench.lab.builder import Lab
 from netbench.lab.daemons import FlannelUdp, stop_daemon
 from netbench.lab.topology import LabTopology
 
-console = Console()
+console = Console(width=None if Console().is_terminal else 130)
 ROUNDS = 3
 SECONDS = 3
 

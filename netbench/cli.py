@@ -143,7 +143,7 @@ def run_cmd(
     samples: int = typer.Option(200, help="latency samples per pair and test"),
     interval: float = typer.Option(0.01, help="seconds between latency samples"),
     size: int = typer.Option(64, help="latency payload bytes"),
-    duration: float = typer.Option(3.0, help="seconds per iperf3 test"),
+    duration: float = typer.Option(2.0, help="seconds per iperf3 test"),
     repeats: int = typer.Option(3, help="iperf3 repeats per pair and test (median and spread)"),
     streams: int = typer.Option(4, help="parallel TCP streams for tcp_multi"),
     udp_rate: str = typer.Option("500M", help="iperf3 UDP target rate"),
@@ -212,6 +212,53 @@ def _print_summary(rows: list[dict], outcome) -> None:
     for f in outcome.failures:
         console.print(f"[red]failed[/] {f.where} {f.what}: {f.cause}")
     console.print(f"results: {outcome.run_dir.path}")
+
+
+@app.command("trace")
+def trace_cmd(
+    src: Optional[str] = typer.Argument(None, help="source node"),
+    dst: Optional[str] = typer.Argument(None, help="destination node"),
+    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help="cluster inventory (default: the lab's)"),
+    host: bool = typer.Option(False, "--host", help="node to node over the underlay instead of pod to pod"),
+    all_pairs: bool = typer.Option(False, "--all", help="every ordered pair, summarised as a matrix of verdicts"),
+    probes: int = typer.Option(20, help="timing probes per trace"),
+    mtu: bool = typer.Option(True, "--mtu/--no-mtu", help="sweep don't-fragment probe sizes for the path MTU"),
+    mode: Optional[str] = typer.Option(None, help="the mode the path should follow (default: what most nodes run)"),
+    accept_new_host_keys: bool = typer.Option(False, help="add unknown host keys to known_hosts (never changed ones)"),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Follow marked probes hop by hop through both nodes; name where and why a path breaks."""
+    from netbench import cluster
+    from netbench.trace import render
+    from netbench.trace.tracer import TraceOptions, trace_pairs
+
+    inv, nodes = cluster.load(inventory)
+    names = [n.target.name for n in nodes]
+    if all_pairs:
+        pairs = [(a, b) for a in names for b in names if a != b]
+    elif src and dst:
+        pairs = [(src, dst)]
+    else:
+        raise UserError("trace needs SRC and DST nodes, or --all")
+    if mode is not None:
+        _mode(mode)
+    if probes < 1:
+        raise UserError("--probes: at least 1")
+    options = TraceOptions(probes=probes, mtu_sweep=mtu, host=host)
+    with console.status("tracing") as status:
+        reports, failed = trace_pairs(nodes, str(inv.cluster.pod_network), pairs, options, mode,
+                                      accept_new_host_keys, progress=status.update)
+    if as_json:
+        print(json.dumps({"traces": [r.as_dict() for r in reports], "nodes_failed": failed}, indent=2, default=str))
+    elif all_pairs:
+        render.matrix(reports, names, failed, console)
+    else:
+        for report in reports:
+            render.report(report, console)
+        for name, why in failed.items():
+            console.print(f"[red]{name}[/]: {why}")
+    bad = failed or any(not r.delivered or any(not v.ok for v in r.verdicts) for r in reports)
+    raise typer.Exit(1 if bad else 0)
 
 
 @app.command("doctor")

@@ -30,7 +30,7 @@ class RunOptions:
     samples: int = 200
     interval: float = 0.01
     size: int = 64
-    duration: float = 3.0
+    duration: float = 2.0
     repeats: int = 3
     streams: int = 4
     udp_rate: str = "500M"

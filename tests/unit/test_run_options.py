@@ -1,0 +1,38 @@
+import pandas as pd
+import pytest
+
+from netbench.results import COLUMNS, RunDir
+from netbench.run import RunOptions, summary
+
+
+@pytest.mark.parametrize("kw, field", [
+    ({"samples": 0}, "--samples"), ({"interval": 0}, "--interval"), ({"size": 8}, "--size"),
+    ({"duration": 0.5}, "--duration"), ({"repeats": 0}, "--repeats"), ({"streams": 1}, "--streams"),
+    ({"tests": ("udp_rr", "tcp_rr")}, "'tcp_rr'"),
+])
+def test_options_name_the_bad_option(kw, field):
+    with pytest.raises(ValueError, match=field):
+        RunOptions(**kw)
+
+
+def test_summary_takes_medians_over_pairs_and_repeats():
+    rows = []
+    for repeat, (src, dst, gbps) in enumerate([("a", "b", 1.0), ("b", "a", 3.0), ("a", "b", 2.0)]):
+        rows.append(dict(run="r", mode="udp", scenario="pod-pod", src=src, dst=dst, test="tcp", metric="gbps",
+                         value=gbps, unit="Gbit/s", repeat=repeat, time=0))
+    rows.append(dict(run="r", mode="udp", scenario="pod-pod", src="a", dst="b", test="tcp", metric="retransmits",
+                     value=7, unit="count", repeat=0, time=0))
+    (row,) = summary(pd.DataFrame(rows, columns=COLUMNS))
+    assert row == {"scenario": "pod-pod", "test": "tcp", "pairs": 2, "gbps": 2.0, "retransmits": 7.0}
+
+
+def test_run_dir_keeps_what_was_appended_before_a_crash(tmp_path):
+    from netbench.measure import Record
+    run = RunDir.create(tmp_path, "lab")
+    run.write_meta({"mode": "udp"})
+    run.append([Record("pod-pod", "a", "b", "tcp", "gbps", 1.5, "Gbit/s")], "udp")
+    with open(run.records_file, "a") as f:
+        f.write('{"run": "cut sho')  # the process died mid-line
+    df = RunDir.open(run.path).frame()
+    assert list(df.value) == [1.5] and df.loc[0, "mode"] == "udp"
+    assert RunDir.open(run.path).meta()["schema_version"] == 1
