@@ -19,6 +19,8 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Measure and trace pod-network data paths (flannel udp/vxlan/host-gw, static, FRR).")
 lab_app = typer.Typer(no_args_is_help=True, help="The embedded lab: a real multi-node cluster in namespaces.")
 app.add_typer(lab_app, name="lab")
+fault_app = typer.Typer(no_args_is_help=True, help="Break the lab on purpose: for demos, training and tests.")
+lab_app.add_typer(fault_app, name="fault")
 
 console = Console()
 if not console.is_terminal:
@@ -118,6 +120,49 @@ def lab_exec(
         raise UserError("no command given: netbench lab exec NODE -- COMMAND…")
     proc = subprocess.run(Lab().exec_argv(node, command, pod))
     raise typer.Exit(proc.returncode)
+
+
+@fault_app.command("add")
+def fault_add(
+    kind: str = typer.Argument(..., help="no-route | asymmetric | daemon-stop | block-encap | mtu | forwarding-off | "
+                                         "rp-filter | loss | rate"),
+    node: str = typer.Option(..., "--node", "-n", help="the node to break"),
+    peer: Optional[str] = typer.Option(None, help="the peer it concerns (no-route, asymmetric, rp-filter)"),
+    percent: Optional[float] = typer.Option(None, help="loss: percent of packets dropped"),
+    rate: Optional[str] = typer.Option(None, help="rate: tc rate such as 10mbit"),
+    mtu: Optional[int] = typer.Option(None, help="mtu: the lowered underlay MTU (default 1400)"),
+) -> None:
+    """Inject a fault into the running lab."""
+    from netbench.lab.builder import Lab
+    from netbench.lab.faults import Fault
+
+    fault = Fault(kind, node, peer, percent, rate, mtu)
+    Lab().add_fault(fault)
+    console.print(f"fault added: {fault.describe()}")
+
+
+@fault_app.command("list")
+def fault_list() -> None:
+    """The faults injected into the lab, and the kinds there are."""
+    from netbench.lab.builder import Lab
+    from netbench.lab.faults import KINDS, Fault
+
+    lab = Lab()
+    faults = lab._require().faults
+    for f in faults:
+        console.print(Fault(**f).describe())
+    if not faults:
+        console.print("no faults injected")
+    console.print("\nkinds: " + "; ".join(f"[bold]{k}[/]: {v}" for k, v in KINDS.items()))
+
+
+@fault_app.command("clear")
+def fault_clear() -> None:
+    """Remove every injected fault: nodes are re-programmed as the mode wants them."""
+    from netbench.lab.builder import Lab
+
+    count = Lab().clear_faults()
+    console.print(f"cleared {count} fault(s); the lab runs its mode as programmed")
 
 
 def _csv(value: str | None) -> tuple[str, ...]:

@@ -65,6 +65,9 @@ class NodeFacts:
     daemons: list[dict]
     fdb: dict[str, list]
     netns: list[str]
+    nft: str = ""
+    qdiscs: list[dict] = field(default_factory=list)
+    boot_id: str = ""
 
     @property
     def missing_tools(self) -> list[str]:
@@ -82,6 +85,18 @@ class NodeFacts:
             for cidr in self.interfaces[self.bridge].addrs:
                 if self.pod_subnet and ipaddress.ip_interface(cidr).ip in ipaddress.ip_network(self.pod_subnet):
                     return str(ipaddress.ip_interface(cidr).ip)
+        return None
+
+    def has_daemon(self, *names: str) -> bool:
+        return any(n in d["cmdline"] for d in self.daemons for n in names)
+
+    def connected(self, address: str) -> str | None:
+        """The interface whose subnet holds `address` (an on-link next hop), if any."""
+        ip = ipaddress.ip_address(address)
+        for iface in self.interfaces.values():
+            for cidr in iface.addrs:
+                if ip in ipaddress.ip_interface(cidr).network:
+                    return iface.name
         return None
 
     def route_to(self, dst: str) -> Route | None:
@@ -148,6 +163,7 @@ def analyse(name: str, address: str, raw: dict, pod_network: str, subnet: str | 
         rp_filter={k.split(".")[-2]: v for k, v in sysctl.items() if k.endswith("rp_filter")},
         interfaces=interfaces, routes=routes, subnet_env=env, pod_subnet=pod_subnet, bridge=bridge,
         underlay=underlay, daemons=raw.get("daemons", []), fdb=raw.get("fdb", {}), netns=raw.get("netns", []),
+        nft=raw.get("nft") or "", qdiscs=raw.get("qdiscs") or [], boot_id=raw.get("boot_id", ""),
     )
 
 

@@ -92,7 +92,7 @@ def free_addresses(runner: Runner, facts: NodeFacts, count: int) -> list[str]:
         ip = str(host)
         if ip in taken:
             continue
-        if runner.run(["ping", "-n", "-q", "-c", "1", "-W", "1", ip], check=False, timeout=5).ok:
+        if runner.run(["ping", "-n", "-q", "-c", "1", "-W", "0.3", ip], check=False, timeout=5).ok:
             continue  # someone answers: in use
         chosen.append(ip)
         if len(chosen) == count:
@@ -105,24 +105,38 @@ def background(runner: Runner, name: str, argv: list[str]) -> CommandResult:
                        f"{WORKDIR}/{name}.log", *argv])
 
 
-def deploy(runner: Runner, facts: NodeFacts, python: str = "python3") -> NodeProbes:
-    """Probe pods (two: one for cross-node, one more for same-node) with agents and iperf3 servers,
-    plus the same servers on the node itself for the host-host baseline."""
-    clean(runner)
+def upload_agent(runner: Runner) -> None:
     runner.run(["sh", "-c", 'mkdir -p "$1" && cat > "$2"', "nb-put", WORKDIR, AGENT],
                input=AGENT_SOURCE.read_text())
+
+
+def create_pods(runner: Runner, facts: NodeFacts, count: int) -> list[tuple[pods.PodSpec, Endpoint]]:
+    """Probe pods nb-probe-1… on the node's bridge, with free addresses from its pod subnet."""
     if not (facts.bridge and facts.pod_subnet and facts.bridge_ip):
         raise RuntimeError(f"{facts.name}: no pod bridge found (bridge={facts.bridge}, subnet={facts.pod_subnet}); "
                            "set `bridge` and `subnet` for this node in the inventory")
     prefix = ipaddress.ip_network(facts.pod_subnet).prefixlen
     mtu = facts.pod_mtu or facts.interfaces[facts.bridge].mtu
-    probes = NodeProbes(node=facts.name, host=Endpoint(facts.name, facts.address))
-    for name, ip in zip(PROBE_PODS, free_addresses(runner, facts, len(PROBE_PODS)), strict=True):
+    made = []
+    for name, ip in zip(PROBE_PODS[:count], free_addresses(runner, facts, count), strict=True):
         spec = pods.PodSpec(name=name, bridge=facts.bridge, address=f"{ip}/{prefix}", gateway=facts.bridge_ip,
                             mtu=mtu)
-        runner.run(script(pods.create_commands(spec)))
+        # the free-address check left a FAILED neighbour entry for this address: drop it, or the first
+        # packets to the new pod wait for the kernel to retry resolution
+        runner.run(script(pods.create_commands(spec) + [["ip", "neigh", "flush", "to", ip]]))
+        made.append((spec, Endpoint(facts.name, ip, name)))
+    return made
+
+
+def deploy(runner: Runner, facts: NodeFacts, python: str = "python3") -> NodeProbes:
+    """Probe pods (two: one for cross-node, one more for same-node) with agents and iperf3 servers,
+    plus the same servers on the node itself for the host-host baseline."""
+    clean(runner)
+    upload_agent(runner)
+    probes = NodeProbes(node=facts.name, host=Endpoint(facts.name, facts.address))
+    for spec, endpoint in create_pods(runner, facts, len(PROBE_PODS)):
         probes.specs.append(spec)
-        probes.pods.append(Endpoint(facts.name, ip, name))
+        probes.pods.append(endpoint)
     for ep in [probes.host, *probes.pods]:
         tag = ep.pod or "host"
         background(runner, f"agent-{tag}", ep.wrap([python, AGENT, "serve", "--bind", ep.ip, "--port",

@@ -558,6 +558,33 @@ def cmd_ping(args: argparse.Namespace) -> int:
     return 0
 
 
+def send_raw(args: argparse.Namespace) -> int:
+    """Send IPv4 packets built elsewhere (netbench crafts trace probes with scapy where it runs) from
+    this network namespace, as they are: a raw socket with the header included. Reads a JSON list of
+    hex strings on stdin; prints how many went out."""
+    try:
+        packets = [bytes.fromhex(h) for h in json.load(sys.stdin)]
+    except (ValueError, TypeError) as exc:
+        raise AgentError(f"send-raw: stdin must be a JSON list of hex packets ({exc})") from None
+    sock = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)  # IP_HDRINCL implied
+    sent, errors = 0, []
+    try:
+        for i, pkt in enumerate(packets):
+            if i:
+                time.sleep(args.interval)
+            if len(pkt) < 20 or pkt[0] >> 4 != 4:
+                raise AgentError(f"send-raw: packet {i} is not IPv4")
+            try:
+                sock.sendto(pkt, (socket.inet_ntoa(pkt[16:20]), 0))
+                sent += 1
+            except OSError as exc:  # e.g. EMSGSIZE past the MTU with DF set: that is data, not a crash
+                errors.append(f"packet {i}: {exc.strerror or exc}")
+    finally:
+        sock.close()
+    emit({"sent": sent, "errors": errors})
+    return 0
+
+
 def cmd_version(args: argparse.Namespace) -> int:  # noqa: ARG001
     emit({"agent": AGENT, "version": VERSION, "python": platform.python_version()})
     return 0
@@ -565,7 +592,7 @@ def cmd_version(args: argparse.Namespace) -> int:  # noqa: ARG001
 
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="agent.py", description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="command", metavar="{serve,ping,version}")
+    sub = ap.add_subparsers(dest="command", metavar="{serve,ping,send-raw,version}")
     sub.required = True
 
     s = sub.add_parser("serve", help="UDP echo server")
@@ -590,6 +617,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timestamping", choices=("auto",) + METHODS, default="auto",
                    help="auto: the best this path supports; otherwise that method or an error")
     p.set_defaults(func=cmd_ping)
+
+    r = sub.add_parser("send-raw", help="send IPv4 packets given as hex on stdin (trace probes)")
+    r.add_argument("--interval", type=_number(float, 0), default=0.005, metavar="SECONDS")
+    r.set_defaults(func=send_raw)
 
     v = sub.add_parser("version", help="agent and interpreter versions")
     v.set_defaults(func=cmd_version)

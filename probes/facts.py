@@ -71,6 +71,15 @@ def fdb(links: list) -> dict:
     return out
 
 
+def command(argv: list) -> str | None:
+    if not shutil.which(argv[0]):
+        return None
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+
+
 def main() -> None:
     links = ip_json("-d", "link", "show")
     facts = {
@@ -88,6 +97,11 @@ def main() -> None:
         "subnet_env": read(SUBNET_ENV),
         "daemons": daemons(),
         "netns": sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else [],
+        # what can drop or shape packets: firewall rules and queueing disciplines
+        "nft": command(["nft", "list", "ruleset"]),
+        "qdiscs": json.loads(command(["tc", "-j", "qdisc", "show"]) or "[]"),
+        # nodes with the same boot id share one clock: their capture timestamps compare directly
+        "boot_id": (read("/proc/sys/kernel/random/boot_id") or "").strip(),
     }
     print(json.dumps(facts))
 

@@ -375,6 +375,38 @@ class Lab:
         if commands:
             node.run(script(commands))
 
+    # -- faults ------------------------------------------------------------------------------
+    def add_fault(self, fault) -> None:
+        from netbench.lab import faults
+        require_root()
+        with lab_lock():
+            state = self._require()
+            faults.validate(fault, [n.name for n in state.nodes], self.mode)
+            node = self.node(fault.node)
+            peers = {n.name: n.subnet for n in state.nodes if n.name != fault.node}
+
+            def stop() -> None:
+                stop_daemon(state.node(fault.node).daemons.pop("flannel-udp", None), node)
+            _lab_errors(lambda _self: faults.apply(fault, node, peers, stop))(self)
+            state.faults.append(fault.__dict__)
+            self._save()
+
+    def clear_faults(self) -> int:
+        """Put every node back as the mode programs it; returns how many faults were cleared."""
+        from netbench.lab import faults
+        require_root()
+        with lab_lock():
+            state = self._require()
+            count = len(state.faults)
+            for node in self.nodes:
+                faults.reset(node)
+                if state.link and any(state.link.values()):
+                    linkem.apply(node, self.topology.link)
+            _lab_errors(Lab._apply_mode)(self, self.mode, fresh=False)
+            state.faults = []
+            self._save()
+            return count
+
     # -- down --------------------------------------------------------------------------------
     def down(self) -> cleanup.CleanupReport:
         require_root()

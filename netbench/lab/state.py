@@ -46,6 +46,7 @@ class LabState(BaseModel):
     nodes: list[NodeState]
     resources: list[Resource] = Field(default_factory=list)
     vtep_macs: dict[str, str] = Field(default_factory=dict)
+    faults: list[dict] = Field(default_factory=list)
 
     @classmethod
     def from_topology(cls, topo: LabTopology) -> "LabState":

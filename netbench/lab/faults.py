@@ -1,0 +1,115 @@
+"""Faults to inject into the lab, for demos, training and tests: each breaks the path the way it
+breaks on real clusters, and `clear` puts every node back as the mode programs it."""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+
+from netbench.errors import UserError
+from netbench.flannel import Mode
+from netbench.lab.node import LabNode
+from netbench.lab.topology import POD_NETWORK
+
+KINDS = {
+    "no-route": "delete the node's routes to the pod subnets of its peers (or only --peer's)",
+    "asymmetric": "delete only the node's route back to --peer's pod subnet (replies get lost)",
+    "daemon-stop": "stop the udp overlay daemon on the node (udp mode)",
+    "block-encap": "drop incoming UDP 8285 and 8472 on the node with nftables",
+    "mtu": "lower the node's underlay MTU (--mtu, default 1400): larger packets to it vanish",
+    "forwarding-off": "net.ipv4.ip_forward=0 on the node",
+    "rp-filter": "strict reverse-path filtering on the node, and no route back to --peer",
+    "loss": "drop --percent of the packets leaving the node's eth0 (nftables numgen)",
+    "rate": "limit the node's eth0 to --rate with tbf",
+}
+NEEDS_PEER = {"asymmetric", "rp-filter"}
+
+
+@dataclass
+class Fault:
+    kind: str
+    node: str
+    peer: str | None = None
+    percent: float | None = None
+    rate: str | None = None
+    mtu: int | None = None
+
+    def describe(self) -> str:
+        extra = {"peer": self.peer, "percent": self.percent, "rate": self.rate, "mtu": self.mtu}
+        args = ", ".join(f"{k}={v}" for k, v in extra.items() if v is not None)
+        return f"{self.kind} on {self.node}" + (f" ({args})" if args else "")
+
+
+def validate(fault: Fault, nodes: list[str], mode: Mode) -> None:
+    if fault.kind not in KINDS:
+        raise UserError(f"fault kind {fault.kind!r}: choose one of {', '.join(KINDS)}")
+    if fault.node not in nodes:
+        raise UserError(f"--node {fault.node!r}: no such node (nodes: {', '.join(nodes)})")
+    if fault.kind in NEEDS_PEER and not fault.peer:
+        raise UserError(f"fault {fault.kind} needs --peer NODE")
+    if fault.peer is not None and (fault.peer not in nodes or fault.peer == fault.node):
+        raise UserError(f"--peer {fault.peer!r}: must be another node of the lab")
+    if fault.kind == "daemon-stop" and mode is not Mode.udp:
+        raise UserError(f"fault daemon-stop: the lab runs {mode.value}, which has no overlay daemon (try udp)")
+    if fault.kind == "loss" and not (fault.percent and 0 < fault.percent <= 100):
+        raise UserError("fault loss needs --percent between 0 and 100")
+    if fault.kind == "rate" and not fault.rate:
+        raise UserError("fault rate needs --rate (e.g. 10mbit)")
+
+
+def _drop_routes(node: LabNode, subnets: list[str]) -> None:
+    """Delete the routes the node would use for these pod subnets (udp: the one /16 into flannel0)."""
+    own = ipaddress.ip_network(node.spec.subnet)
+    targets = [ipaddress.ip_network(s) for s in subnets]
+    with node.ipr() as ipr:
+        doomed = {}
+        for route in ipr.get_routes(family=2, table=254):
+            dst = route.get_attr("RTA_DST")
+            if dst:
+                net = ipaddress.ip_network(f"{dst}/{route['dst_len']}")
+                if net.subnet_of(POD_NETWORK) and net != own and any(t.subnet_of(net) for t in targets):
+                    doomed[net] = route
+        for net, route in doomed.items():
+            # the route's own scope and protocol: pyroute2 would send scope "universe", which a kernel
+            # route (udp's /16 into flannel0, scope link) does not match
+            ipr.route("del", dst=str(net), table=254, scope=route["scope"], proto=route["proto"],
+                      oif=route.get_attr("RTA_OIF"))
+
+
+def apply(fault: Fault, node: LabNode, peers: dict[str, str], stop_daemon) -> None:
+    """peers: name -> pod subnet of the other nodes; stop_daemon: how the lab stops the udp daemon."""
+    kind = fault.kind
+    if kind in ("no-route", "asymmetric"):
+        _drop_routes(node, [peers[fault.peer]] if fault.peer else list(peers.values()))
+    elif kind == "daemon-stop":
+        stop_daemon()
+    elif kind == "block-encap":
+        node.run(["nft", "-f", "-"], input=(
+            "table inet nb_fault_block {\n  chain input {\n    type filter hook input priority 0; policy accept;\n"
+            "    udp dport { 8285, 8472 } counter drop\n  }\n}\n"))
+    elif kind == "mtu":
+        node.run(["ip", "link", "set", "dev", "eth0", "mtu", str(fault.mtu or 1400)])
+    elif kind == "forwarding-off":
+        node.run(["sysctl", "-qw", "net.ipv4.ip_forward=0"])
+    elif kind == "rp-filter":
+        node.run(["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1"])
+        _drop_routes(node, [peers[fault.peer]])
+    elif kind == "loss":
+        per_10k = int(round(fault.percent * 100))
+        node.run(["nft", "-f", "-"], input=(
+            "table inet nb_fault_loss {\n  chain egress {\n"
+            "    type filter hook postrouting priority 0; policy accept;\n"
+            f'    oifname "eth0" numgen random mod 10000 < {per_10k} counter drop\n  }}\n}}\n'))
+    elif kind == "rate":
+        from netbench.lab.linkem import _burst
+        node.run(["tc", "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", fault.rate, "burst",
+                  _burst(fault.rate), "latency", "50ms"])
+
+
+def reset(node: LabNode) -> None:
+    """Undo whatever any fault did to the node, except routes and daemons (the mode re-programs those)."""
+    node.run(["sh", "-c", "nft delete table inet nb_fault_block 2>/dev/null; "
+              "nft delete table inet nb_fault_loss 2>/dev/null; "
+              "tc qdisc del dev eth0 root 2>/dev/null; "
+              "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0; "
+              "ip link set dev eth0 mtu 1500; true"])

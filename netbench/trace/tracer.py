@@ -1,0 +1,164 @@
+"""Run traces: probe pods on the nodes, captures on every hop of both ends, marked probes crafted
+with scapy and sent from the source pod, then correlation and diagnosis.
+
+Probes are ICMP echoes with DF set, a marker in the payload and a unique IP id; an MTU sweep of
+larger probes rides in the same capture window, so one trace costs one capture round per pair.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from scapy.layers.inet import ICMP, IP
+from scapy.packet import Raw
+
+from netbench import pods, probes
+from netbench.facts import NodeFacts, detect_mode
+from netbench.fleet import Fleet
+from netbench.trace import capture, correlate, diagnose, paths
+
+SWEEP_SIZES = (576, 1000, 1200, 1280, 1350, 1400, 1420, 1450, 1472, 1500, 8950, 9000)
+KNOWN = {"udp", "vxlan", "host-gw", "static", "frr"}
+
+
+@dataclass
+class TraceOptions:
+    probes: int = 20
+    interval: float = 0.002
+    size: int = 84  # IP packet length of the timing probes (ping's default)
+    mtu_sweep: bool = True
+    host: bool = False  # node to node over the underlay instead of pod to pod
+
+
+def _veth(ep: probes.Endpoint) -> str | None:
+    return pods.host_veth(ep.pod) if ep.pod else None
+
+
+def cluster_mode(facts: dict[str, NodeFacts]) -> str:
+    """The mode most nodes run, ignoring broken ones: a node whose overlay died still belongs to it."""
+    votes = Counter()
+    for name, f in facts.items():
+        peers = {p: g.pod_subnet for p, g in facts.items() if p != name and g.pod_subnet}
+        mode = detect_mode(f, peers).mode
+        votes[getattr(mode, "value", mode)] += 1
+    good = [(n, m) for m, n in votes.items() if m in KNOWN]
+    return max(good)[1] if good else ("none" if votes else "unknown")
+
+
+def craft(src_ip: str, dst_ip: str, trace_id: int, count: int, size: int, sweep: list[int]):
+    """(packets as hex, the timing probes' numbers, sweep number -> size, IP id -> number)."""
+    packets, main, sized, ids = [], [], {}, {}
+    plan = [(size, True)] * count + [(s, False) for s in sweep for _ in range(2)]
+    for seq, (length, timing) in enumerate(plan):
+        ip_id = (trace_id * 7 + seq) & 0xFFFF
+        pad = max(0, length - 20 - 8 - 11)
+        pkt = IP(src=src_ip, dst=dst_ip, id=ip_id, flags="DF", ttl=64) / ICMP(type=8, id=trace_id, seq=seq) / Raw(
+            correlate.marker(trace_id, seq) + b"\0" * pad)
+        packets.append(bytes(pkt).hex())
+        ids[ip_id] = seq
+        if timing:
+            main.append(seq)
+        else:
+            sized[seq] = length
+    return packets, main, sized, ids
+
+
+class Tracer:
+    def __init__(self, fleet: Fleet, facts: dict[str, NodeFacts], mode: str | None = None,
+                 options: TraceOptions | None = None) -> None:
+        self.fleet, self.facts = fleet, facts
+        self.options = options or TraceOptions()
+        self.mode = mode or cluster_mode(facts)
+        self.endpoints: dict[str, probes.Endpoint] = {}
+
+    def prepare(self, nodes: list[str]) -> None:
+        """The agent and one probe pod on each node taking part (none in --host mode)."""
+        def setup(conn):
+            probes.clean(conn)
+            probes.upload_agent(conn)
+            if self.options.host:
+                return probes.Endpoint(conn.name, self.facts[conn.name].address)
+            return probes.create_pods(conn, self.facts[conn.name], 1)[0][1]
+        result = self.fleet.each(setup, nodes)
+        for name, value in result.items():
+            if isinstance(value, BaseException):
+                raise RuntimeError(f"{name}: cannot prepare the trace: {value}")
+            self.endpoints[name] = value
+
+    def close(self) -> None:
+        self.fleet.each(probes.clean, list(self.endpoints))
+
+    def trace(self, src: str, dst: str) -> diagnose.TraceReport:
+        fs, fd = self.facts[src], self.facts[dst]
+        a, b = self.endpoints[src], self.endpoints[dst]
+        expected_mode = self.mode if self.mode in KNOWN else "host-gw"  # routed: what "none" fails to be
+        request = paths.expected_hops(expected_mode, fs, fd, _veth(a), _veth(b), self.options.host)
+        reply = paths.reply_hops(request)
+        extra = {n: [i.name for i in self.facts[n].interfaces.values() if i.kind in ("tun", "vxlan")]
+                 for n in {src, dst}}
+        points = paths.capture_points(request, extra)
+        pod_veths = {_veth(a), _veth(b)}
+        for node, ifaces in points.items():  # a device the node lacks (overlay down) cannot be captured
+            points[node] = [i for i in ifaces if i in self.facts[node].interfaces or i in pod_veths]
+        trace_id = random.randint(1, 0xFFFF)
+        mtu = (fs.interfaces[fs.underlay].mtu if self.options.host else fs.pod_mtu) or 1500
+        sweep = sorted({s for s in SWEEP_SIZES if s <= mtu} | {mtu}) if self.options.mtu_sweep else []
+        packets, main, sized, ids = craft(a.ip, b.ip, trace_id, self.options.probes, self.options.size, sweep)
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            list(pool.map(lambda n: capture.start(self.fleet[n], points[n]), points))
+        try:
+            self.fleet[src].run(a.wrap(["python3", probes.AGENT, "send-raw", "--interval", str(self.options.interval)]),
+                                input=json.dumps(packets), timeout=60)
+            time.sleep(0.25)  # the last replies are on their way
+        finally:
+            with ThreadPoolExecutor(max_workers=2) as pool:
+                pcaps = dict(zip(points, pool.map(lambda n: capture.stop(self.fleet[n], points[n]), points),
+                                 strict=True))
+        seen = [s for node, by_iface in pcaps.items() for iface, data in by_iface.items()
+                for s in correlate.sightings(node, iface, data, trace_id, ids)]
+        return diagnose.analyse(request, reply, seen, main, sized, fs, fd, self.mode)
+
+
+def trace_pairs(nodes: list, pod_network: str, pairs: list[tuple[str, str]], options: TraceOptions,
+                mode: str | None = None, accept_new_host_keys: bool = False,
+                progress=None) -> tuple[list[diagnose.TraceReport], dict[str, str]]:
+    """Connect, learn facts, prepare the nodes the pairs need, trace each pair; always clean up.
+    Returns the reports and, per node, why it could not take part."""
+    from netbench import facts as facts_mod
+
+    specs = {n.target.name: n for n in nodes}
+    missing = sorted({x for p in pairs for x in p} - set(specs))
+    if missing:
+        from netbench.errors import UserError
+        raise UserError(f"no node named {missing[0]!r} in the inventory (nodes: {', '.join(specs)})")
+    failed: dict[str, str] = {}
+    with Fleet([n.target for n in nodes], accept_new_host_keys) as fleet:
+        raws = fleet.each(facts_mod.gather)
+        node_facts = {}
+        for name, raw in raws.items():
+            if isinstance(raw, BaseException):
+                failed[name] = str(raw)
+                continue
+            s = specs[name]
+            node_facts[name] = facts_mod.analyse(name, s.target.address, raw, pod_network, s.subnet, s.bridge,
+                                                 s.underlay)
+        tracer = Tracer(fleet, node_facts, mode, options)
+        involved = sorted({x for p in pairs for x in p} - set(failed))
+        reports = []
+        try:
+            tracer.prepare(involved)
+            for src, dst in pairs:
+                if src in failed or dst in failed:
+                    continue
+                if progress:
+                    progress(f"trace {src} -> {dst}")
+                reports.append(tracer.trace(src, dst))
+        finally:
+            tracer.close()
+    return reports, failed

@@ -1,0 +1,121 @@
+"""Trace logic without a lab: paths from recorded facts, correlation of crafted pcaps, verdicts."""
+
+import io
+import json
+from pathlib import Path
+
+from scapy.layers.inet import ICMP, IP, UDP
+from scapy.layers.l2 import Ether
+from scapy.layers.vxlan import VXLAN
+from scapy.packet import Raw
+from scapy.utils import PcapWriter
+
+from netbench import facts
+from netbench.trace import correlate, diagnose, paths
+from netbench.trace.correlate import Sighting
+from netbench.trace.tracer import craft
+
+DATA = Path(__file__).parent / "data"
+
+
+def node_facts(mode: str):
+    data = json.loads((DATA / f"facts-{mode}.json").read_text())
+    return {n: facts.analyse(n, data["addresses"][n], data["raw"][n], "10.1.0.0/16") for n in ("n1", "n2")}
+
+
+def test_expected_paths_per_mode():
+    f = node_facts("udp")
+    hops = paths.expected_hops("udp", f["n1"], f["n2"], "va", "vb")
+    assert [h.label for h in hops] == ["n1:va:in", "n1:docker0:in", "n1:flannel0:out", "n1:eth0:out", "n2:eth0:in",
+                                       "n2:flannel0:in", "n2:docker0:out", "n2:vb:out"]
+    assert [h.encap for h in hops if h.role == "underlay"] == ["udp", "udp"]
+    f = node_facts("host-gw")
+    assert len(paths.expected_hops("host-gw", f["n1"], f["n2"], "va", "vb")) == 6
+    assert [h.label for h in paths.expected_hops("host-gw", f["n1"], f["n2"], None, None, host=True)] == [
+        "n1:eth0:out", "n2:eth0:in"]
+    reply = paths.reply_hops(hops)
+    assert reply[0].label == "n2:vb:in" and reply[-1].label == "n1:va:out"
+
+
+def pcap_bytes(packets, linktype=1) -> bytes:
+    buf = io.BytesIO()
+    writer = PcapWriter(buf, linktype=linktype, nano=True, sync=True)
+    for t, p in packets:
+        p.time = t
+        writer.write(p)
+    writer.flush()
+    return buf.getvalue()
+
+
+def test_correlation_opens_udp_and_vxlan_encapsulation():
+    inner = IP(src="10.1.1.2", dst="10.1.2.2", ttl=62, id=99) / ICMP(type=8, id=5, seq=3) / Raw(
+        correlate.marker(5, 3) + b"\0" * 20)
+    udp = Ether() / IP(src="198.18.0.1", dst="198.18.0.2") / UDP(sport=8285, dport=8285) / Raw(bytes(inner))
+    vx = Ether() / IP(src="198.18.0.1", dst="198.18.0.2") / UDP(sport=40000, dport=8472) / VXLAN(vni=1) / Ether(
+        dst="aa:bb:cc:dd:ee:ff") / inner
+    other = Ether() / IP(src="10.1.1.2", dst="10.1.2.2") / ICMP(type=8) / Raw(b"not ours")
+    seen = correlate.sightings("n1", "eth0", pcap_bytes([(1.000000001, udp), (1.5, vx), (2, other)]), 5, {})
+    assert [(s.seq, s.kind, s.ttl, s.encap["type"]) for s in seen] == [(3, "request", 62, "udp"),
+                                                                       (3, "request", 62, "vxlan")]
+    assert seen[0].t_ns == 1_000_000_001 and seen[0].encap["port"] == 8285
+    assert seen[1].encap["vni"] == 1 and seen[1].encap["inner_mac_dst"] == "aa:bb:cc:dd:ee:ff"
+    # a capture killed mid-record: what was whole still counts, the cut record is dropped, nothing crashes
+    assert correlate.sightings("n1", "eth0", pcap_bytes([(1, udp)])[:30], 5, {}) == []
+    assert len(correlate.sightings("n1", "eth0", pcap_bytes([(1, udp), (2, vx)])[:-120], 5, {})) == 1
+
+
+def test_icmp_errors_about_probes_are_recognised_by_ip_id():
+    packets, main, sweep, ids = craft("10.1.1.2", "10.1.2.2", 77, 3, 84, [1400])
+    probe = IP(bytes.fromhex(packets[0]))
+    err = Ether() / IP(src="10.1.1.1", dst="10.1.1.2") / ICMP(type=3, code=4, nexthopmtu=1400) / Raw(bytes(probe)[:28])
+    (s,) = correlate.sightings("n1", "docker0", pcap_bytes([(1, err)]), 77, ids)
+    assert s.kind == "error" and s.seq == 0 and "fragmentation needed (next-hop MTU 1400)" in s.error
+    assert main == [0, 1, 2] and sorted(sweep.values()) == [1400, 1400]
+    assert all(IP(bytes.fromhex(p)).flags.DF for p in packets)
+
+
+def sight(hops, seqs, kind="request", upto=None, t0=1000):
+    out = []
+    for i, h in enumerate(hops[:upto]):
+        for q in seqs:
+            out.append(Sighting(h.node, h.iface, q, kind, t0 + q * 10_000 + i * 1000, 64 - i, 98))
+    return out
+
+
+def test_verdicts_from_sightings():
+    f = node_facts("host-gw")
+    req = paths.expected_hops("host-gw", f["n1"], f["n2"], "va", "vb")
+    rep = paths.reply_hops(req)
+    main = list(range(10))
+    ok = diagnose.analyse(req, rep, sight(req, main) + sight(rep, main, "reply"), main, {}, f["n1"], f["n2"], "host-gw")
+    assert [v.kind for v in ok.verdicts] == ["delivered"] and ok.differences == []
+    assert [h.t_p50_us for h in ok.hops] == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]
+
+    lossy = diagnose.analyse(req, rep, sight(req, main) + sight(rep, main[:7], "reply"), main, {}, f["n1"], f["n2"],
+                             "host-gw")
+    assert lossy.verdict.kind == "packet-loss" and "30%" in lossy.verdict.message
+
+    f["n1"].routes = [r for r in f["n1"].routes if r.dst != f["n2"].pod_subnet]
+    stuck = diagnose.analyse(req, rep, sight(req, main, upto=2), main, {}, f["n1"], f["n2"], "host-gw")
+    assert (stuck.verdict.kind, stuck.verdict.node, stuck.verdict.hop) == ("no-route", "n1", "n1:docker0:in")
+    assert "expected hop n1:eth0:out saw no probe" in stuck.differences
+
+    # the same symptom where the peer is not on the node's own L2 segment: host-gw cannot work there
+    f["n2"].address = "198.19.1.2"
+    far = diagnose.analyse(req, rep, sight(req, main, upto=2), main, {}, f["n1"], f["n2"], "host-gw")
+    assert far.verdict.kind == "not-on-link"
+
+
+def test_mtu_black_hole_versus_signalled_mtu():
+    f = node_facts("host-gw")
+    req = paths.expected_hops("host-gw", f["n1"], f["n2"], "va", "vb")
+    rep = paths.reply_hops(req)
+    main = [0, 1]
+    sweep = {2: 1400, 3: 1500}
+    seen = sight(req, main + [2]) + sight(rep, main + [2], "reply") + sight(req, [3], upto=3)
+    r = diagnose.analyse(req, rep, seen, main, sweep, f["n1"], f["n2"], "host-gw")
+    assert r.path_mtu["largest_delivered"] == 1400
+    assert (r.verdict.kind, r.verdict.node, r.verdict.hop) == ("mtu-black-hole", "n2", "n1:eth0:out")
+    told = seen + [Sighting("n1", "docker0", 3, "error", 5, 64, 98, {}, "ICMP 3/4 fragmentation needed")]
+    r = diagnose.analyse(req, rep, told, main, sweep, f["n1"], f["n2"], "host-gw")
+    assert "black_hole" not in r.path_mtu and r.path_mtu["signalled"]
