@@ -16,6 +16,7 @@ test: setup
 bench: setup
 	$(PYTHON) bench/lab_bench.py
 	$(PYTHON) bench/run_bench.py
+	$(PYTHON) bench/trace_bench.py
 
 lint: setup
 	$(PYTHON) -m ruff check netbench probes tests bench scripts
