@@ -18,9 +18,10 @@ import time
 from rich.console import Console
 from rich.table import Table
 
+from netbench.errors import LabError
 from netbench.flannel import Mode
 from netbench.lab.builder import Lab
-from netbench.lab.daemons import FlannelUdp, stop_daemon
+from netbench.lab.daemons import FlannelUdp, wait_for
 from netbench.lab.topology import LabTopology
 
 console = Console(width=None if Console().is_terminal else 130)
@@ -85,6 +86,21 @@ def socat_argv(lab: Lab, node: str, peer: str) -> list[str]:
             f"UDP:{p.address}:8285,bind={n.address}:8285"]
 
 
+def start_socat(lab: Lab, node: str, peer: str, attempts: int = 5) -> int:
+    """socat on flannel0 <-> UDP 8285; retried, and whoever still holds the port is shown if it fails."""
+    n = lab.node(node)
+    for _ in range(attempts):
+        pid = n.spawn("socat", socat_argv(lab, node, peer))
+        try:
+            wait_for("socat's flannel0", lambda: n.run(["ip", "link", "show", "flannel0"], check=False).ok, 1, n)
+            return pid
+        except LabError:
+            console.print(f"{node}: socat did not start ({n.log_tail('socat', 1)}); holders of UDP 8285: "
+                          f"{n.run(['ss', '-uapn', 'sport = :8285'], check=False).stdout.strip()}")
+            time.sleep(0.5)
+    raise LabError(f"{node}: socat did not start after {attempts} attempts")
+
+
 def bench_forwarder(lab: Lab) -> dict:
     """Same two nodes, same pods, same path: flannel0 served by our daemon or by socat."""
     lab.set_mode(Mode.udp)
@@ -96,16 +112,15 @@ def bench_forwarder(lab: Lab) -> dict:
         r["rtt_us"] = rtt_p50_us(lab, "n1", pod_ip(lab, "n2"))
         results["netbench flannel_udp (python)"].append(r)
         for node, _peer in pair:
-            stop_daemon(lab.state.node(node).daemons.pop(daemon.name), lab.node(node))
-        socats = [lab.node(node).spawn("socat", socat_argv(lab, node, peer)) for node, peer in pair]
-        time.sleep(0.3)
+            daemon.stop(lab.state.node(node).daemons.pop(daemon.name), lab.node(node))
+        socats = [start_socat(lab, node, peer) for node, peer in pair]
         for node, _peer in pair:
             lab.node(node).run(["ip", "link", "set", "dev", "flannel0", "mtu", "1472"])
         r = iperf(lab, "n1", "n2", pod_ip(lab, "n2"))
         r["rtt_us"] = rtt_p50_us(lab, "n1", pod_ip(lab, "n2"))
         results["socat TUN<->UDP (C)"].append(r)
         for (node, _peer), pid in zip(pair, socats, strict=True):
-            stop_daemon(pid, lab.node(node))
+            daemon.stop(pid, lab.node(node))  # socat held flannel0 too: wait until it is released
         for node, _peer in pair:
             lab.state.node(node).daemons[daemon.name] = daemon.start(lab.node(node))
             daemon.ready(lab.node(node))

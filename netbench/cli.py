@@ -282,6 +282,8 @@ def trace_cmd(
     if all_pairs:
         pairs = [(a, b) for a in names for b in names if a != b]
     elif src and dst:
+        if src == dst:
+            raise UserError(f"trace {src} {dst}: source and destination must be different nodes")
         pairs = [(src, dst)]
     else:
         raise UserError("trace needs SRC and DST nodes, or --all")

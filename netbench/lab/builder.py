@@ -29,7 +29,6 @@ from netbench.lab.daemons import (
     Sshd,
     SshKeys,
     install_probes,
-    stop_daemon,
     tcp_banner,
 )
 from netbench.lab.node import LabNode
@@ -328,9 +327,10 @@ class Lab:
     def _apply_mode(self, mode: Mode, fresh: bool) -> None:
         state = self.state
         nodes = self.nodes
+        udp = FlannelUdp(self.topology.etcd_endpoint, flannel.DEFAULT_PREFIX, self.probes_dir)
         if not fresh:
             for node in nodes:
-                stop_daemon(state.node(node.name).daemons.pop("flannel-udp", None), node)
+                udp.stop(state.node(node.name).daemons.pop("flannel-udp", None), node)
                 datapaths.clear(node)
             self._save()
         mtu = mode.mtu()
@@ -351,12 +351,11 @@ class Lab:
             self._set_node_mtu(node, mtu)
         state.vtep_macs = vtep
         if mode is Mode.udp:
-            daemon = FlannelUdp(self.topology.etcd_endpoint, flannel.DEFAULT_PREFIX, self.probes_dir)
             for node in nodes:
-                state.node(node.name).daemons[daemon.name] = daemon.start(node)
+                state.node(node.name).daemons[udp.name] = udp.start(node)
             self._save()
             for node in nodes:
-                daemon.ready(node)
+                udp.ready(node)
         elif mode is Mode.vxlan:
             for node in nodes:
                 peers = [(p.spec.subnet, p.spec.address, vtep[p.name]) for p in nodes if p is not node]
@@ -386,7 +385,8 @@ class Lab:
             peers = {n.name: n.subnet for n in state.nodes if n.name != fault.node}
 
             def stop() -> None:
-                stop_daemon(state.node(fault.node).daemons.pop("flannel-udp", None), node)
+                udp = FlannelUdp(self.topology.etcd_endpoint, flannel.DEFAULT_PREFIX, self.probes_dir)
+                udp.stop(state.node(fault.node).daemons.pop("flannel-udp", None), node)
             _lab_errors(lambda _self: faults.apply(fault, node, peers, stop))(self)
             state.faults.append(fault.__dict__)
             self._save()

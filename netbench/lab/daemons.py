@@ -208,3 +208,13 @@ class FlannelUdp:
                 idx = ipr.link_lookup(ifname="flannel0")
                 return bool(idx) and bool(ipr.get_addr(index=idx[0]))
         wait_for("flannel-udp (flannel0)", up, timeout, node, self.name)
+
+    def stop(self, pid: int | None, node: LabNode, timeout: float = 5.0) -> None:
+        """Stop the daemon and wait until flannel0 is gone: the TUN disappears only when the last
+        process holding it has closed its files, so port 8285 is free for whoever binds it next."""
+        stop_daemon(pid, node)
+
+        def gone() -> bool:
+            with node.ipr() as ipr:
+                return not ipr.link_lookup(ifname="flannel0")
+        wait_for("flannel-udp to release flannel0", gone, timeout, node, self.name)

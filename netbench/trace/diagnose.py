@@ -103,7 +103,8 @@ def clock_offsets(request: list[Hop], sightings: list[Sighting], src: NodeFacts,
 
 
 def analyse(request: list[Hop], reply: list[Hop], sightings: list[Sighting], main: list[int], sweep: dict[int, int],
-            src: NodeFacts, dst: NodeFacts, mode: str) -> TraceReport:
+            src: NodeFacts, dst: NodeFacts, mode: str, expected_mtu: int | None = None) -> TraceReport:
+    """expected_mtu: what the path should carry (the pod MTU, or the underlay's for a host trace)."""
     offsets, clock = clock_offsets(request, sightings, src, dst)
     at: dict[tuple[str, str, str], dict[int, Sighting]] = {}
     for s in sightings:
@@ -133,7 +134,7 @@ def analyse(request: list[Hop], reply: list[Hop], sightings: list[Sighting], mai
     differences = _differences(hops, sightings, request, main_set)
     errors = sorted({f"{s.node}:{s.iface}: {s.error}" for s in sightings if s.kind == "error"})
     verdicts = _verdicts(request, reply, hops, seen, len(main), src, dst, mode, sightings)
-    path_mtu = _path_mtu(request, reply, seen, sweep, src, sightings)
+    path_mtu = _path_mtu(request, reply, seen, sweep, expected_mtu or src.pod_mtu, src, sightings)
     if path_mtu.get("black_hole"):
         verdicts.insert(0, Verdict("mtu-black-hole", False, path_mtu["black_hole"]["message"],
                                    path_mtu["black_hole"]["node"], path_mtu["black_hole"]["hop"],
@@ -291,14 +292,14 @@ def _rp_filter(node: NodeFacts, iface: str, src_subnet: str | None) -> list[str]
     return [f"rp_filter=1 (strict) on {node.name} {iface}", f"route back to {src_subnet}: {back or 'none'}"]
 
 
-def _path_mtu(request, reply, seen, sweep: dict[int, int], src: NodeFacts, sightings) -> dict:
+def _path_mtu(request, reply, seen, sweep: dict[int, int], expected: int | None, src: NodeFacts, sightings) -> dict:
     if not sweep:
         return {}
     delivered = [size for seq, size in sweep.items() if seen(reply[-1], "reply", {seq})]
     refused = [size for seq, size in sweep.items() if not delivered or size > max(delivered)]
     largest = max(delivered) if delivered else None
-    result = {"sizes": sorted(set(sweep.values())), "largest_delivered": largest, "pod_mtu": src.pod_mtu}
-    if largest is None or not refused or src.pod_mtu is None or largest >= src.pod_mtu:
+    result = {"sizes": sorted(set(sweep.values())), "largest_delivered": largest, "expected_mtu": expected}
+    if largest is None or not refused or expected is None or largest >= expected:
         return result
     big = min(s for s in refused if s > largest)
     big_seqs = {q for q, s in sweep.items() if s == big}
@@ -313,7 +314,7 @@ def _path_mtu(request, reply, seen, sweep: dict[int, int], src: NodeFacts, sight
     result["black_hole"] = {
         "node": vanished.node, "hop": last.label if last else None,
         "message": f"packets of {big} bytes vanish after {last.label if last else 'the first hop'} without an ICMP "
-                   f"'fragmentation needed': path MTU {largest} < pod MTU {src.pod_mtu}",
+                   f"'fragmentation needed': path MTU {largest} < expected MTU {expected}",
         "evidence": [f"delivered sizes up to {largest}; {big} bytes last seen at {last.label if last else '-'}"],
     }
     return result

@@ -38,7 +38,7 @@ def report(r: TraceReport, console: Console) -> None:
     if r.path_mtu:
         mtu = r.path_mtu
         console.print(f"path MTU: largest delivered {mtu.get('largest_delivered')} of sizes up to "
-                      f"{max(mtu['sizes'])} (pod MTU {mtu.get('pod_mtu')})"
+                      f"{max(mtu['sizes'])} (expected {mtu.get('expected_mtu')})"
                       + (f"; signalled: {mtu['signalled']}" if mtu.get("signalled") else ""))
     for v in r.verdicts:
         colour = "green" if v.ok else "red"

@@ -122,7 +122,7 @@ class Tracer:
                                  strict=True))
         seen = [s for node, by_iface in pcaps.items() for iface, data in by_iface.items()
                 for s in correlate.sightings(node, iface, data, trace_id, ids)]
-        return diagnose.analyse(request, reply, seen, main, sized, fs, fd, self.mode)
+        return diagnose.analyse(request, reply, seen, main, sized, fs, fd, self.mode, mtu)
 
 
 def trace_pairs(nodes: list, pod_network: str, pairs: list[tuple[str, str]], options: TraceOptions,

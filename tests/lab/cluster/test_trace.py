@@ -53,7 +53,7 @@ def test_observed_hops_equal_the_modes_and_encapsulation_is_right(in_mode, mode)
     assert t["hops"][-1]["ttl"] == LAST_TTL[mode]
     times = [h["t_p50_us"] for h in t["hops"]]
     assert times == sorted(times) and times[-1] < 5000  # µs since the first hop, growing along the path
-    assert t["path_mtu"]["largest_delivered"] == mode.mtu() == t["path_mtu"]["pod_mtu"]
+    assert t["path_mtu"]["largest_delivered"] == mode.mtu() == t["path_mtu"]["expected_mtu"]
     assert t["clock"].startswith("shared clock")
 
 
@@ -117,3 +117,13 @@ def test_trace_all_gives_a_verdict_for_every_ordered_pair(in_mode):
     for (src, _dst), t in pairs.items():
         v = next(v for v in t["verdicts"] if not v["ok"])
         assert v["kind"] == "no-route" and v["node"] == src
+
+
+def test_host_trace_follows_the_underlay_only(in_mode):
+    lab = in_mode(Mode.vxlan)
+    code, out = trace("n1", "n3", "--host")
+    (t,) = out["traces"]
+    assert code == 0 and [h["hop"]["label"] for h in t["hops"]] == ["n1:eth0:out", "n3:eth0:in"]
+    assert all(h["encap"] == {} and h["ttl"] == 64 for h in t["hops"])  # no overlay, no forwarding
+    assert t["path_mtu"]["largest_delivered"] == t["path_mtu"]["expected_mtu"] == 1500
+    assert t["verdicts"][0]["kind"] == "delivered" and lab.mode is Mode.vxlan  # pods' mode does not matter here
