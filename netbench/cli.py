@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+import pandas as pd
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -196,6 +197,9 @@ def run_cmd(
     tests: Optional[str] = typer.Option(None, help="comma list: udp_rr,icmp,tcp,tcp_multi,udp"),
     pairs: Optional[str] = typer.Option(None, help="only these pairs, e.g. n1:n2,n2:n3"),
     parallel_pairs: bool = typer.Option(False, help="throughput of disjoint pairs at once (independent links)"),
+    trace: bool = typer.Option(False, "--trace", help="also trace every pod pair hop by hop (kept in the run)"),
+    gates: Optional[Path] = typer.Option(None, help="gate rules (YAML) applied to the run at the end"),
+    baseline: Optional[Path] = typer.Option(None, help="a stored run to compare against, for regression gates"),
     accept_new_host_keys: bool = typer.Option(False, help="add unknown host keys to known_hosts (never changed ones)"),
     command_timeout: Optional[float] = typer.Option(None, help="seconds before a remote command is abandoned"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
@@ -208,11 +212,14 @@ def run_cmd(
     from netbench.run import RunOptions, Session, summary
 
     inv, nodes = cluster.load(inventory, command_timeout)
+    if gates:  # a bad rule file is said before an hour of measuring, not after
+        from netbench import gates as gates_mod
+        gates_mod.parse_rules(gates)
     try:
         options = RunOptions(samples=samples, interval=interval, size=size, duration=duration, repeats=repeats,
                              streams=streams, udp_rate=udp_rate, scenarios=_csv(scenarios) or SCENARIOS,
                              tests=_csv(tests) or LATENCY_TESTS + THROUGHPUT_TESTS, parallel_pairs=parallel_pairs,
-                             pairs=_pairs(pairs))
+                             pairs=_pairs(pairs), trace=trace)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     progress = Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(),
@@ -229,13 +236,20 @@ def run_cmd(
         outcome = session.execute()
     df = outcome.run_dir.frame()
     rows = summary(df)
+    gate_outcomes = []
+    if gates:
+        from netbench import gates as gates_mod
+        gate_outcomes = gates_mod.apply(outcome.run_dir.path, gates, baseline)
     if as_json:
         print(json.dumps({"run_dir": str(outcome.run_dir.path), "mode": outcome.mode, "summary": rows,
                           "failures": [f.__dict__ for f in outcome.failures], "nodes_down": outcome.nodes_down},
                          indent=2))
     else:
         _print_summary(rows, outcome)
-    raise typer.Exit(outcome.exit_code)
+        if gate_outcomes:
+            _print_gates(gate_outcomes)
+    gate_failed = any(o.passed is False for o in gate_outcomes)
+    raise typer.Exit(outcome.exit_code or (1 if gate_failed else 0))
 
 
 def _print_summary(rows: list[dict], outcome) -> None:
@@ -306,6 +320,77 @@ def trace_cmd(
             console.print(f"[red]{name}[/]: {why}")
     bad = failed or any(not r.delivered or any(not v.ok for v in r.verdicts) for r in reports)
     raise typer.Exit(1 if bad else 0)
+
+
+@app.command("report")
+def report_cmd(run_dir: Path = typer.Argument(..., help="a run directory (reports/<run-id>)")) -> None:
+    """Write RUN_DIR/index.html (self-contained, charts embedded), summary.md and table.csv."""
+    from netbench.report import html
+
+    out = html.write(run_dir)
+    console.print(f"report: {out['html']} ({out['html'].stat().st_size // 1024} KiB); summary: {out['summary']}")
+
+
+@app.command("compare")
+def compare_cmd(
+    run_dirs: list[Path] = typer.Argument(..., help="two or more run directories; the first is the reference"),
+    html: Optional[Path] = typer.Option(None, help="also write the comparison as an HTML table here"),
+) -> None:
+    """Runs side by side per mode, scenario and metric: ratios to the first, and which differences are
+    beyond the run-to-run spread."""
+    from netbench.report.compare import compare
+
+    if len(run_dirs) < 2:
+        raise UserError("compare needs at least two run directories")
+    names, df = compare(run_dirs)
+    table = Table(title=f"compare (reference: {names[0]})")
+    for col in ("mode", "scenario", "test", "metric", *names):
+        table.add_column(col)
+    colours = {"better": "green", "worse": "red", "within spread": "dim", "not comparable": "yellow", "new": "yellow"}
+    for _, r in df.iterrows():
+        cells = []
+        for i, name in enumerate(names):
+            v = r.get(name)
+            text = "–" if v is None or pd.isna(v) else f"{v:.3g}"
+            if i and r.get(f"{name} ratio") is not None and not pd.isna(r.get(f"{name} ratio")):
+                text += f" ×{r[f'{name} ratio']:.2f}"
+            verdict = r.get(f"{name} verdict") or ""
+            cells.append(f"[{colours.get(verdict, 'default')}]{text} {verdict}[/]" if verdict else text)
+        table.add_row(r["mode"], r["scenario"], r["test"], r["metric"], *cells)
+    console.print(table)
+    if html:
+        html.write_text(df.to_html(index=False, na_rep="–", float_format=lambda x: f"{x:.3g}"))
+        console.print(f"comparison: {html}")
+    worse = any((df.get(f"{n} verdict") == "worse").any() for n in names[1:] if f"{n} verdict" in df)
+    raise typer.Exit(0 if not worse else 1)
+
+
+@app.command("gate")
+def gate_cmd(
+    run_dir: Path = typer.Argument(..., help="a run directory (reports/<run-id>)"),
+    rules: Path = typer.Option(Path("configs/gates.yaml"), help="gate rules (YAML)"),
+    baseline: Optional[Path] = typer.Option(None, help="a stored run to compare against, for regression rules"),
+    junit: Optional[Path] = typer.Option(None, help="JUnit XML output (default RUN_DIR/gates.xml)"),
+) -> None:
+    """Apply gate rules to a stored run: exit 0 when all pass, 1 when one fails, 2 when unreadable."""
+    from netbench import gates
+
+    outcomes = gates.apply(run_dir, rules, baseline, junit)
+    _print_gates(outcomes)
+    raise typer.Exit(1 if any(o.passed is False for o in outcomes) else 0)
+
+
+def _print_gates(outcomes) -> None:
+    table = Table(title="gates")
+    for col in ("verdict", "rule", "mode", "result"):
+        table.add_column(col)
+    for o in outcomes:
+        verdict = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "[yellow]n/a[/]"}[o.passed]
+        table.add_row(verdict, o.rule.name, o.mode, o.summary)
+    console.print(table)
+    for o in outcomes:
+        for v in o.violations:
+            console.print(f"[red]{o.rule.name}[/] ({o.mode}): {v}")
 
 
 @app.command("doctor")

@@ -59,6 +59,26 @@ class RunDir:
             f.flush()
             os.fsync(f.fileno())
 
+    def append_samples(self, mode: str, scenario: str, src: str, dst: str, test: str, rtts_us: list[float]) -> None:
+        """Raw RTT samples, for distributions (the tidy table keeps their statistics)."""
+        line = json.dumps({"mode": mode, "scenario": scenario, "src": src, "dst": dst, "test": test,
+                           "rtt_us": [round(x, 3) for x in rtts_us]}) + "\n"
+        with self._lock, open(self.path / "samples.jsonl", "a") as f:
+            f.write(line)
+
+    def samples(self) -> list[dict]:
+        path = self.path / "samples.jsonl"
+        if not path.exists():
+            return []
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip().endswith("}")]
+
+    def write_traces(self, traces: list[dict]) -> None:
+        (self.path / "traces.json").write_text(json.dumps(traces, indent=1, default=str))
+
+    def traces(self) -> list[dict]:
+        path = self.path / "traces.json"
+        return json.loads(path.read_text()) if path.exists() else []
+
     def write_meta(self, meta: dict) -> None:
         tmp = self.path / "run.json.tmp"
         tmp.write_text(json.dumps({"schema_version": SCHEMA_VERSION, "run_id": self.run_id, **meta}, indent=2,

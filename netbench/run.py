@@ -39,6 +39,7 @@ class RunOptions:
     parallel_pairs: bool = False
     pairs: list[tuple[str, str]] | None = None
     max_parallel: int = 16
+    trace: bool = False  # after measuring, trace every pod-pod pair (one direction) into traces.json
 
     def __post_init__(self) -> None:
         checks = [("samples", self.samples >= 1), ("interval", self.interval > 0), ("size", 16 <= self.size <= 65000),
@@ -117,6 +118,7 @@ class Session:
         self.facts: dict[str, facts.NodeFacts] = {}
         self.modes: dict[str, dict] = {}
         self.probes: dict[str, probes.NodeProbes] = {}
+        self.run_dir: RunDir | None = None
         self._lock = threading.Lock()
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -143,7 +145,7 @@ class Session:
 
     # -- the flow ----------------------------------------------------------------------------
     def execute(self) -> RunOutcome:
-        run_dir = RunDir.create(self.out_root, self.label)
+        run_dir = self.run_dir = RunDir.create(self.out_root, self.label)
         started = time.time()
         meta = {"started": started, "options": asdict(self.options), "inventory": self.inventory_meta,
                 "tools": tool_versions()}
@@ -157,6 +159,8 @@ class Session:
             run_dir.write_meta(meta)
             self._deploy()
             self._measure(run_dir, mode)
+            if self.options.trace:
+                self._trace(run_dir, mode)
         finally:
             self._teardown()
             self.fleet.close()
@@ -283,6 +287,8 @@ class Session:
                         raise MeasureError(result.stderr.strip()[-300:] or f"exit {result.exit_code}")
                     rtts, sent = latency.parse_ping(result.stdout)
                 records = latency.records(test, rtts, sent, step.scenario, step.src, step.dst)
+                self.run_dir.append_samples(self.mode_label or self._mode_of_cluster(), step.scenario, step.src,
+                                            step.dst, test, rtts)
                 if not rtts:
                     self.fail(f"{step.src}->{step.dst}", f"{step.scenario} {test}", "unreachable: no reply")
                 yield records
@@ -316,6 +322,25 @@ class Session:
                     self.fail(f"{step.src}->{step.dst}", f"{step.scenario} {test}", exc)
                     self._check_nodes(step.src, step.dst)
                     yield []
+
+    def _trace(self, run_dir: RunDir, mode: str) -> None:
+        """Each pod-pod pair once (the lower-named node as source), hop by hop, kept with the run."""
+        from netbench.trace.tracer import TraceOptions, Tracer
+        nodes = [n for n in self.nodes if n not in self.down and n in self.facts]
+        pairs = [(a, b) for i, a in enumerate(nodes) for b in nodes[i + 1:]
+                 if not self.options.pairs or (a, b) in self.options.pairs or (b, a) in self.options.pairs]
+        if not pairs:
+            return
+        tracer = Tracer(self.fleet, self.facts, None if mode in ("mixed", "unknown") else mode, TraceOptions())
+        reports = []
+        try:
+            tracer.prepare(sorted({x for p in pairs for x in p}))
+            for a, b in pairs:
+                self.progress(f"trace {a}->{b}", 0)
+                reports.append(tracer.trace(a, b).as_dict())
+        except Exception as exc:  # noqa: BLE001 — a trace that cannot run is reported, the run stands
+            self.fail("trace", "trace", exc)
+        run_dir.write_traces(reports)
 
     def _teardown(self) -> None:
         names = [n for n in self.probes if n not in self.down] + [n for n in self.probes if n in self.down]

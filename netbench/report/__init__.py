@@ -1,0 +1,1 @@
+"""Reports made from a run directory alone, so they can be re-made at any time from stored results."""

@@ -1,0 +1,47 @@
+"""`netbench compare RUN_A RUN_B …`: the same metrics side by side, with ratios to the first run and
+whether a difference is beyond the run-to-run spread (the ranges of pairs and repeats do not overlap)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from netbench.gates import HIGHER_IS_BETTER
+from netbench.results import RunDir
+
+HEADLINE = {("udp_rr", "rtt_p50_us"), ("udp_rr", "rtt_p99_us"), ("icmp", "rtt_p50_us"), ("tcp", "gbps"),
+            ("tcp_multi", "gbps"), ("udp", "gbps"), ("udp", "loss_pct"), ("tcp", "retransmits")}
+
+
+def compare(run_dirs: list[Path]) -> tuple[list[str], pd.DataFrame]:
+    runs = [RunDir.open(p) for p in run_dirs]
+    names = [r.run_id for r in runs]
+    frames = []
+    for r in runs:
+        df = r.frame()
+        df = df[[(t, m) in HEADLINE for t, m in zip(df.test, df.metric, strict=True)]]
+        g = df.groupby(["mode", "scenario", "test", "metric"]).value
+        frames.append(pd.DataFrame({"median": g.median(), "min": g.min(), "max": g.max()}))
+    rows = []
+    keys = sorted(set().union(*(f.index for f in frames)))
+    for key in keys:
+        row = {"mode": key[0], "scenario": key[1], "test": key[2], "metric": key[3]}
+        first = frames[0].loc[key] if key in frames[0].index else None
+        for name, f in zip(names, frames, strict=True):
+            if key not in f.index:
+                row[name] = None
+                row[f"{name} verdict"] = "not comparable"
+                continue
+            cur = f.loc[key]
+            row[name] = float(cur["median"])
+            if first is None or f is frames[0]:
+                row[f"{name} verdict"] = "" if first is not None else "new"
+                continue
+            ratio = cur["median"] / first["median"] if first["median"] else None
+            row[f"{name} ratio"] = ratio
+            apart = cur["min"] > first["max"] or cur["max"] < first["min"]
+            better = (cur["median"] > first["median"]) == (key[3] in HIGHER_IS_BETTER)
+            row[f"{name} verdict"] = ("better" if better else "worse") if apart else "within spread"
+        rows.append(row)
+    return names, pd.DataFrame(rows)

@@ -1,0 +1,62 @@
+"""`netbench report RUN_DIR`: index.html (one self-contained file), summary.md and the tidy CSV."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from jinja2 import Environment, FileSystemLoader, select_autoescape
+
+from netbench.report import plots, summary
+from netbench.results import RunDir
+
+TEMPLATES = Path(__file__).parent / "templates"
+
+
+def gate_rows(run: RunDir) -> list[dict]:
+    """Gate verdicts written by `netbench gate` / `run --gates`, read back from the JUnit file."""
+    from xml.etree import ElementTree as ET
+    path = run.path / "gates.xml"
+    if not path.exists():
+        return []
+    rows = []
+    for case in ET.parse(path).iter("testcase"):
+        name, _, rest = case.get("name", "").rpartition(" [")
+        passed = None if case.find("skipped") is not None else case.find("failure") is None
+        out = case.find("system-out")
+        rows.append({"name": name, "mode": rest.split(" ")[0], "passed": passed,
+                     "summary": out.text if out is not None else ""})
+    return rows
+
+
+def write(run_dir: Path) -> dict[str, Path]:
+    run = RunDir.open(run_dir)
+    meta, df = run.meta(), run.frame()
+    rows = summary.per_mode(df)
+    traces = run.traces()
+    for t in traces:
+        t["waterfall"] = plots.waterfall(t)
+    heatmaps = []
+    for mode in dict.fromkeys(df["mode"]):
+        for test, metric, label in (("udp_rr", "rtt_p50_us", "RTT p50 µs"), ("tcp", "gbps", "TCP Gbit/s")):
+            img = plots.heatmap(df, mode, test, metric, label)
+            if img:
+                heatmaps.append(img)
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
+    html = env.get_template("report.html.j2").render(
+        meta=meta, summary=rows, columns=summary.COLUMNS, cell=summary.cell, traces=traces,
+        failures=meta.get("failures", []), gates=gate_rows(run),
+        started=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(meta.get("started", 0))),
+        plots={"throughput": plots.throughput(df), "cdf": plots.latency_cdf(run.samples()), "heatmaps": heatmaps},
+    )
+    out = {"html": run.path / "index.html", "summary": run.path / "summary.md", "csv": run.path / "table.csv"}
+    out["html"].write_text(html)
+    md = summary.markdown(rows, f"netbench {meta['run_id']} (mode {meta.get('mode')})")
+    verdicts = [f"- {t['src']} → {t['dst']} ({t['mode']}): " + ", ".join(v["kind"] for v in t["verdicts"])
+                for t in traces]
+    if verdicts:
+        md += "\n**Traces**\n\n" + "\n".join(verdicts) + "\n"
+    out["summary"].write_text(md)
+    if not out["csv"].exists():
+        run.write_table()
+    return out
