@@ -487,7 +487,11 @@ def ping(args: argparse.Namespace) -> dict:
                 if failures == 1:
                     log(f"ping: sendto {args.dst}:{args.port} failed: {exc} (counted as lost)")
                 continue
-            p.wait(seq)
+            if not p.wait(seq) and not any(p.rx_mono[:seq + 1]) and seq + 1 >= args.give_up:
+                # nothing has ever answered: the path is down, and waiting out every timeout only
+                # delays saying so; the requests not sent count as lost like the others
+                log(f"ping: no reply to the first {seq + 1} requests; giving up (all counted as lost)")
+                break
         wall_s = (time.monotonic_ns() - start) / 1e9
         recorded = range(args.warmup, total)
         got = [s for s in recorded if p.rx_mono[s]]
@@ -614,6 +618,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_number(float, 0, low_open=True), default=1.0, metavar="SECONDS",
                    help="wait for each echo this long, then count a loss")
     p.add_argument("--warmup", type=_number(int, 0), default=5, help="unrecorded requests sent first")
+    p.add_argument("--give-up", type=_number(int, 1), default=10, metavar="N",
+                   help="stop after N requests when not one has been answered (all count as lost)")
     p.add_argument("--timestamping", choices=("auto",) + METHODS, default="auto",
                    help="auto: the best this path supports; otherwise that method or an error")
     p.set_defaults(func=cmd_ping)

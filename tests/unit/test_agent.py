@@ -351,3 +351,14 @@ def test_bind_failure_is_reported():
     assert done.returncode == 1
     error = json.loads(done.stdout)["error"]
     assert "cannot bind" in error and "in use" in error
+
+
+def test_ping_gives_up_on_a_path_where_nothing_ever_answers():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((LOCAL, 0))
+        port = s.getsockname()[1]  # bound but never read: requests vanish, nothing answers
+        proc = run_agent("ping", "--dst", LOCAL, "--port", str(port), "--count", "500", "--timeout", "0.5",
+                         "--warmup", "0", "--give-up", "3", timeout=30)
+    out = json.loads(proc.stdout)
+    assert proc.returncode == 0 and (out["sent"], out["received"], out["lost"]) == (500, 0, 500)
+    assert "giving up" in proc.stderr

@@ -1,0 +1,106 @@
+"""Gate rules: parsing and its errors, evaluation on a tidy table, JUnit output."""
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import xmlschema
+
+from netbench import gates
+from netbench.errors import UserError
+from netbench.results import COLUMNS
+
+SCHEMA = xmlschema.XMLSchema(str(Path(__file__).parents[1] / "data" / "junit.xsd"))
+
+
+def rules_file(tmp_path, text):
+    path = tmp_path / "gates.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_the_documented_example_parses():
+    rules = gates.parse_rules(Path(__file__).parents[2] / "configs" / "gates.yaml")
+    assert {r.kind for r in rules} == {"threshold", "ratio", "regression", "reachable", "path"}
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("gates:\n  - name: a\n    check: 'udp_rr.rtt_p99 < 5'\n",
+     "gates.yaml:2: rule 'a': test udp_rr has no metric 'rtt_p99'"),
+    ("gates:\n  - name: a\n    check: 'tcp.gbps is big'\n", "gates.yaml:2: rule 'a': check 'tcp.gbps is big' is not"),
+    ("gates:\n  - name: ok\n    reachable: true\n  - name: b\n    regression: tpc.gbps\n",
+     "gates.yaml:4: rule 'b': unknown test 'tpc'"),
+    ("gates:\n  - name: a\n    reachable: true\n    path: true\n", "needs exactly one of"),
+    ("gates:\n  - name: a\n    reachable: true\n    scenario: pod-host\n", "unknown scenario 'pod-host'"),
+    ("gates:\n  - name: a\n    reachable: true\n    modez: [udp]\n", "gates.yaml:2: unknown key 'modez'"),
+    ("gates:\n  - name: a\n   check: x\n", "gates.yaml:3: invalid YAML"),
+    ("rules: []\n", "non-empty list `gates:`"),
+])
+def test_bad_rules_are_reported_with_file_and_line(tmp_path, text, expected):
+    with pytest.raises(UserError, match=expected.replace("(", r"\(").replace(".", r"\.").replace("*", r"\*")):
+        gates.parse_rules(rules_file(tmp_path, text))
+
+
+def frame(rows):
+    return pd.DataFrame([dict(run="r", unit="", repeat=0, time=0, **r) for r in rows], columns=COLUMNS)
+
+
+def rec(mode, scenario, src, dst, test, metric, value):
+    return {"mode": mode, "scenario": scenario, "src": src, "dst": dst, "test": test, "metric": metric, "value": value}
+
+
+RUN = frame([
+    rec("vxlan", "pod-pod", "a", "b", "udp_rr", "rtt_p99_us", 120), rec("vxlan", "pod-pod", "a", "c", "udp_rr",
+                                                                          "rtt_p99_us", 700),
+    rec("vxlan", "pod-pod", "a", "b", "udp_rr", "reachable", 1), rec("vxlan", "pod-pod", "a", "c", "udp_rr",
+                                                                       "reachable", 0),
+    rec("vxlan", "pod-pod", "a", "b", "tcp", "gbps", 8.0), rec("vxlan", "host-host", "b", "a", "tcp", "gbps", 10.0),
+])
+
+
+def test_threshold_fails_on_the_worst_pair_and_names_it(tmp_path):
+    (rule,) = gates.parse_rules(rules_file(tmp_path, "gates:\n  - name: p99\n    check: 'udp_rr.rtt_p99_us < 500'\n"))
+    (o,) = gates.evaluate([rule], RUN, [])
+    assert o.passed is False and o.violations == ["a->c: 700 (needs < 500)"] and "worst" in o.summary
+
+
+def test_ratio_uses_the_same_pairs_host_baseline_either_way(tmp_path):
+    path = rules_file(tmp_path, "gates:\n  - name: r\n    check: 'tcp.gbps / baseline >= 0.8'\n"
+                                "  - name: r2\n    check: 'tcp.gbps / baseline >= 0.9'\n")
+    ok, bad = gates.evaluate(gates.parse_rules(path), RUN, [])
+    assert ok.passed is True and bad.passed is False and "0.8" in bad.violations[0]
+
+
+def test_regression_knows_which_way_is_better(tmp_path):
+    path = rules_file(tmp_path, "gates:\n  - name: t\n    regression: tcp.gbps\n    tolerance_pct: 10\n"
+                                "  - name: l\n    regression: udp_rr.rtt_p99_us\n    tolerance_pct: 10\n")
+    rules = gates.parse_rules(path)
+    slower = RUN.assign(value=RUN.value * 0.8)  # 20% less throughput, but 20% lower RTT
+    tcp, rtt = gates.evaluate(rules, slower, [], baseline=RUN)
+    assert tcp.passed is False and "20.0% worse" in tcp.summary
+    assert rtt.passed is True
+    assert all(o.passed is None for o in gates.evaluate(rules, RUN, []))  # no baseline: n/a, not pass
+
+
+def test_reachability_and_paths(tmp_path):
+    path = rules_file(tmp_path, "gates:\n  - name: reach\n    reachable: true\n  - name: path\n    path: true\n")
+    reach, path_o = gates.evaluate(gates.parse_rules(path), RUN, [
+        {"mode": "vxlan", "src": "a", "dst": "b", "differences": [], "path_mtu": {"expected_mtu": 1450,
+         "largest_delivered": 1450}, "verdicts": [{"kind": "delivered", "ok": True, "message": ""}]},
+        {"mode": "vxlan", "src": "a", "dst": "c", "differences": ["expected hop c:eth0:in saw no probe"],
+         "path_mtu": {}, "verdicts": [{"kind": "encap-blocked", "ok": False, "hop": "c:eth0:in", "message": "x"}]},
+    ])
+    assert reach.passed is False and reach.violations == ["a->c: unreachable"]
+    assert path_o.passed is False and len(path_o.violations) == 2
+
+
+def test_junit_is_valid_for_ci_readers(tmp_path):
+    rules = gates.parse_rules(rules_file(tmp_path, "gates:\n  - name: p99 <&> \"quoted\"\n    check: "
+                                                   "'udp_rr.rtt_p99_us < 500'\n  - name: reach\n    reachable: true\n"
+                                                   "  - name: reg\n    regression: tcp.gbps\n"))
+    xml = gates.junit(gates.evaluate(rules, RUN, []), "run-1")
+    SCHEMA.validate(xml)
+    doc = SCHEMA.to_dict(xml)
+    suite = doc["testsuite"][0]
+    assert (suite["@tests"], suite["@failures"], suite["@skipped"]) == (3, 2, 1)
+    assert not SCHEMA.is_valid(xml.replace(' classname="netbench.gates.vxlan"', "", 1))  # the schema has teeth
