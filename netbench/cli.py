@@ -212,9 +212,12 @@ def run_cmd(
     from netbench.run import RunOptions, Session, summary
 
     inv, nodes = cluster.load(inventory, command_timeout)
-    if gates:  # a bad rule file is said before an hour of measuring, not after
+    if gates:  # a bad rule file or baseline is said before an hour of measuring, not after
         from netbench import gates as gates_mod
+        from netbench.results import RunDir
         gates_mod.parse_rules(gates)
+        if baseline:
+            RunDir.open(baseline)
     try:
         options = RunOptions(samples=samples, interval=interval, size=size, duration=duration, repeats=repeats,
                              streams=streams, udp_rate=udp_rate, scenarios=_csv(scenarios) or SCENARIOS,
@@ -377,6 +380,9 @@ def gate_cmd(
 
     outcomes = gates.apply(run_dir, rules, baseline, junit)
     _print_gates(outcomes)
+    if all(o.passed is None for o in outcomes):
+        err.print("[red]no rule could be evaluated[/]: the run holds none of what the rules judge")
+        raise typer.Exit(1)
     raise typer.Exit(1 if any(o.passed is False for o in outcomes) else 0)
 
 

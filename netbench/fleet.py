@@ -143,9 +143,9 @@ class Connection:
         except (socket.timeout, TimeoutError):
             code, out, err = 124, "", f"timed out after {timeout:.0f}s"
             self.close()  # the channel may be wedged; the next call reconnects
+        except NodeError as exc:  # reconnecting after a lost connection failed: the node is unreachable
+            code, out, err = 255, "", str(exc)
         except (paramiko.SSHException, EOFError, OSError) as exc:
-            if isinstance(exc, NodeError):
-                raise
             code, out, err = 255, "", f"ssh connection lost: {exc}"
             self.close()
         log.debug("%s: %s -> %s in %.2fs", self.name, command, code, time.monotonic() - started)

@@ -106,7 +106,11 @@ def parse_rules(path: Path) -> list[Rule]:
         if scenario not in SCENARIOS:
             raise UserError(f"{where}: unknown scenario {scenario!r} (known: {', '.join(SCENARIOS)})")
         modes = item.get("modes", [])
-        modes = tuple([modes] if isinstance(modes, str) else modes)
+        modes = [modes] if isinstance(modes, str) else modes
+        known_modes = ("udp", "vxlan", "host-gw", "static", "frr", "none", "mixed")
+        if not isinstance(modes, list) or any(m not in known_modes for m in modes):
+            raise UserError(f"{where}: modes must be a list of {', '.join(known_modes)} (got {item.get('modes')!r})")
+        modes = tuple(modes)
         common = {"name": name, "line": line, "scenario": scenario, "modes": modes}
         if "check" in item:
             m = _CHECK.match(str(item["check"]))
@@ -201,9 +205,11 @@ def _one(rule: Rule, mode: str, df: pd.DataFrame, traces: list[dict], baseline: 
         if now.empty or then.empty:
             return Outcome(rule, mode, None, f"{label}: {rule.test}.{rule.metric} not in both runs")
         cur, base = float(now.median()), float(then.median())
-        if base == 0:
-            return Outcome(rule, mode, None, f"{label}: baseline median is 0, no ratio")
-        worse = (base - cur) / base * 100 if rule.metric in HIGHER_IS_BETTER else (cur - base) / base * 100
+        if base == 0:  # e.g. loss 0% before: any loss now is infinitely worse, none is not worse
+            higher = rule.metric in HIGHER_IS_BETTER
+            worse = 0.0 if (higher or cur <= 0) else float("inf")
+        else:
+            worse = (base - cur) / base * 100 if rule.metric in HIGHER_IS_BETTER else (cur - base) / base * 100
         msg = f"{label}: {rule.test}.{rule.metric} median {_fmt(cur)} vs baseline {_fmt(base)} ({worse:+.1f}% worse)"
         bad = [msg] if worse > rule.tolerance_pct else []
         return Outcome(rule, mode, not bad, msg + f", tolerance {rule.tolerance_pct:g}%", bad)
@@ -215,7 +221,7 @@ def _one(rule: Rule, mode: str, df: pd.DataFrame, traces: list[dict], baseline: 
         bad = [f"{src}->{dst}: unreachable" for (src, dst), v in worst.items() if v < 1]
         return Outcome(rule, mode, not bad, f"{label}: {len(worst) - len(bad)} of {len(worst)} pairs reachable", bad)
     # path
-    mine = [t for t in traces if t.get("mode") == mode]
+    mine = [t for t in traces if t.get("run_mode", t.get("mode")) == mode]
     if not mine:
         return Outcome(rule, mode, None, f"{mode}: no traces in the run (netbench run --trace)")
     bad = []

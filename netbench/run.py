@@ -335,11 +335,18 @@ class Session:
         reports = []
         try:
             tracer.prepare(sorted({x for p in pairs for x in p}))
-            for a, b in pairs:
-                self.progress(f"trace {a}->{b}", 0)
-                reports.append(tracer.trace(a, b).as_dict())
-        except Exception as exc:  # noqa: BLE001 — a trace that cannot run is reported, the run stands
-            self.fail("trace", "trace", exc)
+        except Exception as exc:  # noqa: BLE001 — traces that cannot run are reported, the run stands
+            self.fail("trace", "prepare", exc)
+            pairs = []
+        for a, b in pairs:
+            self.progress(f"trace {a}->{b}", 0)
+            try:
+                report = tracer.trace(a, b).as_dict()
+            except Exception as exc:  # noqa: BLE001 — one pair's failure does not stop the others
+                self.fail(f"{a}->{b}", "trace", exc)
+                continue
+            report["run_mode"] = mode  # gates judge traces by the run's mode, whatever path they expected
+            reports.append(report)
         run_dir.write_traces(reports)
 
     def _teardown(self) -> None:

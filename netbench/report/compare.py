@@ -20,7 +20,8 @@ def compare(run_dirs: list[Path]) -> tuple[list[str], pd.DataFrame]:
     frames = []
     for r in runs:
         df = r.frame()
-        df = df[[(t, m) in HEADLINE for t, m in zip(df.test, df.metric, strict=True)]]
+        if not df.empty:
+            df = df[[(t, m) in HEADLINE for t, m in zip(df.test, df.metric, strict=True)]]
         g = df.groupby(["mode", "scenario", "test", "metric"]).value
         frames.append(pd.DataFrame({"median": g.median(), "min": g.min(), "max": g.max()}))
     rows = []

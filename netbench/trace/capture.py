@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 
+from netbench.errors import NetbenchError
 from netbench.probes import WORKDIR
 from netbench.remote import Runner
 
@@ -43,7 +44,7 @@ for i in "$@"; do printf '%s ' "$i"; base64 -w0 "$dir/cap-$i.pcap" 2>/dev/null; 
 """
 
 
-class CaptureError(Exception):
+class CaptureError(NetbenchError):
     pass
 
 

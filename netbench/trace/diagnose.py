@@ -135,6 +135,10 @@ def analyse(request: list[Hop], reply: list[Hop], sightings: list[Sighting], mai
     errors = sorted({f"{s.node}:{s.iface}: {s.error}" for s in sightings if s.kind == "error"})
     verdicts = _verdicts(request, reply, hops, seen, len(main), src, dst, mode, sightings)
     path_mtu = _path_mtu(request, reply, seen, sweep, expected_mtu or src.pod_mtu, src, sightings)
+    # a black hole is only a black hole on a path that delivers every small probe: with random loss
+    # the two copies of one size can both vanish, and that is loss, not MTU
+    if path_mtu.get("black_hole") and not all(v.ok for v in verdicts):
+        path_mtu["black_hole"] = None
     if path_mtu.get("black_hole"):
         verdicts.insert(0, Verdict("mtu-black-hole", False, path_mtu["black_hole"]["message"],
                                    path_mtu["black_hole"]["node"], path_mtu["black_hole"]["hop"],
@@ -169,24 +173,42 @@ def _verdicts(request, reply, hops, seen, n, src: NodeFacts, dst: NodeFacts, mod
         return [Verdict("delivered", True, f"{len(back)} of {n} replies came back"),
                 Verdict("packet-loss", False, f"{lost:.0f}% of probes lost{where[0]}", where[1], where[2],
                         _loss_evidence(src, dst))]
+    host = all(h.role == "underlay" for h in request)
     reached = [i for i, h in enumerate(hops) if h.seen]
     if not reached:
-        return [Verdict("pod-unreachable", False, f"no probe was seen even at the first hop {request[0].label}",
+        what = "node" if host else "pod"
+        return [Verdict(f"{what}-unreachable", False, f"no probe was seen even at the first hop {request[0].label}",
                         src.name, request[0].label)]
     last = reached[-1]
     if last == len(request) - 1:
-        return [_reply_lost(request, reply, seen, src, dst)]
+        return [_reply_lost(request, reply, seen, src, dst, mode, sightings, host)]
     stop, nxt = request[last], request[last + 1]
-    verdict = _request_lost(stop, nxt, src, dst, mode, sightings)
+    verdict = _request_lost(stop, nxt, src, dst, mode, sightings, host)
     verdict.evidence.insert(0, f"last hop that saw the probes: {stop.label}; next expected: {nxt.label}")
     return [verdict]
 
 
-def _request_lost(stop: Hop, nxt: Hop, src: NodeFacts, dst: NodeFacts, mode: str, sightings) -> Verdict:
+def _request_lost(stop: Hop, nxt: Hop, src: NodeFacts, dst: NodeFacts, mode: str, sightings,
+                  host: bool = False) -> Verdict:
     peer_subnet = dst.pod_subnet or "?"
     errors = sorted({s.error for s in sightings if s.kind == "error" and s.error})
+    if host:  # node to node: no pods, no overlay; only the underlay can be at fault
+        return Verdict("underlay-unreachable", False, f"{src.name} cannot reach {dst.name} ({dst.address}) over the "
+                       f"underlay: last seen at {stop.label}", dst.name if stop.node == src.name else src.name,
+                       stop.label, errors)
+    route = src.route_to(str(ipaddress.ip_network(peer_subnet)[2])) if dst.pod_subnet else None
+    if stop.node == src.name and (route is None or route.dst == "default") and mode != "udp" \
+            and src.ip_forward and stop.role in ("pod", "bridge", "underlay"):
+        # on a real node a default route sends the packets out anyway, towards a gateway that does
+        # not know pod subnets: the missing route is still the cause, on the source node
+        if mode == "host-gw" and not src.connected(dst.address):
+            return Verdict("not-on-link", False, f"host-gw needs {dst.name} ({dst.address}) on {src.name}'s own L2 "
+                           "segment; it is not, so the route cannot exist", src.name, stop.label,
+                           [f"no connected subnet of {src.name} holds {dst.address}"] + errors)
+        return Verdict("no-route", False, f"{src.name} has no route to {dst.name}'s pod subnet {peer_subnet} "
+                       + ("(only its default route)" if route else "(the seed's broken cluster)"), src.name,
+                       stop.label, [f"{src.name} routes: {', '.join(str(r) for r in src.routes) or 'none'}"] + errors)
     if nxt.node == stop.node == src.name and stop.role in ("pod", "bridge"):
-        route = src.route_to(str(ipaddress.ip_network(peer_subnet)[2])) if dst.pod_subnet else None
         if not src.ip_forward:
             return Verdict("forwarding-disabled", False, f"{src.name} does not forward: net.ipv4.ip_forward=0",
                            src.name, stop.label, ["sysctl net.ipv4.ip_forward = 0"] + errors)
@@ -234,20 +256,29 @@ def _request_lost(stop: Hop, nxt: Hop, src: NodeFacts, dst: NodeFacts, mode: str
                    stop.label, errors)
 
 
-def _reply_lost(request, reply, seen, src: NodeFacts, dst: NodeFacts) -> Verdict:
-    seen_reply = [h for h in reply if seen(h, "reply")]
-    last = seen_reply[-1].label if seen_reply else None
+def _reply_lost(request, reply, seen, src: NodeFacts, dst: NodeFacts, mode, sightings, host) -> Verdict:
+    """Requests arrived, replies did not come back. Replies travel from dst to src, so once they have
+    left dst the request-path reasoning applies with the roles swapped."""
+    seen_reply = [i for i, h in enumerate(reply) if seen(h, "reply")]
+    evidence = [f"requests reached {request[-1].label}; replies last seen at "
+                f"{reply[seen_reply[-1]].label if seen_reply else 'no hop'}"]
+    if seen_reply and seen_reply[-1] < len(reply) - 1:
+        stop, nxt = reply[seen_reply[-1]], reply[seen_reply[-1] + 1]
+        if stop.node == src.name or nxt.node == src.name or (stop.role == "underlay" and nxt.role == "underlay"):
+            v = _request_lost(stop, nxt, dst, src, mode, sightings, host)
+            v.message = "replies: " + v.message
+            v.evidence = evidence + v.evidence
+            return v
+    last = reply[seen_reply[-1]].label if seen_reply else request[-1].label
+    if host:
+        return Verdict("reply-path-missing", False, f"{dst.name} does not answer {src.name} over the underlay",
+                       dst.name, last, evidence)
     route = dst.route_to(str(ipaddress.ip_network(src.pod_subnet)[2])) if src.pod_subnet else None
-    evidence = [f"requests reached {request[-1].label}; replies last seen at {last or 'no hop'}"]
     if route is None or route.dst == "default":
         return Verdict("reply-path-missing", False, f"{dst.name} answers but has no route back to {src.name}'s pod "
-                       f"subnet {src.pod_subnet} (asymmetric routing)", dst.name, last or request[-1].label,
+                       f"subnet {src.pod_subnet} (asymmetric routing)", dst.name, last,
                        evidence + [f"{dst.name} routes: {', '.join(str(r) for r in dst.routes)}"])
-    rp = _rp_filter(src, request[0].iface, dst.pod_subnet)
-    if rp:
-        return Verdict("rp-filter-drop", False, f"{src.name} drops the replies by reverse-path filtering",
-                       src.name, last, evidence + rp)
-    return Verdict("reply-path-missing", False, f"replies left {dst.name} but did not come back", dst.name, last,
+    return Verdict("reply-path-missing", False, f"replies did not leave {dst.name}", dst.name, last,
                    evidence + [f"{dst.name} route back: {route}"])
 
 

@@ -18,6 +18,7 @@ from scapy.layers.inet import ICMP, IP
 from scapy.packet import Raw
 
 from netbench import pods, probes
+from netbench.errors import NetbenchError
 from netbench.facts import NodeFacts, detect_mode
 from netbench.fleet import Fleet
 from netbench.trace import capture, correlate, diagnose, paths
@@ -87,7 +88,7 @@ class Tracer:
         result = self.fleet.each(setup, nodes)
         for name, value in result.items():
             if isinstance(value, BaseException):
-                raise RuntimeError(f"{name}: cannot prepare the trace: {value}")
+                raise NetbenchError(f"{name}: cannot prepare the trace: {value}")
             self.endpoints[name] = value
 
     def close(self) -> None:

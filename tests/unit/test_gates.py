@@ -104,3 +104,17 @@ def test_junit_is_valid_for_ci_readers(tmp_path):
     suite = doc["testsuite"][0]
     assert (suite["@tests"], suite["@failures"], suite["@skipped"]) == (3, 2, 1)
     assert not SCHEMA.is_valid(xml.replace(' classname="netbench.gates.vxlan"', "", 1))  # the schema has teeth
+
+
+def test_modes_are_validated_and_a_zero_baseline_still_catches_regressions(tmp_path):
+    with pytest.raises(UserError, match="modes must be a list"):
+        gates.parse_rules(rules_file(tmp_path, "gates:\n  - name: a\n    reachable: true\n    modes: [host_gw]\n"))
+    with pytest.raises(UserError, match="modes must be a list"):
+        gates.parse_rules(rules_file(tmp_path, "gates:\n  - name: a\n    reachable: true\n    modes: 5\n"))
+    (rule,) = gates.parse_rules(rules_file(tmp_path, "gates:\n  - name: l\n    regression: udp_rr.loss_pct\n"))
+    before = frame([rec("vxlan", "pod-pod", "a", "b", "udp_rr", "loss_pct", 0.0)])
+    after = frame([rec("vxlan", "pod-pod", "a", "b", "udp_rr", "loss_pct", 50.0)])
+    (o,) = gates.evaluate([rule], after, [], baseline=before)
+    assert o.passed is False
+    (o,) = gates.evaluate([rule], before, [], baseline=before)
+    assert o.passed is True

@@ -119,3 +119,43 @@ def test_mtu_black_hole_versus_signalled_mtu():
     told = seen + [Sighting("n1", "docker0", 3, "error", 5, 64, 98, {}, "ICMP 3/4 fragmentation needed")]
     r = diagnose.analyse(req, rep, told, main, sweep, f["n1"], f["n2"], "host-gw")
     assert "black_hole" not in r.path_mtu and r.path_mtu["signalled"]
+
+
+def test_random_loss_of_both_sweep_copies_is_loss_not_an_mtu_black_hole():
+    f = node_facts("host-gw")
+    req = paths.expected_hops("host-gw", f["n1"], f["n2"], "va", "vb")
+    rep = paths.reply_hops(req)
+    main = list(range(10))
+    sweep = {10: 1400, 11: 1400, 12: 1500, 13: 1500}
+    seen = (sight(req, main + [10, 11]) + sight(rep, main[:8] + [10, 11], "reply")
+            + sight(req, [12, 13], upto=2))  # the 1500s lost early, like two main probes' replies
+    r = diagnose.analyse(req, rep, seen, main, sweep, f["n1"], f["n2"], "host-gw")
+    assert r.verdict.kind == "packet-loss"
+    assert not any(v.kind == "mtu-black-hole" for v in r.verdicts)
+
+
+def test_a_fault_on_the_reply_path_is_named_on_the_node_where_replies_stop():
+    f = node_facts("udp")
+    req = paths.expected_hops("udp", f["n1"], f["n2"], "va", "vb")
+    rep = paths.reply_hops(req)
+    main = list(range(5))
+    # replies reach n1's eth0 (encapsulated) and go no further: n1 does not accept UDP 8285
+    upto = [h.label for h in rep].index("n1:eth0:in") + 1
+    seen = sight(req, main) + sight(rep, main, "reply", upto=upto)
+    f["n1"].nft = "table inet f {\n chain input {\n  udp dport { 8285, 8472 } counter drop\n }\n}"
+    r = diagnose.analyse(req, rep, seen, main, {}, f["n1"], f["n2"], "udp")
+    assert (r.verdict.kind, r.verdict.node, r.verdict.hop) == ("encap-blocked", "n1", "n1:eth0:in")
+    assert r.verdict.message.startswith("replies:") and any("8285" in e for e in r.verdict.evidence)
+
+
+def test_a_default_route_does_not_hide_a_missing_pod_route():
+    f = node_facts("host-gw")
+    req = paths.expected_hops("host-gw", f["n1"], f["n2"], "va", "vb")
+    rep = paths.reply_hops(req)
+    main = list(range(5))
+    f["n1"].routes = [r for r in f["n1"].routes if r.dst != f["n2"].pod_subnet]
+    f["n1"].routes.append(facts.Route("default", "eth0", "198.18.0.254", "static"))
+    seen = sight(req, main, upto=3)  # out of eth0 towards the gateway, never at n2
+    r = diagnose.analyse(req, rep, seen, main, {}, f["n1"], f["n2"], "host-gw")
+    assert (r.verdict.kind, r.verdict.node) == ("no-route", "n1")
+    assert "default route" in r.verdict.message
