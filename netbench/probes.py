@@ -25,17 +25,27 @@ AGENT_PORT = 17777
 IPERF_PORT = 15201
 PROBE_PODS = ("nb-probe-1", "nb-probe-2")
 
+# The work directory on a node must be ours: another local user could pre-create /tmp/netbench (or a
+# symlink there) and have root write or run what they put in it. Refuse anything not owned by us,
+# and keep it private (mode 700).
+SAFE_WORKDIR = ('d=$1; if [ -L "$d" ] || { [ -e "$d" ] && [ "$(stat -c %u "$d")" != "$(id -u)" ]; }; then '
+                'echo "refusing $d: a symlink or not owned by $(id -un)" >&2; exit 3; fi; '
+                'mkdir -p -m 700 "$d" && chmod 700 "$d"')
+
 # Start a command detached from the SSH session, logging to a file and recording its pid.
 _BACKGROUND = ('pidfile=$1; log=$2; shift 2; exec >"$log" 2>&1 </dev/null; echo $$ >"$pidfile"; exec "$@"')
 _CLEAN = r"""
 dir=$1; pods=0; procs=0
-for f in "$dir"/*.pid; do
-  [ -f "$f" ] || continue
-  pid=$(cat "$f")
-  case "$(tr '\0' ' ' < /proc/"$pid"/cmdline 2>/dev/null)" in
-    *netbench*|*iperf3*) kill -9 "$pid" 2>/dev/null && procs=$((procs+1));;
-  esac
-done
+# pid files are trusted only in a directory that is really ours (not a symlink, our owner)
+if [ -d "$dir" ] && [ ! -L "$dir" ] && [ "$(stat -c %u "$dir")" = "$(id -u)" ]; then
+  for f in "$dir"/*.pid; do
+    [ -f "$f" ] || continue
+    pid=$(cat "$f")
+    case "$(tr '\0' ' ' < /proc/"$pid"/cmdline 2>/dev/null)" in
+      *netbench*|*iperf3*) kill -9 "$pid" 2>/dev/null && procs=$((procs+1));;
+    esac
+  done
+fi
 for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
   case "$ns" in
     nb-probe-*)
@@ -106,7 +116,7 @@ def background(runner: Runner, name: str, argv: list[str]) -> CommandResult:
 
 
 def upload_agent(runner: Runner) -> None:
-    runner.run(["sh", "-c", 'mkdir -p "$1" && cat > "$2"', "nb-put", WORKDIR, AGENT],
+    runner.run(["sh", "-c", SAFE_WORKDIR + ' && cat > "$2"', "nb-put", WORKDIR, AGENT],
                input=AGENT_SOURCE.read_text())
 
 

@@ -15,7 +15,10 @@ SNAPLEN = "512"  # headers of a VXLAN-in-UDP probe plus its marker; lengths keep
 
 _START = r"""
 dir=$1; filter=$2; snap=$3; shift 3
-mkdir -p "$dir"
+if [ -L "$dir" ] || [ "$(stat -c %u "$dir" 2>/dev/null || id -u)" != "$(id -u)" ]; then
+  echo "refusing $dir: a symlink or not owned by $(id -un)" >&2; exit 3
+fi
+mkdir -p -m 700 "$dir"
 for i in "$@"; do
   rm -f "$dir/cap-$i".*
   setsid -f sh -c 'exec >"$2" 2>&1 </dev/null; echo $$ >"$3"
