@@ -18,7 +18,7 @@ from typing import Callable
 
 from netbench import __version__, facts, probes
 from netbench.fleet import Fleet, SshTarget
-from netbench.measure import MeasureError, Record, latency, throughput
+from netbench.measure import MeasureError, latency, throughput
 from netbench.plan import LATENCY_TESTS, SCENARIOS, THROUGHPUT_TESTS, Step, make_plan
 from netbench.results import RunDir
 
@@ -372,8 +372,3 @@ def summary(df) -> list[dict]:
                 row[metric] = float(values.median())
         rows.append(row)
     return rows
-
-
-def records_from(rows: list[dict]) -> list[Record]:  # used by tests that replay stored rows
-    return [Record(**{k: r[k] for k in ("scenario", "src", "dst", "test", "metric", "value", "unit", "repeat")})
-            for r in rows]
