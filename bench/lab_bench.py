@@ -35,10 +35,6 @@ def cli(*args: str) -> float:
     return time.monotonic() - start
 
 
-def pod_ip(lab: Lab, node: str) -> str:
-    return lab.node(node).spec.pod_address(1).split("/")[0]
-
-
 def iperf(lab: Lab, src: str, dst: str, dst_ip: str, pod: bool = True) -> dict:
     wrap = ["ip", "netns", "exec", "nb-pod1"] if pod else []
     lab.node(dst).run(wrap + ["iperf3", "-s", "-1", "-D", "-B", dst_ip])
@@ -72,8 +68,8 @@ def bench_modes(lab: Lab) -> dict:
     for _ in range(ROUNDS):
         for mode in modes:
             lab.set_mode(mode)
-            r = iperf(lab, "n1", "n2", pod_ip(lab, "n2"))
-            r["rtt_us"] = rtt_p50_us(lab, "n1", pod_ip(lab, "n2"))
+            r = iperf(lab, "n1", "n2", lab.pod_ip("n2"))
+            r["rtt_us"] = rtt_p50_us(lab, "n1", lab.pod_ip("n2"))
             results[mode.value].append(r)
         results["underlay"].append(iperf(lab, "n1", "n2", lab.node("n2").spec.address, pod=False))
     return results
@@ -108,16 +104,16 @@ def bench_forwarder(lab: Lab) -> dict:
     pair = [("n1", "n2"), ("n2", "n1")]
     results: dict[str, list[dict]] = {"netbench flannel_udp (python)": [], "socat TUN<->UDP (C)": []}
     for _ in range(ROUNDS):
-        r = iperf(lab, "n1", "n2", pod_ip(lab, "n2"))
-        r["rtt_us"] = rtt_p50_us(lab, "n1", pod_ip(lab, "n2"))
+        r = iperf(lab, "n1", "n2", lab.pod_ip("n2"))
+        r["rtt_us"] = rtt_p50_us(lab, "n1", lab.pod_ip("n2"))
         results["netbench flannel_udp (python)"].append(r)
         for node, _peer in pair:
             daemon.stop(lab.state.node(node).daemons.pop(daemon.name), lab.node(node))
         socats = [start_socat(lab, node, peer) for node, peer in pair]
         for node, _peer in pair:
             lab.node(node).run(["ip", "link", "set", "dev", "flannel0", "mtu", "1472"])
-        r = iperf(lab, "n1", "n2", pod_ip(lab, "n2"))
-        r["rtt_us"] = rtt_p50_us(lab, "n1", pod_ip(lab, "n2"))
+        r = iperf(lab, "n1", "n2", lab.pod_ip("n2"))
+        r["rtt_us"] = rtt_p50_us(lab, "n1", lab.pod_ip("n2"))
         results["socat TUN<->UDP (C)"].append(r)
         for (node, _peer), pid in zip(pair, socats, strict=True):
             daemon.stop(pid, lab.node(node))  # socat held flannel0 too: wait until it is released

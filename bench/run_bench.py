@@ -52,10 +52,6 @@ def netbench_run(out: Path, *args: str) -> tuple[pd.DataFrame, float]:
     return pd.read_csv(Path(json.loads(proc.stdout)["run_dir"]) / "table.csv"), wall
 
 
-def pod_ip(lab: Lab, node: str) -> str:
-    return lab.node(node).spec.pod_address(1).split("/")[0]
-
-
 def sockperf_p50_us(lab: Lab, mps: str, seconds: int = 3) -> tuple[float, float]:
     """(RTT p50 at the client pod's interface from a capture, sockperf's own RTT p50), both in µs."""
     n1 = lab.node("n1")
@@ -64,7 +60,7 @@ def sockperf_p50_us(lab: Lab, mps: str, seconds: int = 3) -> tuple[float, float]
                            stderr=subprocess.PIPE, text=True)
     while "listening on" not in cap.stderr.readline():
         pass
-    out = n1.run(["ip", "netns", "exec", "nb-pod1", "sockperf", "ping-pong", "-i", pod_ip(lab, "n2"), "-p",
+    out = n1.run(["ip", "netns", "exec", "nb-pod1", "sockperf", "ping-pong", "-i", lab.pod_ip("n2"), "-p",
                   SOCKPERF_PORT, "-t", str(seconds), f"--mps={mps}", "-m", "64", "--full-rtt"], timeout=60).stdout
     time.sleep(1.2)  # let libpcap's ring hand over the last block before stopping
     cap.send_signal(signal.SIGINT)
@@ -83,9 +79,9 @@ def sockperf_p50_us(lab: Lab, mps: str, seconds: int = 3) -> tuple[float, float]
 
 
 def iperf_gbps(lab: Lab, seconds: int) -> float:
-    lab.node("n2").run(["ip", "netns", "exec", "nb-pod1", "iperf3", "-s", "-1", "-D", "-B", pod_ip(lab, "n2")])
+    lab.node("n2").run(["ip", "netns", "exec", "nb-pod1", "iperf3", "-s", "-1", "-D", "-B", lab.pod_ip("n2")])
     time.sleep(0.2)
-    out = lab.node("n1").run(["ip", "netns", "exec", "nb-pod1", "iperf3", "-c", pod_ip(lab, "n2"), "-t",
+    out = lab.node("n1").run(["ip", "netns", "exec", "nb-pod1", "iperf3", "-c", lab.pod_ip("n2"), "-t",
                               str(seconds), "--json"], timeout=60).stdout
     return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
 
@@ -106,7 +102,7 @@ def main() -> int:
     tcp = {"netbench": [], "iperf3": []}
     try:
         lab.node("n2").run(["sh", "-c", 'setsid -f ip netns exec nb-pod1 sockperf server -i "$1" -p "$2" '
-                            '>/dev/null 2>&1', "sp", pod_ip(lab, "n2"), SOCKPERF_PORT])
+                            '>/dev/null 2>&1', "sp", lab.pod_ip("n2"), SOCKPERF_PORT])
         one_pair = ["--pairs", "n1:n2", "--scenarios", "pod-pod"]
         for _ in range(ROUNDS):
             for label, interval, mps in (("back-to-back", "0.00001", "max"), ("paced 100/s", "0.01", "100")):

@@ -21,20 +21,16 @@ MODES = [Mode.none, Mode.udp, Mode.vxlan, Mode.host_gw, Mode.static]
 console = Console()
 
 
-def pod_ip(lab, node: str) -> str:
-    return lab.node(node).spec.pod_address(1).split("/")[0]
-
-
 def reachable(lab, src: str, dst: str) -> bool:
     return lab.node(src).run(["ip", "netns", "exec", "nb-pod1", "ping", "-n", "-q", "-c", "1", "-W", "1",
-                              pod_ip(lab, dst)], check=False).ok
+                              lab.pod_ip(dst)], check=False).ok
 
 
 def iperf_gbps(lab, src: str, dst: str, seconds: int = 2) -> float:
     for attempt in range(3):
         lab.node(dst).run(["ip", "netns", "exec", "nb-pod1", "iperf3", "-s", "-1", "-D"])
         time.sleep(0.2)
-        out = lab.node(src).run(["ip", "netns", "exec", "nb-pod1", "iperf3", "-c", pod_ip(lab, dst), "-t",
+        out = lab.node(src).run(["ip", "netns", "exec", "nb-pod1", "iperf3", "-c", lab.pod_ip(dst), "-t",
                                  str(seconds), "--json"], timeout=60, check=False).stdout
         result = json.loads(out or "{}")
         if "sum_received" in result.get("end", {}):

@@ -299,6 +299,10 @@ class Lab:
     def _create_pod(self, node: LabNode, index: int, mtu: int) -> None:
         node.run(script(pods.create_commands(self._pod_spec(node, index, mtu))))
 
+    def pod_ip(self, node: str, index: int = 1) -> str:
+        """The address of the lab's pod nb-pod<index> on a node."""
+        return self.node(node).spec.pod_address(index).split("/")[0]
+
     def pods(self, node: LabNode) -> list[pods.PodSpec]:
         return [self._pod_spec(node, i, self.mode.mtu()) for i in range(1, self.topology.pods_per_node + 1)]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import signal
 import subprocess
 import time
@@ -19,9 +18,6 @@ from netbench.lab.node import LabNode
 
 conf.l2types.register(101, IP)  # LINKTYPE_RAW: what tcpdump writes for a TUN such as flannel0
 
-
-def pod_ip(lab: Lab, node: str, index: int = 1) -> str:
-    return str(ipaddress.ip_interface(lab.node(node).spec.pod_address(index)).ip)
 
 
 def ping(lab: Lab, src: str, dst_ip: str, pod: str = "nb-pod1", count: int = 2, size: int = 56,

@@ -15,7 +15,7 @@ from netbench.flannel import Mode
 from netbench.lab import cleanup, linkem
 from netbench.lab.builder import Lab
 from netbench.lab.topology import LabTopology, LinkShape, default_state_dir
-from tests.lab.helpers import ping, pod_ip
+from tests.lab.helpers import ping
 
 
 def netbench(*args, timeout=60):
@@ -109,7 +109,7 @@ def iperf_gbps(lab, src, dst, seconds=2):
     dst_node = lab.node(dst)
     dst_node.run(["ip", "netns", "exec", "nb-pod1", "iperf3", "-s", "-1", "-D"])
     time.sleep(0.2)
-    out = lab.node(src).run(["ip", "netns", "exec", "nb-pod1", "iperf3", "-c", pod_ip(lab, dst), "-t",
+    out = lab.node(src).run(["ip", "netns", "exec", "nb-pod1", "iperf3", "-c", lab.pod_ip(dst), "-t",
                              str(seconds), "--json"], timeout=seconds + 20).stdout
     return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
 
@@ -128,7 +128,7 @@ def test_link_loss_drops_packets():
     lab = Lab()
     lab.up(LabTopology.build(2, Mode.host_gw, LinkShape(loss=25.0)))
     try:
-        result = ping(lab, "n1", pod_ip(lab, "n2"), count=100)
+        result = ping(lab, "n1", lab.pod_ip("n2"), count=100)
         line = next(line for line in result.stdout.splitlines() if "packet loss" in line)
         lost = float(line.split("%")[0].split()[-1])
         # 25% on each node's egress: a round trip survives with p = 0.75^2, so ~44% loss expected

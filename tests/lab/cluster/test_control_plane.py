@@ -10,7 +10,7 @@ import pytest
 from scapy.layers.inet import ICMP, IP, UDP, IPerror
 
 from netbench.flannel import Mode, SubnetEnv
-from tests.lab.helpers import capture, ping, pod_ip
+from tests.lab.helpers import capture, ping
 
 
 def etcdctl(lab, *args):
@@ -120,12 +120,12 @@ def test_udp_daemon_answers_net_unreachable_for_an_unleased_subnet(in_mode):
         n1.run(["ip", "netns", "exec", "nb-pod1", "python3", "-c", probe])
     (reply,) = packets
     subnet_ip = n1.spec.subnet.split("/")[0]
-    assert (reply[IP].src, reply[IP].dst) == (subnet_ip, pod_ip(lab, "n1"))
+    assert (reply[IP].src, reply[IP].dst) == (subnet_ip, lab.pod_ip("n1"))
     assert (reply[ICMP].type, reply[ICMP].code) == (3, 0)
     assert reply[IPerror].dst == target  # the offending packet, quoted
     # Like flannel's, the reply comes from flannel0's own address, so the kernel drops it as a martian
     # (accept_local=0) before the pod sees it: real flannel clusters behave the same way.
-    assert ping(lab, "n1", pod_ip(lab, "n2")).ok  # leased subnets still work
+    assert ping(lab, "n1", lab.pod_ip("n2")).ok  # leased subnets still work
 
 
 def test_etcd_v2_store_mirrors_the_config_for_old_flannel(in_mode):
