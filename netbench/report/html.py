@@ -7,7 +7,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from netbench.report import plots, summary
+from netbench.report import plots, reference, summary
 from netbench.results import RunDir
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -29,6 +29,16 @@ def gate_rows(run: RunDir) -> list[dict]:
     return rows
 
 
+def reference_groups() -> tuple[list[dict], str | None]:
+    """The published figures for the report's external-context section, or why they could not be shown.
+
+    A broken reference file must not cost the user the report of their measurements: say so in the section."""
+    try:
+        return reference.for_report(), None
+    except reference.ReferenceDataError as e:
+        return [], str(e)
+
+
 def write(run_dir: Path) -> dict[str, Path]:
     run = RunDir.open(run_dir)
     meta, df = run.meta(), run.frame()
@@ -42,9 +52,12 @@ def write(run_dir: Path) -> dict[str, Path]:
             img = plots.heatmap(df, mode, test, metric, label)
             if img:
                 heatmaps.append(img)
+    refs, refs_error = reference_groups()
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(
         meta=meta, summary=rows, columns=summary.COLUMNS, cell=summary.cell, traces=traces,
+        baseline=summary.BASELINE, borrowed=summary.borrowed_baseline(rows), references=refs,
+        references_error=refs_error,
         failures=meta.get("failures", []), gates=gate_rows(run),
         started=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(meta.get("started", 0))),
         plots={"throughput": plots.throughput(df), "cdf": plots.latency_cdf(run.samples()), "heatmaps": heatmaps},
@@ -56,6 +69,8 @@ def write(run_dir: Path) -> dict[str, Path]:
                 for t in traces]
     if verdicts:
         md += "\n**Traces**\n\n" + "\n".join(verdicts) + "\n"
+    if refs:  # last, under its own heading: never read as part of the measured table
+        md += "\n" + reference.markdown(refs)
     out["summary"].write_text(md)
     if not out["csv"].exists():
         run.write_table()
