@@ -2,28 +2,24 @@
 
 from __future__ import annotations
 
-import json
-
 from rich.console import Console
 from rich.table import Table
 
-from netbench import facts, flannel
+from netbench import facts, routes
+from netbench.errors import UserError
 from netbench.fleet import Fleet
 from netbench.inventory import Inventory
 from netbench.run import NodeSpecIn
-from probes.etcdv3 import Etcd, EtcdError
 
 
 def _leases(inv: Inventory) -> dict[str, dict] | None:
     """flannel's leases straight from etcd when it answers from here (the lab's does); else None."""
     if not inv.cluster.etcd:
         return None
-    prefix = inv.cluster.etcd.prefix
     try:
-        raw = Etcd(list(inv.cluster.etcd.endpoints), timeout=2).get_prefix(f"{prefix}/subnets/")
-    except EtcdError:
+        return routes.lease_values(inv, timeout=2)
+    except UserError:
         return None
-    return {flannel.subnet_from_key(k): json.loads(v) for k, v in raw.items()}
 
 
 def examine(inv: Inventory, nodes: list[NodeSpecIn], accept_new_host_keys: bool = False) -> dict:
@@ -44,7 +40,7 @@ def examine(inv: Inventory, nodes: list[NodeSpecIn], accept_new_host_keys: bool 
     subnets = {n: f.pod_subnet for n, f in node_facts.items() if f.pod_subnet}
     for name, f in node_facts.items():
         peers = {p: s for p, s in subnets.items() if p != name}
-        verdict = facts.detect_mode(f, peers)
+        verdict = facts.detect_mode(f, peers, {p: g.address for p, g in node_facts.items()})
         problems = []
         if f.missing_tools:
             problems.append(f"missing tools: {', '.join(f.missing_tools)}")

@@ -13,6 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from netbench import frr
 from netbench.flannel import Mode, SubnetEnv
 from netbench.remote import Runner
 
@@ -68,6 +69,24 @@ class NodeFacts:
     nft: str = ""
     qdiscs: list[dict] = field(default_factory=list)
     boot_id: str = ""
+    frr: dict | None = None  # FRR's daemons and neighbours, when FRR runs on the node
+
+    @property
+    def learned_routes(self) -> list[Route]:
+        """Routes a routing daemon installed (proto ospf, bgp, …), not written by hand or by flannel."""
+        return [r for r in self.routes if r.proto in ROUTING_DAEMON_PROTOS]
+
+    def route_source(self, route: Route) -> str:
+        """Where a learned route came from: the protocol, the neighbour, and FRR's state for it."""
+        state = self.frr_neighbours().get(route.via or "")
+        return f"learned over {route.proto.upper()} from {route.via or 'a directly connected peer'}" + (
+            f" (FRR neighbour {state})" if state else "")
+
+    def frr_neighbours(self) -> dict[str, str]:
+        """neighbour address -> state, from FRR's OSPF neighbours and BGP peers."""
+        if not self.frr:
+            return {}
+        return frr.parse_neighbours(self.frr.get("ospf_neighbors"), self.frr.get("bgp_peers"))
 
     @property
     def missing_tools(self) -> list[str]:
@@ -164,6 +183,7 @@ def analyse(name: str, address: str, raw: dict, pod_network: str, subnet: str | 
         interfaces=interfaces, routes=routes, subnet_env=env, pod_subnet=pod_subnet, bridge=bridge,
         underlay=underlay, daemons=raw.get("daemons", []), fdb=raw.get("fdb", {}), netns=raw.get("netns", []),
         nft=raw.get("nft") or "", qdiscs=raw.get("qdiscs") or [], boot_id=raw.get("boot_id", ""),
+        frr=raw.get("frr"),
     )
 
 
@@ -174,8 +194,11 @@ class ModeVerdict:
     peer_routes: dict[str, Route | None]
 
 
-def detect_mode(facts: NodeFacts, peer_subnets: dict[str, str]) -> ModeVerdict:
-    """Name the data path from how the node reaches its peers' pod subnets, with the evidence."""
+def detect_mode(facts: NodeFacts, peer_subnets: dict[str, str],
+                peer_addresses: dict[str, str] | None = None) -> ModeVerdict:
+    """Name the data path from how the node reaches its peers' pod subnets, with the evidence.
+    With the peers' underlay addresses, host-gw that cannot reach the peers off its segment is
+    still named host-gw (flannel could not write those routes), not "mixed"."""
     routes = {peer: facts.route_to(subnet) for peer, subnet in peer_subnets.items()}
     evidence: list[str] = []
     kinds: set[str] = set()
@@ -196,8 +219,8 @@ def detect_mode(facts: NodeFacts, peer_subnets: dict[str, str]) -> ModeVerdict:
             evidence.append(f"{subnet} ({peer}) -> {route} (vxlan VNI {vni} port {port}, "
                             f"{len(facts.fdb.get(dev.name, []))} FDB entries)")
         elif route.proto in ROUTING_DAEMON_PROTOS:
-            kinds.add("frr")
-            evidence.append(f"{subnet} ({peer}) -> {route} (learned from a routing daemon)")
+            kinds.add(Mode.frr.value)
+            evidence.append(f"{subnet} ({peer}) -> {route} ({facts.route_source(route)})")
         elif route.proto == "static":
             kinds.add(Mode.static.value)
             evidence.append(f"{subnet} ({peer}) -> {route}")
@@ -212,6 +235,12 @@ def detect_mode(facts: NodeFacts, peer_subnets: dict[str, str]) -> ModeVerdict:
             evidence.append(f"daemon pid {d['pid']}: {d['cmdline'][:100]}")
     if not kinds:
         return ModeVerdict("unknown", ["no peers to route to"], routes)
+    unrouted = [p for p, r in routes.items() if r is None or r.dst == "default"]
+    if kinds == {Mode.host_gw.value, "none"} and peer_addresses and all(
+            p in peer_addresses and not facts.connected(peer_addresses[p]) for p in unrouted):
+        evidence.append(f"host-gw reaches only peers on this node's L2 segment: {', '.join(unrouted)} "
+                        "are not on-link, so flannel cannot route to them")
+        return ModeVerdict(Mode.host_gw, evidence, routes)
     if len(kinds) == 1:
         kind = kinds.pop()
         mode = Mode(kind) if kind in {m.value for m in Mode} else kind

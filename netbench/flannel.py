@@ -22,11 +22,12 @@ class Mode(str, Enum):
     vxlan = "vxlan"
     host_gw = "host-gw"
     static = "static"
+    frr = "frr"
     none = "none"
 
     @property
     def backend_type(self) -> str:
-        """The Backend.Type flannel stores; static/none only allocate subnets (flannel's `alloc`)."""
+        """The Backend.Type flannel stores; static/frr/none only allocate subnets (flannel's `alloc`)."""
         return {"udp": "udp", "vxlan": "vxlan", "host-gw": "host-gw"}.get(self.value, "alloc")
 
     @property

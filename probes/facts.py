@@ -80,6 +80,20 @@ def command(argv: list) -> str | None:
         return None
 
 
+def frr() -> dict | None:
+    """FRR's own view when it runs here: its daemons and neighbours (the source of learned routes)."""
+    if not shutil.which("vtysh") or not os.path.exists("/run/frr/zebra.vty"):
+        return None
+    out = {"daemons": (command(["vtysh", "-c", "show daemons"]) or "").split()}
+    for key, cmd in (("ospf_neighbors", "show ip ospf neighbor json"),
+                     ("bgp_peers", "show bgp ipv4 unicast summary json")):
+        try:
+            out[key] = json.loads(command(["vtysh", "-c", cmd]) or "{}")
+        except ValueError:
+            out[key] = {}
+    return out
+
+
 def main() -> None:
     links = ip_json("-d", "link", "show")
     facts = {
@@ -102,6 +116,7 @@ def main() -> None:
         "qdiscs": json.loads(command(["tc", "-j", "qdisc", "show"]) or "[]"),
         # nodes with the same boot id share one clock: their capture timestamps compare directly
         "boot_id": (read("/proc/sys/kernel/random/boot_id") or "").strip(),
+        "frr": frr(),
     }
     print(json.dumps(facts))
 

@@ -11,6 +11,7 @@ import ipaddress
 import json
 import os
 import subprocess
+import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable, Iterator
@@ -19,13 +20,14 @@ import yaml
 from pyroute2 import IPRoute, netns
 from pyroute2.netlink.exceptions import NetlinkError
 
-from netbench import flannel, pods
+from netbench import flannel, frr, pods
 from netbench.errors import LabError, UserError
 from netbench.flannel import Mode, SubnetEnv
 from netbench.lab import cleanup, datapaths, linkem
 from netbench.lab.daemons import (
     EtcdServer,
     FlannelUdp,
+    FrrDaemons,
     Sshd,
     SshKeys,
     install_probes,
@@ -41,9 +43,11 @@ from netbench.lab.topology import (
     POD_NETWORK,
     SWITCH_BRIDGE,
     SWITCH_NS,
-    UNDERLAY,
+    UNDERLAY_SPAN,
     LabTopology,
     default_state_dir,
+    router_address,
+    segment_network,
 )
 from netbench.remote import script
 from probes.etcdv3 import Etcd, EtcdError
@@ -64,10 +68,10 @@ MGMT_GUARD = f"""table bridge nb_guard {{
     type filter hook forward priority 0; policy accept;
     iifname "mgmt" ether type != {{ ip, arp }} drop
     oifname "mgmt" ether type != {{ ip, arp }} drop
-    iifname "mgmt" ip saddr != {UNDERLAY} drop
-    iifname "mgmt" ip daddr != {UNDERLAY} drop
-    oifname "mgmt" ip saddr != {UNDERLAY} drop
-    oifname "mgmt" ip daddr != {UNDERLAY} drop
+    iifname "mgmt" ip saddr != {UNDERLAY_SPAN} drop
+    iifname "mgmt" ip daddr != {UNDERLAY_SPAN} drop
+    oifname "mgmt" ip saddr != {UNDERLAY_SPAN} drop
+    oifname "mgmt" ip daddr != {UNDERLAY_SPAN} drop
   }}
 }}
 """
@@ -142,6 +146,12 @@ class Lab:
         n = self._require().node(name)
         return LabNode(n.spec, self.dir, n.holder_pid)
 
+    @property
+    def router(self) -> LabNode | None:
+        """The namespace joining the segments, when the lab has several."""
+        r = self._require().router
+        return LabNode(r.spec, self.dir, r.holder_pid) if r else None
+
     def _require(self) -> LabState:
         if self.state_error:
             raise self.state_error
@@ -194,8 +204,8 @@ class Lab:
         with IPRoute() as ipr:
             for addr in ipr.get_addr(family=2):
                 a = addr.get_attr("IFA_ADDRESS")
-                if a and ipaddress.ip_address(a) in UNDERLAY:
-                    raise UserError(f"the root namespace already has {a}, inside the lab's underlay {UNDERLAY}")
+                if a and ipaddress.ip_address(a) in UNDERLAY_SPAN:
+                    raise UserError(f"the root namespace already has {a}, inside the lab's underlay {UNDERLAY_SPAN}")
 
     def _check_state_dir(self) -> None:
         # Nodes mount private copies of /run and /tmp, and sshd refuses keys below a world-writable dir.
@@ -215,19 +225,29 @@ class Lab:
         subprocess.run(["ip", "netns", "exec", SWITCH_NS, "sysctl", "-qw", "net.ipv6.conf.all.disable_ipv6=1",
                         "net.ipv6.conf.default.disable_ipv6=1"], check=True)
         with IPRoute(netns=SWITCH_NS) as sw:
-            sw.link("add", ifname=SWITCH_BRIDGE, kind="bridge")
-            sw.link("set", index=sw.link_lookup(ifname=SWITCH_BRIDGE)[0], state="up")
+            for seg in range(topo.segments):  # one bridge per L2 segment
+                sw.link("add", ifname=_segment_bridge(seg), kind="bridge")
+                sw.link("set", index=sw.link_lookup(ifname=_segment_bridge(seg))[0], state="up")
 
         step("management link (the root namespace's only lab link)")
         state.record("link", MGMT_LINK, self.state_file)
         with IPRoute() as ipr:
             ipr.link("add", ifname=MGMT_LINK, kind="veth", peer={"ifname": "mgmt", "net_ns_fd": SWITCH_NS})
             idx = ipr.link_lookup(ifname=MGMT_LINK)[0]
-            ipr.addr("add", index=idx, address=MGMT_ADDRESS, prefixlen=UNDERLAY.prefixlen)
+            ipr.addr("add", index=idx, address=MGMT_ADDRESS, prefixlen=topo.mgmt_prefixlen)
             ipr.link("set", index=idx, state="up")
         self._plug("mgmt")
         subprocess.run(["ip", "netns", "exec", SWITCH_NS, "nft", "-f", "-"], input=MGMT_GUARD, text=True,
                        check=True, capture_output=True)
+
+        router = None
+        if topo.router:
+            step(f"router joining {topo.segments} segments")
+            router = LabNode(topo.router, self.dir)
+            self._netns(router.spec.netns)
+            state.router.holder_pid = router.start_holder()
+            self._save()
+            self._wire_router(router, topo)
 
         step("node namespaces")
         for node in nodes:
@@ -249,7 +269,15 @@ class Lab:
         for node in nodes:
             state.node(node.name).daemons["sshd"] = sshd.start(node)
         self._save()
+        frr_daemons = FrrDaemons() if FrrDaemons.available() else None
+        if frr_daemons:
+            for node in nodes + ([router] if router else []):
+                state.node(node.name).daemons.update(frr_daemons.start(node))
+            self._save()
         etcd_server.ready(etcd_node)
+        if frr_daemons:
+            for node in nodes + ([router] if router else []):
+                frr_daemons.ready(node)
 
         step("flannel network config and leases in etcd")
         state.mode = topo.mode.value
@@ -271,21 +299,41 @@ class Lab:
         self.state.record("netns", name, self.state_file)
         netns.create(name)
 
-    def _plug(self, ifname: str) -> None:
+    def _plug(self, ifname: str, segment: int = 0) -> None:
         with IPRoute(netns=SWITCH_NS) as sw:
-            br = sw.link_lookup(ifname=SWITCH_BRIDGE)[0]
+            br = sw.link_lookup(ifname=_segment_bridge(segment))[0]
             sw.link("set", index=sw.link_lookup(ifname=ifname)[0], master=br, state="up")
+
+    def _wire_router(self, router: LabNode, topo: LabTopology) -> None:
+        """eth<k> on segment k with 198.18.k.253; forwards between them, answers ARP for the segments
+        behind it on segment 0 (so the management veth's one address reaches every node)."""
+        for seg in range(topo.segments):
+            with IPRoute(netns=SWITCH_NS) as sw:
+                sw.link("add", ifname=f"r1s{seg}", kind="veth",
+                        peer={"ifname": f"eth{seg}", "net_ns_fd": router.spec.netns})
+            self._plug(f"r1s{seg}", seg)
+            with router.ipr() as ipr:
+                idx = ipr.link_lookup(ifname=f"eth{seg}")[0]
+                ipr.addr("add", index=idx, address=router_address(seg), prefixlen=segment_network(seg).prefixlen)
+                ipr.link("set", index=idx, state="up")
+        with router.ipr() as ipr:
+            ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
+        router.run(["sysctl", "-qw", "net.ipv4.conf.eth0.proxy_arp=1"])
 
     def _wire_node(self, node: LabNode, topo: LabTopology) -> None:
         spec = node.spec
         with IPRoute(netns=SWITCH_NS) as sw:
             sw.link("add", ifname=spec.name, kind="veth", peer={"ifname": "eth0", "net_ns_fd": spec.netns})
-        self._plug(spec.name)
+        self._plug(spec.name, spec.segment)
         with node.ipr() as ipr:
             ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
             eth0 = ipr.link_lookup(ifname="eth0")[0]
-            ipr.addr("add", index=eth0, address=spec.address, prefixlen=UNDERLAY.prefixlen)
+            ipr.addr("add", index=eth0, address=spec.address, prefixlen=segment_network(spec.segment).prefixlen)
             ipr.link("set", index=eth0, state="up")
+        if spec.gateway:
+            others = [str(segment_network(k)) for k in range(topo.segments) if k != spec.segment]
+            datapaths.route_segments(node, others, spec.gateway)
+        with node.ipr() as ipr:
             ipr.link("add", ifname=BRIDGE, kind="bridge")
             br = ipr.link_lookup(ifname=BRIDGE)[0]
             iface = ipaddress.ip_interface(spec.bridge_address)
@@ -331,11 +379,17 @@ class Lab:
     def _apply_mode(self, mode: Mode, fresh: bool) -> None:
         state = self.state
         nodes = self.nodes
+        router = self.router
         udp = FlannelUdp(self.topology.etcd_endpoint, flannel.DEFAULT_PREFIX, self.probes_dir)
         if not fresh:
+            if state.mode == Mode.frr.value:
+                for node, plan in self._frr_plans():
+                    frr.remove(node, plan)
             for node in nodes:
                 udp.stop(state.node(node.name).daemons.pop("flannel-udp", None), node)
                 datapaths.clear(node)
+            if router:
+                datapaths.clear(router)
             self._save()
         mtu = mode.mtu()
         # etcd first: the config and leases say what the data path is (flannel reads them to build it).
@@ -364,12 +418,65 @@ class Lab:
             for node in nodes:
                 peers = [(p.spec.subnet, p.spec.address, vtep[p.name]) for p in nodes if p is not node]
                 datapaths.program_vxlan_peers(node, peers)
-        elif mode in (Mode.host_gw, Mode.static):
-            for node in nodes:
-                peers = [(p.spec.subnet, p.spec.address) for p in nodes if p is not node]
-                datapaths.program_routes(node, peers, datapaths.route_proto(mode))
+        elif mode is Mode.host_gw:
+            for node in nodes:  # flannel's host-gw: the peer's PublicIP as next hop, on-link or nothing
+                refused = datapaths.program_routes(node, [(p.spec.subnet, p.spec.address) for p in nodes
+                                                          if p is not node], "boot")
+                _log(node, "host-gw", [f"Error adding route to {r}" for r in refused])
+        elif mode is Mode.static:
+            for node in nodes:  # next hop: the peer when it shares the segment, else the router
+                peers = [(p.spec.subnet, p.spec.address if p.spec.segment == node.spec.segment else node.spec.gateway)
+                         for p in nodes if p is not node]
+                datapaths.program_routes(node, peers, "static")
+            if router:
+                datapaths.program_routes(router, [(n.spec.subnet, n.spec.address) for n in nodes], "static", dev=None)
+        elif mode is Mode.frr:
+            if not FrrDaemons.available() or "zebra" not in state.nodes[0].daemons:
+                raise LabError("frr mode needs FRR, installed before `lab up` (run `make setup`, then rebuild the lab)")
+            for node, plan in self._frr_plans():
+                frr.apply(node, plan, adopt=True)
+            self._wait_learned(nodes, router)
         state.mode = mode.value
         self._save()
+
+    def _frr_plans(self) -> list[tuple[LabNode, frr.FrrPlan]]:
+        """OSPF area 0 on every segment, or iBGP: a full mesh on one segment, the router as route
+        reflector across several. Each node redistributes its own pod /24; the router none."""
+        topo, routing = self.topology, self.state.routing
+        router = self.router
+        plans = []  # the router first: the nodes' sessions then find their reflector already listening
+        for node in self.nodes:
+            n = node.spec
+            peers = (n.gateway,) if router else tuple(p.address for p in topo.nodes if p.name != n.name)
+            plans.append((node, frr.FrrPlan(n.name, routing, n.address, (str(segment_network(n.segment)),),
+                                            ("eth0",), n.subnet, peers)))
+        if router:
+            segs = range(topo.segments)
+            plans.insert(0, (router, frr.FrrPlan(router.name, routing, router.spec.address,
+                                              tuple(str(segment_network(k)) for k in segs),
+                                              tuple(f"eth{k}" for k in segs), None,
+                                              tuple(n.address for n in topo.nodes), reflector=True)))
+        return plans
+
+    def _wait_learned(self, nodes: list[LabNode], router: LabNode | None, timeout: float = 30.0) -> None:
+        """A mode is on when its data path works: wait until every node's kernel has learned a route
+        (proto ospf/bgp) to every peer's pod subnet, as FRR installs them."""
+        proto = {"ospf": 188, "bgp": 186}[self.state.routing]  # rtnetlink protocol numbers (rt_protos)
+        deadline = time.monotonic() + timeout
+        for node in nodes + ([router] if router else []):
+            want = {p.spec.subnet for p in nodes if p is not node}
+            while True:
+                with node.ipr() as ipr:
+                    have = {f"{r.get_attr('RTA_DST')}/{r['dst_len']}" for r in ipr.get_routes(family=2, table=254)
+                            if r["proto"] == proto}
+                if want <= have:
+                    break
+                if time.monotonic() > deadline:
+                    seen = frr.neighbours(node, self.state.routing)
+                    raise LabError(f"{node.name}: FRR ({self.state.routing}) did not learn "
+                                   f"{', '.join(sorted(want - have))} within {timeout:.0f}s; "
+                                   f"neighbours: {seen or 'none'}")
+                time.sleep(0.1)
 
     def _set_node_mtu(self, node: LabNode, mtu: int) -> None:
         with node.ipr() as ipr:
@@ -452,6 +559,16 @@ class Lab:
         if pod:
             argv = ["ip", "netns", "exec", pod, *argv]
         return self.node(node).enter(argv)
+
+
+def _segment_bridge(segment: int) -> str:
+    return SWITCH_BRIDGE if segment == 0 else f"br{segment}"
+
+
+def _log(node: LabNode, name: str, lines: list[str]) -> None:
+    if lines:
+        with open(node.dir / "log" / f"{name}.log", "a") as f:
+            f.write("".join(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n" for line in lines))
 
 
 def _put_both(etcd: Etcd, key: str, value: dict, lease_id: str | None = None) -> None:

@@ -218,3 +218,42 @@ class FlannelUdp:
             with node.ipr() as ipr:
                 return not ipr.link_lookup(ifname="flannel0")
         wait_for("flannel-udp to release flannel0", gone, timeout, node, self.name)
+
+
+# -- FRR ---------------------------------------------------------------------------------------
+
+class FrrDaemons:
+    """Debian's FRR on a node: zebra, ospfd and bgpd, with the node's own /etc/frr and /run/frr.
+
+    They run in every mode, idle until configured, as on a real node with FRR installed: the lab's
+    frr mode and `netbench routes apply frr` then configure them through vtysh.
+    """
+
+    names = ("zebra", "ospfd", "bgpd")
+    bin_dir = Path("/usr/lib/frr")
+
+    @classmethod
+    def available(cls) -> bool:
+        return (cls.bin_dir / "zebra").exists() and Path("/etc/frr").is_dir()
+
+    def start(self, node: LabNode) -> dict[str, int]:
+        import pwd
+        etc, run = node.path("/etc/frr"), node.path("/run/frr")
+        if not etc.is_dir():  # the holder made and mounted it at lab up, if FRR was installed then
+            raise LabError(f"{node.name}: the node has no /etc/frr of its own (was FRR installed at lab up?)")
+        run.mkdir(exist_ok=True)
+        (etc / "frr.conf").write_text(f"frr defaults traditional\nhostname {node.name}\nlog stdout warnings\n"
+                                      "service integrated-vtysh-config\n")
+        (etc / "vtysh.conf").write_text("service integrated-vtysh-config\n")
+        frr = pwd.getpwnam("frr")
+        for path in (etc, run, etc / "frr.conf", etc / "vtysh.conf"):
+            os.chown(path, frr.pw_uid, frr.pw_gid)
+        for stale in run.glob("*"):
+            stale.unlink()
+        return {name: node.spawn(name, [str(self.bin_dir / name), "-f", "/etc/frr/frr.conf", "-P", "0",
+                                        "-u", "frr", "-g", "frr", "--log", "stdout", "--log-level", "warnings"])
+                for name in self.names}
+
+    def ready(self, node: LabNode, timeout: float = 10.0) -> None:
+        sockets = [node.path(f"/run/frr/{name}.vty") for name in self.names]
+        wait_for("FRR (zebra, ospfd, bgpd)", lambda: all(s.exists() for s in sockets), timeout, node, "zebra")

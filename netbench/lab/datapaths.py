@@ -6,9 +6,12 @@ routes written with pyroute2. `clear()` removes any of them, so a node can switc
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import os
 import socket
 
+from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import rt_proto
 
 from netbench.flannel import VXLAN_PORT, VXLAN_VNI, Mode
@@ -66,12 +69,29 @@ def program_vxlan_peers(node: LabNode, peers: list[tuple[str, str, str]]) -> Non
             ipr.route("add", dst=subnet, gateway=gw, oif=idx, flags=RTNH_F_ONLINK, proto=rt_proto["boot"])
 
 
-def program_routes(node: LabNode, peers: list[tuple[str, str]], proto: str) -> None:
-    """peers: (subnet, next hop). host-gw writes them like flannel (proto boot); static as proto static."""
+def program_routes(node: LabNode, peers: list[tuple[str, str]], proto: str, dev: str | None = "eth0") -> list[str]:
+    """peers: (subnet, next hop). host-gw writes them like flannel (proto boot); static as proto static.
+
+    Returns the routes the kernel refused because the next hop is not on a link of the node: flannel's
+    host-gw logs those and carries on, and so does the lab (the trace then finds the gap)."""
+    refused = []
     with node.ipr() as ipr:
-        eth0 = _index(ipr, "eth0")
+        oif = {"oif": _index(ipr, dev)} if dev else {}
         for subnet, via in peers:
-            ipr.route("add", dst=subnet, gateway=via, oif=eth0, proto=rt_proto[proto])
+            try:
+                ipr.route("add", dst=subnet, gateway=via, proto=rt_proto[proto], **oif)
+            except NetlinkError as exc:
+                if exc.code != errno.ENETUNREACH:
+                    raise
+                refused.append(f"{subnet} via {via}: {os.strerror(exc.code)} (next hop not on-link)")
+    return refused
+
+
+def route_segments(node: LabNode, networks: list[str], via: str) -> None:
+    """The underlay's own routes between segments, through the lab's router."""
+    with node.ipr() as ipr:
+        for net in networks:
+            ipr.route("add", dst=net, gateway=via, oif=_index(ipr, "eth0"), proto=rt_proto["boot"])
 
 
 def route_proto(mode: Mode) -> str:

@@ -19,7 +19,8 @@ from netbench.lab.topology import NodeSpec
 from netbench.remote import CommandResult
 
 # Directories a node has of its own, bind-mounted over the host's at the standard paths.
-PRIVATE_DIRS = {"run": "/run", "tmp": "/tmp"}
+# /etc/frr only where FRR is installed: the lab's frr mode needs it, the other modes do not.
+PRIVATE_DIRS = {"run": "/run", "tmp": "/tmp", "frr": "/etc/frr"}
 NODE_SYSCTLS = [
     "net.ipv4.ip_forward=1",
     # IPv6 router solicitations and MLD would only add noise to every capture.
@@ -41,6 +42,8 @@ class LabNode:
         (self.dir / "log").mkdir(parents=True, exist_ok=True)
         mounts = []
         for sub, target in PRIVATE_DIRS.items():
+            if not Path(target).is_dir():
+                continue
             path = self.dir / sub
             path.mkdir(parents=True, exist_ok=True)
             os.chmod(path, 0o1777 if sub == "tmp" else 0o755)

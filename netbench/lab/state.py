@@ -27,12 +27,19 @@ class NodeState(BaseModel):
     address: str
     subnet: str
     roles: list[str]
+    segment: int = 0
+    gateway: str | None = None
     holder_pid: int | None = None
     daemons: dict[str, int] = Field(default_factory=dict)  # daemon name -> pid
 
     @property
     def spec(self) -> NodeSpec:
-        return NodeSpec(self.name, self.address, self.subnet, tuple(self.roles))
+        return NodeSpec(self.name, self.address, self.subnet, tuple(self.roles), self.segment, self.gateway)
+
+    @classmethod
+    def of(cls, spec: NodeSpec) -> "NodeState":
+        return cls(name=spec.name, address=spec.address, subnet=spec.subnet, roles=list(spec.roles),
+                   segment=spec.segment, gateway=spec.gateway)
 
 
 class LabState(BaseModel):
@@ -43,7 +50,10 @@ class LabState(BaseModel):
     mode: str
     link: dict
     pods_per_node: int
+    segments: int = 1
+    routing: str = "ospf"
     nodes: list[NodeState]
+    router: NodeState | None = None
     resources: list[Resource] = Field(default_factory=list)
     vtep_macs: dict[str, str] = Field(default_factory=dict)
     faults: list[dict] = Field(default_factory=list)
@@ -54,8 +64,10 @@ class LabState(BaseModel):
             mode=topo.mode.value,
             link={"rate": topo.link.rate, "delay": topo.link.delay, "loss": topo.link.loss},
             pods_per_node=topo.pods_per_node,
-            nodes=[NodeState(name=n.name, address=n.address, subnet=n.subnet, roles=list(n.roles))
-                   for n in topo.nodes],
+            segments=topo.segments,
+            routing=topo.routing,
+            nodes=[NodeState.of(n) for n in topo.nodes],
+            router=NodeState.of(topo.router) if topo.router else None,
         )
 
     @property
@@ -65,10 +77,12 @@ class LabState(BaseModel):
             mode=Mode(self.mode),
             link=LinkShape(**self.link),
             pods_per_node=self.pods_per_node,
+            segments=self.segments,
+            routing=self.routing,
         )
 
     def node(self, name: str) -> NodeState:
-        for n in self.nodes:
+        for n in self.nodes + ([self.router] if self.router else []):
             if n.name == name:
                 return n
         raise UserError(f"no node named {name!r} in the lab (nodes: {', '.join(n.name for n in self.nodes)})")

@@ -15,8 +15,12 @@ PREFIX = "nb-"
 SWITCH_NS = "nb-sw"
 SWITCH_BRIDGE = "br0"
 MGMT_LINK = "nb-mgmt"  # the one link the root namespace gets
-UNDERLAY = ipaddress.ip_network("198.18.0.0/24")  # RFC 2544 benchmark range, never routed
+UNDERLAY = ipaddress.ip_network("198.18.0.0/24")  # RFC 2544 benchmark range, never routed; segment 0
+UNDERLAY_SPAN = ipaddress.ip_network("198.18.0.0/22")  # every segment the lab may use (198.18.k.0/24)
 MGMT_ADDRESS = "198.18.0.254"
+ROUTER_HOST = 253  # the router's address on every segment: 198.18.k.253
+MAX_SEGMENTS = 4
+ROUTINGS = ("ospf", "bgp")
 POD_NETWORK = ipaddress.ip_network("10.1.0.0/16")
 SUBNET_LEN = 24
 BRIDGE = "docker0"
@@ -59,6 +63,8 @@ class NodeSpec:
     address: str  # underlay address, without prefix
     subnet: str  # the node's flannel lease, e.g. 10.1.93.0/24
     roles: tuple[str, ...] = ("node",)
+    segment: int = 0  # which L2 segment of the underlay the node is on
+    gateway: str | None = None  # the router's address on that segment, when the lab has several
 
     @property
     def netns(self) -> str:
@@ -81,6 +87,21 @@ class LabTopology:
     mode: Mode = Mode.udp
     link: LinkShape = field(default_factory=LinkShape)
     pods_per_node: int = 1
+    segments: int = 1
+    routing: str = "ospf"  # what the frr mode runs: ospf or bgp
+
+    @property
+    def router(self) -> NodeSpec | None:
+        """The namespace joining the segments (none when there is one segment)."""
+        if self.segments < 2:
+            return None
+        return NodeSpec(name="r1", address=router_address(0), subnet="", roles=("router",), segment=0)
+
+    @property
+    def mgmt_prefixlen(self) -> int:
+        # One address on the management veth covers every segment; the router answers ARP (proxy_arp)
+        # for the segments behind it, so the root namespace needs no route of its own.
+        return UNDERLAY.prefixlen - (self.segments - 1).bit_length()
 
     @property
     def etcd_node(self) -> NodeSpec:
@@ -98,23 +119,39 @@ class LabTopology:
         link: LinkShape | None = None,
         pods_per_node: int = 1,
         seed: int | None = None,
+        segments: int = 1,
+        routing: str = "ospf",
     ) -> "LabTopology":
         if not 2 <= n_nodes <= MAX_NODES:
             raise ValueError(f"nodes: {n_nodes} is out of range (2 to {MAX_NODES})")
         if not 0 <= pods_per_node <= 20:
             raise ValueError(f"pods per node: {pods_per_node} is out of range (0 to 20)")
+        if not 1 <= segments <= min(MAX_SEGMENTS, n_nodes):
+            raise ValueError(f"segments: {segments} is out of range (1 to {min(MAX_SEGMENTS, n_nodes)})")
+        if routing not in ROUTINGS:
+            raise ValueError(f"routing: {routing!r} is not one of {', '.join(ROUTINGS)}")
         subnets = allocate_subnets(n_nodes, random.Random(seed))
-        hosts = list(UNDERLAY.hosts())
-        nodes = tuple(
-            NodeSpec(
+        nodes = []
+        for i in range(n_nodes):
+            seg = i % segments  # n1, n3, … on segment 0; n2, n4, … on segment 1 (with 2 segments)
+            nodes.append(NodeSpec(
                 name=f"n{i + 1}",
-                address=str(hosts[i]),
+                address=str(segment_network(seg).network_address + i + 1),
                 subnet=subnets[i],
                 roles=("etcd", "node") if i == 0 else ("node",),
-            )
-            for i in range(n_nodes)
-        )
-        return cls(nodes=nodes, mode=mode, link=link or LinkShape(), pods_per_node=pods_per_node)
+                segment=seg,
+                gateway=router_address(seg) if segments > 1 else None,
+            ))
+        return cls(nodes=tuple(nodes), mode=mode, link=link or LinkShape(), pods_per_node=pods_per_node,
+                   segments=segments, routing=routing)
+
+
+def segment_network(index: int) -> ipaddress.IPv4Network:
+    return ipaddress.ip_network(f"198.18.{index}.0/24")
+
+
+def router_address(segment: int) -> str:
+    return str(segment_network(segment).network_address + ROUTER_HOST)
 
 
 def allocate_subnets(count: int, rng: random.Random) -> list[str]:

@@ -45,7 +45,7 @@ def cluster_mode(facts: dict[str, NodeFacts]) -> str:
     votes = Counter()
     for name, f in facts.items():
         peers = {p: g.pod_subnet for p, g in facts.items() if p != name and g.pod_subnet}
-        mode = detect_mode(f, peers).mode
+        mode = detect_mode(f, peers, {p: g.address for p, g in facts.items()}).mode
         votes[getattr(mode, "value", mode)] += 1
     good = [(n, m) for m, n in votes.items() if m in KNOWN]
     return max(good)[1] if good else ("none" if votes else "unknown")

@@ -70,3 +70,25 @@ def test_mixed_paths_are_called_mixed():
     verdict = facts.detect_mode(f, peers)
     assert verdict.mode == "mixed"
     assert any(f"no route to {first}" in e for e in verdict.evidence)
+
+
+def test_host_gw_without_routes_to_peers_off_its_segment_is_still_host_gw():
+    f, peers, data = load("host-gw")
+    first = next(iter(peers))
+    f.routes = [r for r in f.routes if r.dst != peers[first]]  # flannel could not write it
+    addresses = dict(data["addresses"])
+    assert facts.detect_mode(f, peers, addresses).mode == "mixed"  # the peer is on-link: a broken node
+    addresses[first] = "198.18.1.2"  # the peer is behind a router
+    verdict = facts.detect_mode(f, peers, addresses)
+    assert verdict.mode is Mode.host_gw
+    assert any("not on-link" in e and first in e for e in verdict.evidence)
+
+
+def test_routes_learned_by_frr_are_reported_with_their_protocol_and_neighbour():
+    f, peers, data = load("frr")
+    assert {r.dst for r in f.learned_routes} == set(peers.values())
+    for route in f.learned_routes:
+        assert route.proto == "ospf"
+        neighbour = {v: k for k, v in data["addresses"].items()}[route.via]
+        assert neighbour in peers
+        assert f.route_source(route).startswith(f"learned over OSPF from {route.via} (FRR neighbour Full")

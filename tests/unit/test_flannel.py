@@ -52,5 +52,5 @@ def test_subnet_env_errors_name_the_problem(text, problem):
 
 def test_parse_mode_lists_choices():
     assert flannel.parse_mode("host-gw") is Mode.host_gw
-    with pytest.raises(ValueError, match="udp, vxlan, host-gw, static, none"):
+    with pytest.raises(ValueError, match="udp, vxlan, host-gw, static, frr, none"):
         flannel.parse_mode("gre")

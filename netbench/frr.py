@@ -1,0 +1,189 @@
+"""FRR (quagga's maintained successor) configuration that routes pod subnets, as data, applied through
+vtysh on any Runner: the lab's nsenter or a real node's SSH. The lab's `frr` mode and
+`netbench routes apply frr` share it, so what the lab tests is what users get.
+
+A node redistributes exactly its own pod /24 (prefix-list + route-map), and learns its peers' over
+OSPF (area 0 on the underlay) or iBGP (full mesh, or clients of a route reflector across routers).
+Everything netbench adds is named NETBENCH-* or lives in one `router` block, so removing it touches
+nothing else of the node's FRR configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+from netbench.errors import NetbenchError
+from netbench.remote import CommandResult, Runner
+
+Routing = Literal["ospf", "bgp"]
+ROUTINGS: tuple[str, ...] = ("ospf", "bgp")
+ASN = 64512  # a private AS (RFC 6996): iBGP inside the cluster
+POLICY = "NETBENCH-PODS"
+# Fast hellos: the lab converges in seconds instead of OSPF's 40 s wait timer (a LAN the user owns
+# tolerates them too; `remove` puts the defaults back).
+HELLO_S, DEAD_S = 1, 3
+DAEMON_OF = {"ospf": "ospfd", "bgp": "bgpd"}
+
+
+class FrrError(NetbenchError):
+    pass
+
+
+@dataclass(frozen=True)
+class FrrPlan:
+    """What one node (or lab router) runs. A router has no pod subnet and reflects BGP routes."""
+
+    node: str
+    routing: Routing
+    router_id: str
+    networks: tuple[str, ...]  # underlay networks OSPF runs on
+    interfaces: tuple[str, ...]  # underlay interfaces (fast OSPF hellos)
+    pod_subnet: str | None = None
+    bgp_peers: tuple[str, ...] = ()
+    reflector: bool = False  # peers are route-reflector clients
+    asn: int = ASN
+    extra: tuple[str, ...] = field(default_factory=tuple)
+
+    def __post_init__(self) -> None:
+        if self.routing not in ROUTINGS:
+            raise ValueError(f"routing {self.routing!r}: choose ospf or bgp")
+
+    @property
+    def daemon(self) -> str:
+        return DAEMON_OF[self.routing]
+
+
+def config_lines(plan: FrrPlan) -> list[str]:
+    """vtysh configuration commands (one per `-c`), from `configure terminal` on."""
+    lines: list[str] = []
+    if plan.pod_subnet:
+        lines += [f"ip prefix-list {POLICY} seq 5 permit {plan.pod_subnet}",
+                  f"route-map {POLICY} permit 10", f" match ip address prefix-list {POLICY}", "exit"]
+    if plan.routing == "ospf":
+        for ifname in plan.interfaces:
+            lines += [f"interface {ifname}", f" ip ospf hello-interval {HELLO_S}",
+                      f" ip ospf dead-interval {DEAD_S}", "exit"]
+        lines += ["router ospf", f" ospf router-id {plan.router_id}", " timers throttle spf 0 50 1000",
+                  " timers throttle lsa all 0", " timers lsa min-arrival 0"]
+        lines += [f" network {net} area 0" for net in plan.networks]
+        if plan.pod_subnet:
+            lines.append(f" redistribute connected route-map {POLICY}")
+        lines.append("exit")
+    else:
+        lines += [f"router bgp {plan.asn}", f" bgp router-id {plan.router_id}", " no bgp ebgp-requires-policy"]
+        for peer in plan.bgp_peers:
+            lines += [f" neighbor {peer} remote-as {plan.asn}", f" neighbor {peer} timers 1 3",
+                      f" neighbor {peer} timers connect 1"]
+        lines.append(" address-family ipv4 unicast")
+        if plan.pod_subnet:
+            lines.append(f"  redistribute connected route-map {POLICY}")
+        if plan.reflector:
+            lines += [f"  neighbor {peer} route-reflector-client" for peer in plan.bgp_peers]
+        lines += [" exit-address-family", "exit"]
+    return lines + list(plan.extra)
+
+
+def remove_lines(plan: FrrPlan) -> list[str]:
+    """The commands that undo config_lines, in reverse dependency order."""
+    lines = ["no router ospf"] if plan.routing == "ospf" else [f"no router bgp {plan.asn}"]
+    if plan.routing == "ospf":
+        for ifname in plan.interfaces:
+            lines += [f"interface {ifname}", " no ip ospf hello-interval", " no ip ospf dead-interval", "exit"]
+    if plan.pod_subnet:
+        lines += [f"no route-map {POLICY}", f"no ip prefix-list {POLICY}"]
+    return lines
+
+
+def vtysh_argv(lines: Sequence[str], write: bool = True) -> list[str]:
+    """One vtysh call: configure, then (optionally) save, so the node's /etc/frr keeps it."""
+    argv = ["vtysh", "-c", "configure terminal"]
+    for line in lines:
+        argv += ["-c", line.strip()]
+    argv += ["-c", "end"]
+    if write:
+        argv += ["-c", "write memory"]
+    return argv
+
+
+def running_daemons(runner: Runner) -> list[str]:
+    result = runner.run(["vtysh", "-c", "show daemons"], check=False)
+    if not result.ok:
+        raise FrrError(f"{runner.name}: vtysh cannot reach FRR ({_why(result)}); is FRR installed and running?")
+    return result.stdout.split()
+
+
+def running_config(runner: Runner) -> str:
+    result = runner.run(["vtysh", "-c", "show running-config"], check=False)
+    if not result.ok:
+        raise FrrError(f"{runner.name}: vtysh show running-config failed ({_why(result)})")
+    return result.stdout
+
+
+def foreign_routing(config: str, plan: FrrPlan) -> str | None:
+    """A `router ospf`/`router bgp` block that netbench did not write: never edit someone's routing."""
+    head = "router ospf" if plan.routing == "ospf" else "router bgp"
+    if not re.search(rf"^{head}\b", config, re.M):
+        return None
+    if f"route-map {POLICY}" in config or plan.pod_subnet is None:
+        return None  # ours (it redistributes through our route-map)
+    return head
+
+
+def apply(runner: Runner, plan: FrrPlan, write: bool = True, adopt: bool = False) -> CommandResult:
+    """Configure FRR on one node. Refuses when the routing daemon is not running or when the node
+    already has a routing block of its own (unless `adopt`, used by the lab on its own nodes)."""
+    daemons = running_daemons(runner)
+    if plan.daemon not in daemons:
+        raise FrrError(f"{runner.name}: {plan.daemon} is not running (running: {', '.join(daemons) or 'none'}); "
+                       f"enable it in /etc/frr/daemons and restart FRR")
+    if not adopt and (block := foreign_routing(running_config(runner), plan)):
+        raise FrrError(f"{runner.name}: FRR already has a `{block}` block netbench did not write; "
+                       "netbench will not edit an existing routing configuration")
+    result = runner.run(vtysh_argv(config_lines(plan), write), check=False)
+    return _checked(runner, result, "apply")
+
+
+def remove(runner: Runner, plan: FrrPlan, write: bool = True) -> CommandResult:
+    result = runner.run(vtysh_argv(remove_lines(plan), write), check=False)
+    return _checked(runner, result, "remove")
+
+
+def _checked(runner: Runner, result: CommandResult, what: str) -> CommandResult:
+    # vtysh may exit 0 although a line was refused: it prints the complaint ("% ...") instead. Removal
+    # is idempotent: complaints about what is already gone are fine.
+    complaints = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("%")]
+    if what == "apply" and (complaints or not result.ok):
+        raise FrrError(f"{runner.name}: vtysh {what} failed: {'; '.join(complaints) or _why(result)}")
+    if what == "remove" and not result.ok and not complaints:
+        raise FrrError(f"{runner.name}: vtysh {what} failed: {_why(result)}")
+    return result
+
+
+def _why(result: CommandResult) -> str:
+    return (result.stderr.strip() or result.stdout.strip() or f"exit {result.exit_code}")[-300:]
+
+
+# -- what FRR has learned ------------------------------------------------------------------------
+
+def neighbours(runner: Runner, routing: Routing) -> dict[str, str]:
+    """neighbour address -> state ('Full/DR', 'Established'…), from vtysh's JSON."""
+    cmd = "show ip ospf neighbor json" if routing == "ospf" else "show bgp ipv4 unicast summary json"
+    out = runner.run(["vtysh", "-c", cmd], check=False).stdout
+    try:
+        data = json.loads(out or "{}")
+    except ValueError:
+        return {}
+    return parse_neighbours(data, None) if routing == "ospf" else parse_neighbours(None, data)
+
+
+def parse_neighbours(ospf: dict | None, bgp: dict | None) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for rid, entries in (ospf or {}).get("neighbors", {}).items():
+        for e in entries if isinstance(entries, list) else [entries]:
+            found[e.get("ifaceAddress", rid)] = e.get("nbrState") or e.get("state", "?")
+    for addr, peer in (bgp or {}).get("peers", {}).items():
+        found[addr] = peer.get("state", "?")
+    return found
