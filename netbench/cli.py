@@ -13,6 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from netbench.cli_routes import routes_app
 from netbench.errors import NetbenchError, UserError
 from netbench.flannel import Mode, parse_mode
 
@@ -20,6 +21,7 @@ app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_
                   help="Measure and trace pod-network data paths (flannel udp/vxlan/host-gw, static, FRR).")
 lab_app = typer.Typer(no_args_is_help=True, help="The embedded lab: a real multi-node cluster in namespaces.")
 app.add_typer(lab_app, name="lab")
+app.add_typer(routes_app, name="routes")
 fault_app = typer.Typer(no_args_is_help=True, help="Break the lab on purpose: for demos, training and tests.")
 lab_app.add_typer(fault_app, name="fault")
 
@@ -39,7 +41,9 @@ def _mode(value: str, option: str = "--mode") -> Mode:
 @lab_app.command("up")
 def lab_up(
     nodes: int = typer.Option(3, "--nodes", "-n", help="number of nodes (2-50)"),
-    mode: str = typer.Option("udp", "--mode", "-m", help="udp | vxlan | host-gw | static | none"),
+    mode: str = typer.Option("udp", "--mode", "-m", help="udp | vxlan | host-gw | static | frr | none"),
+    segments: int = typer.Option(1, help="L2 segments of the underlay; 2+ joins them with a router namespace"),
+    routing: str = typer.Option("ospf", help="what the frr mode runs: ospf, or bgp (iBGP between the nodes)"),
     link_rate: Optional[str] = typer.Option(None, help="underlay rate per node, tc syntax (1gbit)"),
     link_delay: Optional[str] = typer.Option(None, help="one-way delay per node link (needs netem)"),
     link_loss: Optional[float] = typer.Option(None, help="loss per node link, percent"),
@@ -52,7 +56,7 @@ def lab_up(
 
     try:
         shape = LinkShape(rate=link_rate, delay=link_delay, loss=link_loss)
-        topo = LabTopology.build(nodes, _mode(mode), shape, pods, seed)
+        topo = LabTopology.build(nodes, _mode(mode), shape, pods, seed, segments, routing)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     lab = Lab()
@@ -79,7 +83,7 @@ def lab_down() -> None:
 
 
 @lab_app.command("mode")
-def lab_mode(mode: str = typer.Argument(..., help="udp | vxlan | host-gw | static | none")) -> None:
+def lab_mode(mode: str = typer.Argument(..., help="udp | vxlan | host-gw | static | frr | none")) -> None:
     """Switch the running lab's data path in place (etcd config and leases follow)."""
     from netbench.lab.builder import Lab
 
@@ -198,6 +202,8 @@ def run_cmd(
     pairs: Optional[str] = typer.Option(None, help="only these pairs, e.g. n1:n2,n2:n3"),
     parallel_pairs: bool = typer.Option(False, help="throughput of disjoint pairs at once (independent links)"),
     trace: bool = typer.Option(False, "--trace", help="also trace every pod pair hop by hop (kept in the run)"),
+    modes: Optional[str] = typer.Option(None, help="lab only: measure these data paths in turn, one run "
+                                        "(e.g. udp,vxlan,host-gw,static,frr)"),
     gates: Optional[Path] = typer.Option(None, help="gate rules (YAML) applied to the run at the end"),
     baseline: Optional[Path] = typer.Option(None, help="a stored run to compare against, for regression gates"),
     accept_new_host_keys: bool = typer.Option(False, help="add unknown host keys to known_hosts (never changed ones)"),
@@ -212,6 +218,8 @@ def run_cmd(
     from netbench.run import RunOptions, Session, summary
 
     inv, nodes = cluster.load(inventory, command_timeout)
+    mode_list = tuple(_mode(m, "--modes").value for m in _csv(modes))
+    switch = _lab_switch(inventory) if mode_list else None
     if gates:  # a bad rule file or baseline is said before an hour of measuring, not after
         from netbench import gates as gates_mod
         from netbench.results import RunDir
@@ -222,7 +230,7 @@ def run_cmd(
         options = RunOptions(samples=samples, interval=interval, size=size, duration=duration, repeats=repeats,
                              streams=streams, udp_rate=udp_rate, scenarios=_csv(scenarios) or SCENARIOS,
                              tests=_csv(tests) or LATENCY_TESTS + THROUGHPUT_TESTS, parallel_pairs=parallel_pairs,
-                             pairs=_pairs(pairs), trace=trace)
+                             pairs=_pairs(pairs), trace=trace, modes=mode_list)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     progress = Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(),
@@ -236,7 +244,12 @@ def run_cmd(
     with progress:
         task = progress.add_task("connecting", total=session.estimate_steps())
         session.progress = lambda what, n: progress.update(task, description=what[:40], advance=n)
-        outcome = session.execute()
+        try:
+            outcome = session.execute(switch)
+        finally:
+            if switch:
+                progress.update(task, description="restoring the lab's mode")
+                switch.restore()
     df = outcome.run_dir.frame()
     rows = summary(df)
     gate_outcomes = []
@@ -248,11 +261,49 @@ def run_cmd(
                           "failures": [f.__dict__ for f in outcome.failures], "nodes_down": outcome.nodes_down},
                          indent=2))
     else:
-        _print_summary(rows, outcome)
+        if len(mode_list) > 1:
+            print_mode_comparison(df, console)
+            _print_outcome(outcome)
+        else:
+            _print_summary(rows, outcome)
         if gate_outcomes:
             _print_gates(gate_outcomes)
     gate_failed = any(o.passed is False for o in gate_outcomes)
     raise typer.Exit(outcome.exit_code or (1 if gate_failed else 0))
+
+
+def _lab_switch(inventory: Path | None):
+    """--modes changes the data path between passes, which netbench does only in its own lab: on a
+    real cluster it measures the mode in place (`netbench routes apply` tries routes there)."""
+    from netbench.lab.builder import Lab, require_root
+    from netbench.lab.topology import default_state_dir
+
+    lab_inventory = default_state_dir() / "inventory.yaml"
+    if inventory and (not lab_inventory.exists() or inventory.resolve() != lab_inventory.resolve()):
+        raise UserError("--modes switches the data path between passes, which netbench does only in its lab; "
+                        "on a cluster `netbench run` measures the mode in place (try `netbench routes apply "
+                        "static|frr`, run, then `netbench routes revert`)")
+    require_root()
+    lab = Lab()
+    original = lab.mode  # raises a clear error when no lab is up
+
+    def switch(mode: str) -> None:
+        if Lab().mode.value != mode:
+            Lab().set_mode(Mode(mode))
+    switch.restore = lambda: switch(original.value)  # type: ignore[attr-defined]
+    return switch
+
+
+def print_mode_comparison(df, out: Console) -> None:
+    """Every mode side by side (pod to pod), with the host baseline: what the report's summary shows."""
+    from netbench.report import summary as report_summary
+    rows = report_summary.per_mode(df)
+    table = Table(title="modes side by side: pod to pod, medians over pairs (host = the underlay baseline)")
+    for _, head, _ in report_summary.COLUMNS:
+        table.add_column(head, justify="left" if head == "mode" else "right")
+    for r in rows:
+        table.add_row(*[report_summary.cell(r, key, fmt) for key, _, fmt in report_summary.COLUMNS])
+    out.print(table)
 
 
 def _print_summary(rows: list[dict], outcome) -> None:
@@ -271,6 +322,10 @@ def _print_summary(rows: list[dict], outcome) -> None:
                       fmt(r.get("rtt_p99_us"), ".0f"), fmt(r.get("gbps"), ".3f"), fmt(ratio, ".2f"),
                       fmt(r.get("loss_pct"), ".1f"), fmt(r.get("retransmits"), ".0f"))
     console.print(table)
+    _print_outcome(outcome)
+
+
+def _print_outcome(outcome) -> None:
     for f in outcome.failures:
         console.print(f"[red]failed[/] {f.where} {f.what}: {f.cause}")
     console.print(f"results: {outcome.run_dir.path}")

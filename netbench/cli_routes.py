@@ -1,0 +1,89 @@
+"""`netbench routes apply static|frr` and `netbench routes revert`: the command-line face of
+netbench.routes. Registered in netbench/cli.py with `app.add_typer(routes_app, name="routes")`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from netbench.errors import UserError
+
+routes_app = typer.Typer(
+    no_args_is_help=True,
+    help="Route pod subnets without flannel's overlay (static routes or FRR), from flannel's leases; "
+         "undo exactly with `routes revert`.")
+
+# Its own consoles (not cli.py's): cli.py imports this module, so importing cli here would be circular.
+console = Console()
+if not console.is_terminal:
+    console.width = 120
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+INVENTORY_HELP = "cluster inventory (default: the lab's)"
+HOST_KEYS_HELP = "add unknown host keys to known_hosts (never changed ones)"
+STATUS_STYLE = {"applied": "green", "reverted": "green", "planned": "cyan", "nothing to revert": "dim",
+                "failed": "red"}
+
+
+@routes_app.command("apply")
+def apply_cmd(
+    kind: str = typer.Argument(..., help="static (kernel routes via each node's next hop) | frr (OSPF or BGP)"),
+    routing: Optional[str] = typer.Option(None, help="frr only: ospf (default) | bgp (iBGP full mesh)"),
+    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help=INVENTORY_HELP),
+    accept_new_host_keys: bool = typer.Option(False, help=HOST_KEYS_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", help="compute and print what would change; change nothing"),
+) -> None:
+    """Route every peer's pod subnet on every node, computed from flannel's leases in etcd. The routes
+    that are replaced are saved on each node first, so `netbench routes revert` restores them exactly."""
+    from netbench import cluster, routes
+
+    if kind not in routes.KINDS:
+        raise UserError(f"routes apply {kind!r}: choose one of {', '.join(routes.KINDS)}")
+    if routing is not None and kind != "frr":
+        raise UserError(f"--routing is for `routes apply frr`, not {kind}")
+    routing = routing or "ospf"
+    inv, nodes = cluster.load(inventory)
+    what = f"{kind}" + (f" ({routing})" if kind == "frr" else "")
+    with console.status(f"routes apply {what}" + (" (dry run)" if dry_run else "")):
+        outcomes = routes.apply(inv, nodes, kind, routing, dry_run, accept_new_host_keys)
+    _print(f"routes apply {what}" + (": dry run, nothing changed" if dry_run else ""), outcomes)
+    raise typer.Exit(0 if all(o.ok for o in outcomes.values()) else 1)
+
+
+@routes_app.command("revert")
+def revert_cmd(
+    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help=INVENTORY_HELP),
+    accept_new_host_keys: bool = typer.Option(False, help=HOST_KEYS_HELP),
+    dry_run: bool = typer.Option(False, "--dry-run", help="compute and print what would change; change nothing"),
+) -> None:
+    """Undo `routes apply` on every node from the node's own record: delete the routes netbench added
+    (FRR: its configuration) and put back the routes they replaced."""
+    from netbench import cluster, routes
+
+    inv, nodes = cluster.load(inventory)
+    with console.status("routes revert" + (" (dry run)" if dry_run else "")):
+        outcomes = routes.revert(inv, nodes, dry_run, accept_new_host_keys)
+    _print("routes revert" + (": dry run, nothing changed" if dry_run else ""), outcomes)
+    raise typer.Exit(0 if all(o.ok for o in outcomes.values()) else 1)
+
+
+def _print(title: str, outcomes: dict) -> None:
+    table = Table(title=title, title_justify="left", show_lines=True)
+    for col in ("node", "result", "actions", "notes"):
+        table.add_column(col, overflow="fold")
+    for name, o in outcomes.items():
+        style = STATUS_STYLE.get(o.status, "default")
+        result = f"[{style}]{escape(o.status)}[/]"
+        if o.error:
+            result += f"\n[red]{escape(o.error)}[/]"
+        table.add_row(escape(name), result, escape("\n".join(o.actions)) or "-",
+                      f"[dim]{escape(chr(10).join(o.notes))}[/]" if o.notes else "-")
+    console.print(table)
+    failed = [n for n, o in outcomes.items() if not o.ok]
+    if failed:
+        err.print(f"[red]{len(failed)} of {len(outcomes)} node(s) failed:[/] {', '.join(failed)}")
