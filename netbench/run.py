@@ -40,6 +40,9 @@ class RunOptions:
     pairs: list[tuple[str, str]] | None = None
     max_parallel: int = 16
     trace: bool = False  # after measuring, trace every pod-pod pair (one direction) into traces.json
+    # Several data paths in one run (the lab switches between passes); host-host, which no mode
+    # changes, is measured in the first pass only and is every mode's baseline.
+    modes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         checks = [("samples", self.samples >= 1), ("interval", self.interval > 0), ("size", 16 <= self.size <= 65000),
@@ -138,29 +141,55 @@ class Session:
         return [n for n in self.nodes if n not in self.down]
 
     def estimate_steps(self) -> int:
-        plan = make_plan(list(self.nodes), self.options.scenarios, self.options.parallel_pairs, self.options.pairs)
-        lat = sum(len(r) for r in plan.latency_rounds) * self.options.steps_per("latency")
-        thr = sum(len(r) for r in plan.throughput_rounds) * self.options.steps_per("throughput")
-        return 3 * len(self.nodes) + lat + thr
+        total = len(self.nodes)
+        for i in range(max(1, len(self.options.modes))):
+            plan = make_plan(list(self.nodes), self._scenarios(i), self.options.parallel_pairs, self.options.pairs)
+            lat = sum(len(r) for r in plan.latency_rounds) * self.options.steps_per("latency")
+            thr = sum(len(r) for r in plan.throughput_rounds) * self.options.steps_per("throughput")
+            total += 2 * len(self.nodes) + lat + thr
+        return total
+
+    def _scenarios(self, pass_index: int) -> tuple[str, ...]:
+        if pass_index == 0 or not self.options.modes:
+            return self.options.scenarios
+        return tuple(s for s in self.options.scenarios if s != "host-host")
 
     # -- the flow ----------------------------------------------------------------------------
-    def execute(self) -> RunOutcome:
+    def execute(self, switch: Callable[[str], None] | None = None) -> RunOutcome:
+        """Measure the cluster as it is, or — with options.modes and a `switch` that changes the data
+        path (the lab's) — one pass per mode, all in this one run."""
         run_dir = self.run_dir = RunDir.create(self.out_root, self.label)
         started = time.time()
         meta = {"started": started, "options": asdict(self.options), "inventory": self.inventory_meta,
                 "tools": tool_versions()}
         run_dir.write_meta(meta)
         mode = "unknown"
+        self.traces: list[dict] = []
         try:
             self._connect()
-            self._gather_facts()
-            mode = self.mode_label or self._mode_of_cluster()
-            meta.update(mode=mode, facts=self._facts_meta())
-            run_dir.write_meta(meta)
-            self._deploy()
-            self._measure(run_dir, mode)
-            if self.options.trace:
-                self._trace(run_dir, mode)
+            if not self.options.modes:
+                mode = self._pass(run_dir, meta, 0)
+            else:
+                if switch is None:
+                    raise ValueError("a run over several modes needs a way to switch them (the lab)")
+                meta["modes"], meta["passes"] = list(self.options.modes), []
+                mode = ",".join(self.options.modes)
+                for i, wanted in enumerate(self.options.modes):
+                    self.progress(f"switching the data path to {wanted}", 0)
+                    t0 = time.time()
+                    try:
+                        switch(wanted)
+                    except Exception as exc:  # noqa: BLE001 — a mode that cannot be set is a result
+                        self.fail(f"mode {wanted}", "switch", exc)
+                        meta["passes"].append({"mode": wanted, "error": str(exc)})
+                        continue
+                    switched = time.time()
+                    self.mode_label = wanted
+                    self._pass(run_dir, meta, i)
+                    meta["passes"].append({"mode": wanted, "switch_s": round(switched - t0, 3),
+                                           "wall_s": round(time.time() - t0, 3), "detected": self.modes.copy()})
+                    meta["mode"] = mode
+                    run_dir.write_meta(meta)
         finally:
             self._teardown()
             self.fleet.close()
@@ -170,6 +199,24 @@ class Session:
             run_dir.write_meta(meta)
             run_dir.write_table()
         return RunOutcome(run_dir, mode, list(self.failures), sorted(self.down))
+
+    def _pass(self, run_dir: RunDir, meta: dict, index: int) -> str:
+        """One measurement of the data path in place: facts, probes, the plan, traces, probes removed."""
+        self._gather_facts()
+        mode = self.mode_label or self._mode_of_cluster()
+        if self.options.modes and self._mode_of_cluster() != self.mode_label:
+            found = {n: m["mode"] for n, m in self.modes.items()}
+            self.fail(f"mode {self.mode_label}", "facts", f"the nodes do not look like {self.mode_label}: {found}")
+        meta.update(mode=mode, facts=self._facts_meta())
+        run_dir.write_meta(meta)
+        self._deploy()
+        self._measure(run_dir, mode, self._scenarios(index))
+        if self.options.trace:
+            self._trace(run_dir, mode)
+        if self.options.modes:
+            self._teardown()
+            self.probes = {}
+        return mode
 
     def _connect(self) -> None:
         for name, result in self.fleet.connect().items():
@@ -192,7 +239,8 @@ class Session:
             self.progress(f"facts {name}", 1)
         subnets = {n: f.pod_subnet for n, f in self.facts.items() if f.pod_subnet}
         for name, f in self.facts.items():
-            verdict = facts.detect_mode(f, {p: s for p, s in subnets.items() if p != name})
+            verdict = facts.detect_mode(f, {p: s for p, s in subnets.items() if p != name},
+                                        {p: g.address for p, g in self.facts.items()})
             self.modes[name] = {"mode": getattr(verdict.mode, "value", verdict.mode), "evidence": verdict.evidence}
 
     def _mode_of_cluster(self) -> str:
@@ -225,8 +273,8 @@ class Session:
             return src.pods[0], src.pods[1]
         return src.pods[0], dst.pods[0]
 
-    def _measure(self, run_dir: RunDir, mode: str) -> None:
-        plan = make_plan(list(self.nodes), self.options.scenarios, self.options.parallel_pairs, self.options.pairs)
+    def _measure(self, run_dir: RunDir, mode: str, scenarios: tuple[str, ...]) -> None:
+        plan = make_plan(list(self.nodes), scenarios, self.options.parallel_pairs, self.options.pairs)
         lat_tests = [t for t in self.options.tests if t in LATENCY_TESTS]
         thr_tests = [t for t in self.options.tests if t in THROUGHPUT_TESTS]
         if lat_tests:
@@ -347,7 +395,8 @@ class Session:
                 continue
             report["run_mode"] = mode  # gates judge traces by the run's mode, whatever path they expected
             reports.append(report)
-        run_dir.write_traces(reports)
+        self.traces += reports  # a run over several modes keeps every pass's traces
+        run_dir.write_traces(self.traces)
 
     def _teardown(self) -> None:
         names = [n for n in self.probes if n not in self.down] + [n for n in self.probes if n in self.down]

@@ -118,3 +118,14 @@ def test_modes_are_validated_and_a_zero_baseline_still_catches_regressions(tmp_p
     assert o.passed is False
     (o,) = gates.evaluate([rule], before, [], baseline=before)
     assert o.passed is True
+
+
+def test_a_mode_without_its_own_host_pass_is_judged_against_the_runs_host_baseline(tmp_path):
+    # a run over several modes measures host-host in its first pass only
+    rows = [("udp", "host-host", "tcp", 10.0), ("udp", "pod-pod", "tcp", 1.0), ("vxlan", "pod-pod", "tcp", 9.0)]
+    df = pd.DataFrame([{"run": "r", "mode": m, "scenario": sc, "src": "n1", "dst": "n2", "test": t,
+                        "metric": "gbps", "value": v, "unit": "Gbit/s", "repeat": 0, "time": 0}
+                       for m, sc, t, v in rows], columns=COLUMNS)
+    rules = gates.parse_rules(rules_file(tmp_path, "gates:\n  - name: r\n    check: 'tcp.gbps / baseline >= 0.8'\n"))
+    verdicts = {o.mode: o.passed for o in gates.evaluate(rules, df, [])}
+    assert verdicts == {"udp": False, "vxlan": True}
