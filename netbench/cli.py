@@ -83,14 +83,18 @@ def lab_down() -> None:
 
 
 @lab_app.command("mode")
-def lab_mode(mode: str = typer.Argument(..., help="udp | vxlan | host-gw | static | frr | none")) -> None:
+def lab_mode(
+    mode: str = typer.Argument(..., help="udp | vxlan | host-gw | static | frr | none"),
+    routing: Optional[str] = typer.Option(None, help="for frr: ospf or bgp (default: what the lab was built with)"),
+) -> None:
     """Switch the running lab's data path in place (etcd config and leases follow)."""
     from netbench.lab.builder import Lab
 
     lab = Lab()
     start = time.monotonic()
-    lab.set_mode(_mode(mode, "MODE"))
-    console.print(f"mode is now [bold]{lab.mode.value}[/] ({time.monotonic() - start:.1f}s)")
+    lab.set_mode(_mode(mode, "MODE"), routing=routing)
+    how = f" over {lab.state.routing}" if lab.mode is Mode.frr else ""
+    console.print(f"mode is now [bold]{lab.mode.value}[/]{how} ({time.monotonic() - start:.1f}s)")
 
 
 @lab_app.command("status")

@@ -251,6 +251,7 @@ class Session:
         return {name: {"hostname": f.hostname, "address": f.address, "pod_subnet": f.pod_subnet, "bridge": f.bridge,
                        "underlay": f.underlay, "pod_mtu": f.pod_mtu, "ip_forward": f.ip_forward,
                        "mode": self.modes.get(name, {}), "tools": f.tools,
+                       "learned_routes": [{"route": str(r), "source": f.route_source(r)} for r in f.learned_routes],
                        "interfaces": {i.name: {"kind": i.kind, "mtu": i.mtu, "addrs": i.addrs}
                                       for i in f.interfaces.values() if i.kind != "veth"}}
                 for name, f in self.facts.items()}
@@ -307,7 +308,7 @@ class Session:
         for name in names:
             if name in self.down:
                 continue
-            alive = self.fleet[name].run(["true"], timeout=10, check=False)
+            alive = self.fleet[name].run(["true"], timeout=5, check=False)
             if not alive.ok:
                 self.mark_down(name, "unreachable mid-run", alive.stderr.strip() or f"exit {alive.exit_code}")
 
@@ -339,6 +340,7 @@ class Session:
                                             step.dst, test, rtts)
                 if not rtts:
                     self.fail(f"{step.src}->{step.dst}", f"{step.scenario} {test}", "unreachable: no reply")
+                    self._check_nodes(step.src, step.dst)  # a path, or a whole node gone?
                 yield records
             except MeasureError as exc:
                 self.fail(f"{step.src}->{step.dst}", f"{step.scenario} {test}", exc)

@@ -41,6 +41,7 @@ from netbench.lab.topology import (
     MGMT_ADDRESS,
     MGMT_LINK,
     POD_NETWORK,
+    ROUTINGS,
     SWITCH_BRIDGE,
     SWITCH_NS,
     UNDERLAY_SPAN,
@@ -369,11 +370,19 @@ class Lab:
                                        + yaml.safe_dump(inventory, sort_keys=False))
 
     # -- modes -------------------------------------------------------------------------------
-    def set_mode(self, mode: Mode, step: Step = _quiet) -> None:
+    def set_mode(self, mode: Mode, step: Step = _quiet, routing: str | None = None) -> None:
+        """Switch the data path in place; `routing` (ospf|bgp) chooses what the frr mode runs."""
         require_root()
+        if routing not in (None, *ROUTINGS):
+            raise UserError(f"routing {routing!r}: choose one of {', '.join(ROUTINGS)}")
         with lab_lock():
-            self._require()
+            state = self._require()
             step(f"switching {self.mode.value} -> {mode.value}")
+            if routing and routing != state.routing:
+                if state.mode == Mode.frr.value:  # take the old protocol down before the new one
+                    _lab_errors(Lab._apply_mode)(self, Mode.none, fresh=False)
+                state.routing = routing
+                self._save()
             _lab_errors(Lab._apply_mode)(self, mode, fresh=False)
 
     def _apply_mode(self, mode: Mode, fresh: bool) -> None:
