@@ -16,10 +16,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from netbench import __version__, facts, probes
+from netbench import __version__, facts, pods, probes
 from netbench.fleet import Fleet, SshTarget
 from netbench.measure import MeasureError, latency, throughput
 from netbench.plan import LATENCY_TESTS, SCENARIOS, THROUGHPUT_TESTS, Step, make_plan
+from netbench.remote import script
 from netbench.results import RunDir
 
 Progress = Callable[[str, int], None]  # (what is being done, how many steps it completes)
@@ -209,14 +210,28 @@ class Session:
             self.fail(f"mode {self.mode_label}", "facts", f"the nodes do not look like {self.mode_label}: {found}")
         meta.update(mode=mode, facts=self._facts_meta())
         run_dir.write_meta(meta)
-        self._deploy()
+        if self.probes:
+            self._refit()
+        else:
+            self._deploy()
         self._measure(run_dir, mode, self._scenarios(index))
         if self.options.trace:
             self._trace(run_dir, mode)
-        if self.options.modes:
-            self._teardown()
-            self.probes = {}
         return mode
+
+    def _refit(self) -> None:
+        """Between the passes of a run over several modes the probe pods stay: only the pod MTU, which
+        each mode sets (flannel's subnet.env), changes. Deploying afresh would cost seconds per pass."""
+        def one(conn) -> None:
+            mtu = self.facts[conn.name].pod_mtu
+            if mtu:
+                specs = self.probes[conn.name].specs
+                conn.run(script([c for spec in specs for c in pods.set_mtu_commands(spec, mtu)]))
+        names = [n for n in self.probes if n in self.facts and n not in self.down]
+        for name, value in self.fleet.each(one, names).items():
+            if isinstance(value, BaseException):
+                self.mark_down(name, "deploy", value)
+            self.progress(f"probes on {name}", 1)
 
     def _connect(self) -> None:
         for name, result in self.fleet.connect().items():
@@ -383,8 +398,12 @@ class Session:
             return
         tracer = Tracer(self.fleet, self.facts, None if mode in ("mixed", "unknown") else mode, TraceOptions())
         reports = []
+        needed = sorted({x for p in pairs for x in p})
         try:
-            tracer.prepare(sorted({x for p in pairs for x in p}))
+            if all(n in self.probes for n in needed):  # the run's probe pods serve the trace as they are
+                tracer.endpoints = {n: self.probes[n].pods[0] for n in needed}
+            else:
+                tracer.prepare(needed)
         except Exception as exc:  # noqa: BLE001 — traces that cannot run are reported, the run stands
             self.fail("trace", "prepare", exc)
             pairs = []

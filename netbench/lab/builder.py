@@ -132,7 +132,9 @@ class Lab:
 
     @property
     def mode(self) -> Mode:
-        return Mode(self._require().mode)
+        state = self._require()
+        on_disk = LabState.load(self.state_file)  # another process may have switched it since
+        return Mode((on_disk or state).mode)
 
     @property
     def etcd(self) -> Etcd:
@@ -152,6 +154,15 @@ class Lab:
         """The namespace joining the segments, when the lab has several."""
         r = self._require().router
         return LabNode(r.spec, self.dir, r.holder_pid) if r else None
+
+    def _fresh(self) -> LabState:
+        """The state as on disk: another process (a `netbench run --modes`, `lab mode`) may have changed
+        the lab since this object read it, and acting on its stale pids would leave daemons behind."""
+        try:
+            self.state, self.state_error = LabState.load(self.state_file), None
+        except UserError as exc:
+            self.state, self.state_error = None, exc
+        return self._require()
 
     def _require(self) -> LabState:
         if self.state_error:
@@ -376,8 +387,8 @@ class Lab:
         if routing not in (None, *ROUTINGS):
             raise UserError(f"routing {routing!r}: choose one of {', '.join(ROUTINGS)}")
         with lab_lock():
-            state = self._require()
-            step(f"switching {self.mode.value} -> {mode.value}")
+            state = self._fresh()
+            step(f"switching {state.mode} -> {mode.value}")
             if routing and routing != state.routing:
                 if state.mode == Mode.frr.value:  # take the old protocol down before the new one
                     _lab_errors(Lab._apply_mode)(self, Mode.none, fresh=False)
@@ -499,7 +510,7 @@ class Lab:
         from netbench.lab import faults
         require_root()
         with lab_lock():
-            state = self._require()
+            state = self._fresh()
             faults.validate(fault, [n.name for n in state.nodes], self.mode)
             node = self.node(fault.node)
             peers = {n.name: n.subnet for n in state.nodes if n.name != fault.node}
@@ -516,7 +527,7 @@ class Lab:
         from netbench.lab import faults
         require_root()
         with lab_lock():
-            state = self._require()
+            state = self._fresh()
             count = len(state.faults)
             for node in self.nodes:
                 faults.reset(node)
