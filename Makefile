@@ -17,6 +17,7 @@ bench: setup
 	$(PYTHON) bench/lab_bench.py
 	$(PYTHON) bench/run_bench.py
 	$(PYTHON) bench/trace_bench.py
+	$(PYTHON) bench/demo_bench.py
 
 lint: setup
 	$(PYTHON) -m ruff check netbench probes tests bench scripts

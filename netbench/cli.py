@@ -302,11 +302,12 @@ def print_mode_comparison(df, out: Console) -> None:
     """Every mode side by side (pod to pod), with the host baseline: what the report's summary shows."""
     from netbench.report import summary as report_summary
     rows = report_summary.per_mode(df)
+    columns = [c for c in report_summary.COLUMNS if any(r.get(c[0]) is not None for r in rows)]  # measured ones
     table = Table(title="modes side by side: pod to pod, medians over pairs (host = the underlay baseline)")
-    for _, head, _ in report_summary.COLUMNS:
-        table.add_column(head, justify="left" if head == "mode" else "right")
+    for _, head, _ in columns:
+        table.add_column(head, justify="left" if head == "mode" else "right", no_wrap=head == "mode")
     for r in rows:
-        table.add_row(*[report_summary.cell(r, key, fmt) for key, _, fmt in report_summary.COLUMNS])
+        table.add_row(*[report_summary.cell(r, key, fmt) for key, _, fmt in columns])
     out.print(table)
 
 
