@@ -512,6 +512,13 @@ def _print_status(status: dict) -> None:
             str(r["pod_routes"]),
         )
     console.print(table)
+    if status.get("router"):
+        r = status["router"]
+        daemons = " ".join(f"{'[green]' if ok else '[red]'}{name}[/]" for name, ok in r["daemons"].items())
+        console.print(f"router {r['name']} joins {status['segments']} segments at {', '.join(r['addresses'])} "
+                      f"({daemons}); {r['pod_routes']} pod routes")
+    if status.get("mode") == "frr":
+        console.print(f"frr mode runs {status['routing']}")
     link = {k: v for k, v in status["link"].items() if v}
     if link:
         console.print(f"link shaping: {link}")

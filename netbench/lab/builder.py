@@ -570,7 +570,16 @@ class Lab:
                 "devices": devices, "pod_routes": len(routes),
                 "lease": leases.get(node.spec.subnet),
             })
-        return {"mode": state.mode, "state_dir": str(self.dir), "inventory": str(self.inventory_file),
+        router = None
+        if (r := self.router) is not None:
+            with r.ipr() as ipr:
+                pod_routes = [x for x in ipr.get_routes(family=2, table=254) if x.get_attr("RTA_DST")
+                              and ipaddress.ip_address(x.get_attr("RTA_DST")) in POD_NETWORK]
+            router = {"name": r.name, "addresses": [router_address(k) for k in range(state.segments)],
+                      "daemons": {n: alive(p) for n, p in state.router.daemons.items()},
+                      "pod_routes": len(pod_routes)}
+        return {"mode": state.mode, "routing": state.routing, "segments": state.segments, "router": router,
+                "state_dir": str(self.dir), "inventory": str(self.inventory_file),
                 "etcd": {"endpoint": self.topology.etcd_endpoint, "healthy": etcd_ok},
                 "link": state.link, "nodes": rows}
 
