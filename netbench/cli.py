@@ -253,7 +253,10 @@ def run_cmd(
         finally:
             if switch:
                 progress.update(task, description="restoring the lab's mode")
-                switch.restore()
+                try:
+                    switch.restore()
+                except NetbenchError as exc:  # the run stands; say what the lab is left in
+                    err.print(f"[red]could not put the lab back in its mode[/]: {exc}")
     df = outcome.run_dir.frame()
     rows = summary(df)
     gate_outcomes = []

@@ -66,7 +66,7 @@ def examine(inv: Inventory, nodes: list[NodeSpecIn], accept_new_host_keys: bool 
             "subnet_env": f.subnet_env.__dict__ if f.subnet_env else None,
             "lease": (report["leases"] or {}).get(f.pod_subnet) if f.pod_subnet else None,
             "mode": getattr(verdict.mode, "value", verdict.mode), "evidence": verdict.evidence,
-            "learned_routes": [{"route": str(r), "source": f.route_source(r)} for r in f.learned_routes],
+            "learned_routes": f.learned_summary(),
             "problems": problems,
         }
         if problems:

@@ -82,6 +82,10 @@ class NodeFacts:
         return f"learned over {route.proto.upper()} from {route.via or 'a directly connected peer'}" + (
             f" (FRR neighbour {state})" if state else "")
 
+    def learned_summary(self) -> list[dict]:
+        """The learned routes as run.json and doctor keep them: the route and where it came from."""
+        return [{"route": str(r), "source": self.route_source(r)} for r in self.learned_routes]
+
     def frr_neighbours(self) -> dict[str, str]:
         """neighbour address -> state, from FRR's OSPF neighbours and BGP peers."""
         if not self.frr:
@@ -187,6 +191,14 @@ def analyse(name: str, address: str, raw: dict, pod_network: str, subnet: str | 
     )
 
 
+def _off_link(facts: NodeFacts, address: str | None) -> bool:
+    """Whether an address is surely not on any of the node's links (a hostname cannot tell)."""
+    try:
+        return address is not None and not facts.connected(address)
+    except ValueError:
+        return False
+
+
 @dataclass
 class ModeVerdict:
     mode: Mode | str  # Mode, or "frr" / "mixed" / "unknown"
@@ -237,7 +249,7 @@ def detect_mode(facts: NodeFacts, peer_subnets: dict[str, str],
         return ModeVerdict("unknown", ["no peers to route to"], routes)
     unrouted = [p for p, r in routes.items() if r is None or r.dst == "default"]
     if kinds == {Mode.host_gw.value, "none"} and peer_addresses and all(
-            p in peer_addresses and not facts.connected(peer_addresses[p]) for p in unrouted):
+            _off_link(facts, peer_addresses.get(p)) for p in unrouted):
         evidence.append(f"host-gw reaches only peers on this node's L2 segment: {', '.join(unrouted)} "
                         "are not on-link, so flannel cannot route to them")
         return ModeVerdict(Mode.host_gw, evidence, routes)

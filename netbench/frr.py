@@ -20,6 +20,7 @@ from netbench.remote import CommandResult, Runner
 
 Routing = Literal["ospf", "bgp"]
 ROUTINGS: tuple[str, ...] = ("ospf", "bgp")
+LEARNED_PROTO = {"ospf": 188, "bgp": 186}  # how zebra marks the kernel routes it installs (rt_protos)
 ASN = 64512  # a private AS (RFC 6996): iBGP inside the cluster
 POLICY = "NETBENCH-PODS"
 # Fast hellos: the lab converges in seconds instead of OSPF's 40 s wait timer (a LAN the user owns
@@ -86,15 +87,23 @@ def config_lines(plan: FrrPlan) -> list[str]:
     return lines + list(plan.extra)
 
 
-def remove_lines(plan: FrrPlan) -> list[str]:
-    """The commands that undo config_lines, in reverse dependency order."""
-    lines = ["no router ospf"] if plan.routing == "ospf" else [f"no router bgp {plan.asn}"]
+def remove_chunks(plan: FrrPlan) -> list[list[str]]:
+    """The commands that undo config_lines, in reverse dependency order, one vtysh call each: vtysh
+    stops at the first line it refuses, and a part already gone must not keep the rest in place."""
+    chunks = [["no router ospf"] if plan.routing == "ospf" else [f"no router bgp {plan.asn}"]]
     if plan.routing == "ospf":
-        for ifname in plan.interfaces:
-            lines += [f"interface {ifname}", " no ip ospf hello-interval", " no ip ospf dead-interval", "exit"]
+        chunks += [[f"interface {ifname}", " no ip ospf hello-interval", " no ip ospf dead-interval", "exit"]
+                   for ifname in plan.interfaces]
     if plan.pod_subnet:
-        lines += [f"no route-map {POLICY}", f"no ip prefix-list {POLICY}"]
-    return lines
+        chunks += [[f"no route-map {POLICY}"], [f"no ip prefix-list {POLICY}"]]
+    return chunks
+
+
+def leftovers(config: str, plan: FrrPlan) -> list[str]:
+    """What of the plan a running configuration still holds."""
+    head = "router ospf" if plan.routing == "ospf" else f"router bgp {plan.asn}"
+    found = [head] if re.search(rf"^{head}\b", config, re.M) else []
+    return found + ([POLICY] if POLICY in config else [])
 
 
 def vtysh_argv(lines: Sequence[str], write: bool = True) -> list[str]:
@@ -123,32 +132,51 @@ def running_config(runner: Runner) -> str:
 
 
 def foreign_routing(config: str, plan: FrrPlan) -> str | None:
-    """A `router ospf`/`router bgp` block that netbench did not write: never edit someone's routing."""
+    """A `router ospf`/`router bgp` block, or OSPF timers on the interfaces, that netbench did not write:
+    never edit someone's routing (removing ours could not give theirs back)."""
     head = "router ospf" if plan.routing == "ospf" else "router bgp"
-    if not re.search(rf"^{head}\b", config, re.M):
-        return None
-    if f"route-map {POLICY}" in config or plan.pod_subnet is None:
-        return None  # ours (it redistributes through our route-map)
-    return head
+    if re.search(rf"^{head}\b", config, re.M):
+        if f"route-map {POLICY}" in config or plan.pod_subnet is None:
+            return None  # ours (it redistributes through our route-map)
+        return head
+    if plan.routing == "ospf" and re.search(r"^ ip ospf (hello|dead)-interval", config, re.M):
+        return "ip ospf hello/dead-interval"
+    return None
 
 
-def apply(runner: Runner, plan: FrrPlan, write: bool = True, adopt: bool = False) -> CommandResult:
-    """Configure FRR on one node. Refuses when the routing daemon is not running or when the node
-    already has a routing block of its own (unless `adopt`, used by the lab on its own nodes)."""
+def refuse(runner: Runner, plan: FrrPlan, adopt: bool = False) -> str:
+    """Why FRR on this node must not take the plan, as an FrrError: the routing daemon is not running,
+    or the node has routing configuration of its own (unless `adopt`: the lab's own nodes). Returns
+    the running configuration it read."""
     daemons = running_daemons(runner)
     if plan.daemon not in daemons:
         raise FrrError(f"{runner.name}: {plan.daemon} is not running (running: {', '.join(daemons) or 'none'}); "
                        f"enable it in /etc/frr/daemons and restart FRR")
-    if not adopt and (block := foreign_routing(running_config(runner), plan)):
-        raise FrrError(f"{runner.name}: FRR already has a `{block}` block netbench did not write; "
+    config = running_config(runner)
+    if not adopt and (block := foreign_routing(config, plan)):
+        raise FrrError(f"{runner.name}: FRR already has `{block}` that netbench did not write; "
                        "netbench will not edit an existing routing configuration")
+    return config
+
+
+def apply(runner: Runner, plan: FrrPlan, write: bool = True, adopt: bool = False,
+          checked: bool = False) -> CommandResult:
+    """Configure FRR on one node, after `refuse` (unless the caller has just `checked`)."""
+    if not checked:
+        refuse(runner, plan, adopt)
     result = runner.run(vtysh_argv(config_lines(plan), write), check=False)
     return _checked(runner, result, "apply")
 
 
-def remove(runner: Runner, plan: FrrPlan, write: bool = True) -> CommandResult:
-    result = runner.run(vtysh_argv(remove_lines(plan), write), check=False)
-    return _checked(runner, result, "remove")
+def remove(runner: Runner, plan: FrrPlan, write: bool = True) -> None:
+    """Undo apply, then check: what the running configuration still holds of the plan is an error."""
+    for chunk in remove_chunks(plan):
+        _checked(runner, runner.run(vtysh_argv(chunk, write=False), check=False), "remove")
+    left = leftovers(running_config(runner), plan)
+    if left:
+        raise FrrError(f"{runner.name}: FRR still has {', '.join(left)} after removing netbench's configuration")
+    if write:
+        _checked(runner, runner.run(["vtysh", "-c", "write memory"], check=False), "apply")
 
 
 def _checked(runner: Runner, result: CommandResult, what: str) -> CommandResult:

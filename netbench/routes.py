@@ -47,7 +47,6 @@ MARK = "#netbench-section"  # separates the outputs of one script's commands
 # rtnetlink protocol numbers, for `ip` output that prints a number instead of a name
 PROTO_NAMES = {"2": "kernel", "3": "boot", "4": "static", "11": "zebra", "12": "bird", "16": "dhcp",
                "42": "babel", "186": "bgp", "187": "isis", "188": "ospf", "189": "rip", "192": "eigrp"}
-LEARNED_PROTO = {"ospf": "188", "bgp": "186"}
 LEARN_TIMEOUT_S = 20.0
 # Route metrics `ip route add` takes as `NAME VALUE` (what `ip -j` prints under "metrics").
 METRICS = ("mtu", "advmss", "window", "hoplimit", "initcwnd", "initrwnd", "reordering", "quickack",
@@ -405,7 +404,8 @@ def write_state_commands() -> list[list[str]]:
 
 
 def remove_state_argv() -> list[str]:
-    return ["rm", "-f", "--", STATE_FILE]
+    # the directory goes too when nothing else is in it: a node left as netbench found it
+    return ["sh", "-c", 'rm -f -- "$1" && { rmdir -- "$2" 2>/dev/null || true; }', "sh", STATE_FILE, STATE_DIR]
 
 
 # -- revert, as a plan computed from what the node has now --------------------------------------------------
@@ -564,7 +564,9 @@ def apply_static(conn: Connection, spec: NodeSpecIn, job: Job, out: Outcome) -> 
     subnets = [lease.subnet for lease in peers]
     previous, lookups = show_routes(conn, subnets, list(dict.fromkeys(lease.public_ip for lease in peers)))
     routes = static_routes(peers, lookups)
-    saved = tuple(route for dst in subnets for route in previous[dst])
+    # `replace` overwrites only the route of the same metric (0); those must come back exactly on revert.
+    # Routes of a higher metric (FRR's, a DHCP client's…) stay untouched, unused while netbench's exist.
+    saved = tuple(route for dst in subnets for route in previous[dst] if _metric(route) == 0)
     for route in saved:  # refuse now what revert could not put back exactly, before anything changes
         try:
             restore_argv(route)
@@ -573,9 +575,12 @@ def apply_static(conn: Connection, spec: NodeSpecIn, job: Job, out: Outcome) -> 
     state = RouteState("static", spec.target.name, now(), tuple(routes), saved, tuple(subnets))
     out.actions.append(f"record the routes added and the {len(saved)} route(s) they override in {STATE_FILE}")
     out.actions += [shlex.join(route.replace_argv()) for route in routes]
-    for route in saved:  # `replace` overwrites the route of the same metric; a higher metric stays, unused
-        out.notes.append(f"{route['dst']}: replaces {describe(route)}" if _metric(route) == 0 else
-                         f"{route['dst']}: outranks {describe(route)} (kept, unused while netbench's route exists)")
+    out.notes += [f"{route['dst']}: replaces {describe(route)}" for route in saved]
+    out.notes += [f"{route['dst']}: outranks {json.dumps(route)} (kept, unused while netbench's route exists)"
+                  for dst in subnets for route in previous[dst] if _metric(route) != 0]
+    by_lease = {lease.subnet: lease for lease in peers}
+    out.notes += [f"{r.dst}: next hop {r.via} is a router, not the peer {by_lease[r.dst].public_ip}: it must "
+                  "route the pod subnets too" for r in routes if r.via != by_lease[r.dst].public_ip]
     if job.dry_run:
         out.status = "planned"
         return
@@ -590,7 +595,7 @@ def apply_static(conn: Connection, spec: NodeSpecIn, job: Job, out: Outcome) -> 
 
 
 def _learned(conn: Connection, routing: str, subnets: Sequence[str]) -> set[str]:
-    argv = ["ip", "-j", "route", "show", "table", "main", "proto", LEARNED_PROTO[routing]]
+    argv = ["ip", "-j", "route", "show", "table", "main", "proto", str(frr.LEARNED_PROTO[routing])]
     result = conn.run(argv, check=False)
     if not result.ok:
         return set()
@@ -615,15 +620,10 @@ def _wait_learned(conn: Connection, routing: str, subnets: Sequence[str], presen
 
 def _frr_prechecks(conn: Connection, plan: frr.FrrPlan) -> None:
     """frr.apply's own refusals, checked before the state file is written (nothing to undo then)."""
-    daemons = frr.running_daemons(conn)
-    if plan.daemon not in daemons:
-        raise RoutesError(f"{plan.daemon} is not running (running: {', '.join(daemons) or 'none'}); enable it "
-                          "in /etc/frr/daemons and restart FRR")
-    config = frr.running_config(conn)
-    block = frr.foreign_routing(config, plan)
-    if block:
-        raise RoutesError(f"FRR already has a `{block}` block netbench did not write; netbench will not edit "
-                          "an existing routing configuration")
+    try:
+        config = frr.refuse(conn, plan)
+    except frr.FrrError as exc:
+        raise RoutesError(_strip_node(str(exc), conn.name)) from None
     if f"route-map {frr.POLICY}" in config:  # revert would remove it: only what apply added may go
         raise RoutesError(f"FRR already runs netbench's configuration (route-map {frr.POLICY}) that {STATE_FILE} "
                           "does not record (the lab's frr mode?); netbench will not take it over")
@@ -652,7 +652,7 @@ def apply_frr(conn: Connection, spec: NodeSpecIn, job: Job, out: Outcome) -> Non
     if not result.ok:
         raise RoutesError(f"cannot write {STATE_FILE}: {_why(result)}; nothing was changed")
     try:
-        frr.apply(conn, plan, write=False)  # running configuration only: see the module's docstring
+        frr.apply(conn, plan, write=False, checked=True)  # running configuration only: see the module docstring
     except frr.FrrError as exc:
         raise RoutesError(f"{exc}; run `netbench routes revert` to undo any part that was applied") from None
     out.status = "applied"

@@ -123,6 +123,7 @@ class Session:
         self.modes: dict[str, dict] = {}
         self.probes: dict[str, probes.NodeProbes] = {}
         self.run_dir: RunDir | None = None
+        self.host_measured = False
         self._lock = threading.Lock()
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -144,14 +145,14 @@ class Session:
     def estimate_steps(self) -> int:
         total = len(self.nodes)
         for i in range(max(1, len(self.options.modes))):
-            plan = make_plan(list(self.nodes), self._scenarios(i), self.options.parallel_pairs, self.options.pairs)
+            plan = make_plan(list(self.nodes), self._scenarios(i == 0), self.options.parallel_pairs, self.options.pairs)
             lat = sum(len(r) for r in plan.latency_rounds) * self.options.steps_per("latency")
             thr = sum(len(r) for r in plan.throughput_rounds) * self.options.steps_per("throughput")
             total += 2 * len(self.nodes) + lat + thr
         return total
 
-    def _scenarios(self, pass_index: int) -> tuple[str, ...]:
-        if pass_index == 0 or not self.options.modes:
+    def _scenarios(self, with_host: bool) -> tuple[str, ...]:
+        if with_host or not self.options.modes:
             return self.options.scenarios
         return tuple(s for s in self.options.scenarios if s != "host-host")
 
@@ -169,13 +170,13 @@ class Session:
         try:
             self._connect()
             if not self.options.modes:
-                mode = self._pass(run_dir, meta, 0)
+                mode = self._pass(run_dir, meta)
             else:
                 if switch is None:
                     raise ValueError("a run over several modes needs a way to switch them (the lab)")
                 meta["modes"], meta["passes"] = list(self.options.modes), []
                 mode = ",".join(self.options.modes)
-                for i, wanted in enumerate(self.options.modes):
+                for wanted in self.options.modes:
                     self.progress(f"switching the data path to {wanted}", 0)
                     t0 = time.time()
                     try:
@@ -186,9 +187,11 @@ class Session:
                         continue
                     switched = time.time()
                     self.mode_label = wanted
-                    self._pass(run_dir, meta, i)
+                    self._pass(run_dir, meta)
                     meta["passes"].append({"mode": wanted, "switch_s": round(switched - t0, 3),
-                                           "wall_s": round(time.time() - t0, 3), "detected": self.modes.copy()})
+                                           "wall_s": round(time.time() - t0, 3), "detected": self.modes.copy(),
+                                           "learned_routes": {n: f.learned_summary() for n, f in self.facts.items()
+                                                              if f.learned_routes}})
                     meta["mode"] = mode
                     run_dir.write_meta(meta)
         finally:
@@ -201,8 +204,9 @@ class Session:
             run_dir.write_table()
         return RunOutcome(run_dir, mode, list(self.failures), sorted(self.down))
 
-    def _pass(self, run_dir: RunDir, meta: dict, index: int) -> str:
-        """One measurement of the data path in place: facts, probes, the plan, traces, probes removed."""
+    def _pass(self, run_dir: RunDir, meta: dict) -> str:
+        """One measurement of the data path in place: facts, probes (kept for the next pass), the plan,
+        traces."""
         self._gather_facts()
         mode = self.mode_label or self._mode_of_cluster()
         if self.options.modes and self._mode_of_cluster() != self.mode_label:
@@ -214,7 +218,9 @@ class Session:
             self._refit()
         else:
             self._deploy()
-        self._measure(run_dir, mode, self._scenarios(index))
+        # host-host once, in the first pass that gets this far: no mode changes it
+        self._measure(run_dir, mode, self._scenarios(not self.host_measured))
+        self.host_measured = True
         if self.options.trace:
             self._trace(run_dir, mode)
         return mode
@@ -266,7 +272,7 @@ class Session:
         return {name: {"hostname": f.hostname, "address": f.address, "pod_subnet": f.pod_subnet, "bridge": f.bridge,
                        "underlay": f.underlay, "pod_mtu": f.pod_mtu, "ip_forward": f.ip_forward,
                        "mode": self.modes.get(name, {}), "tools": f.tools,
-                       "learned_routes": [{"route": str(r), "source": f.route_source(r)} for r in f.learned_routes],
+                       "learned_routes": f.learned_summary(),
                        "interfaces": {i.name: {"kind": i.kind, "mtu": i.mtu, "addrs": i.addrs}
                                       for i in f.interfaces.values() if i.kind != "veth"}}
                 for name, f in self.facts.items()}

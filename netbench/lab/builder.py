@@ -171,7 +171,7 @@ class Lab:
             leftovers = cleanup.lab_namespaces()
             hint = f" (leftovers found: {', '.join(leftovers)}; `netbench lab down` removes them)" if leftovers else ""
             raise UserError(f"no lab is up (state file {self.state_file}); start one with `netbench lab up`{hint}")
-        stale = [n.name for n in self.state.nodes
+        stale = [n.name for n in self.state.nodes + ([self.state.router] if self.state.router else [])
                  if not (alive(n.holder_pid) and in_netns(n.holder_pid, f"/run/netns/{n.spec.netns}")
                          and f"nb-node:{n.name}" in cmdline(n.holder_pid))]
         if stale:
@@ -390,7 +390,7 @@ class Lab:
             state = self._fresh()
             step(f"switching {state.mode} -> {mode.value}")
             if routing and routing != state.routing:
-                if state.mode == Mode.frr.value:  # take the old protocol down before the new one
+                if state.frr_applied:  # take the old protocol down before the new one
                     _lab_errors(Lab._apply_mode)(self, Mode.none, fresh=False)
                 state.routing = routing
                 self._save()
@@ -400,16 +400,18 @@ class Lab:
         state = self.state
         nodes = self.nodes
         router = self.router
+        if mode is Mode.frr and not (FrrDaemons.available() and "zebra" in state.nodes[0].daemons):
+            raise LabError("frr mode needs FRR, installed before `lab up` (run `make setup`, then rebuild the lab)")
         udp = FlannelUdp(self.topology.etcd_endpoint, flannel.DEFAULT_PREFIX, self.probes_dir)
         if not fresh:
-            if state.mode == Mode.frr.value:
-                for node, plan in self._frr_plans():
-                    frr.remove(node, plan)
+            if state.frr_applied:
+                self._remove_frr(nodes, router)
             for node in nodes:
                 udp.stop(state.node(node.name).daemons.pop("flannel-udp", None), node)
                 datapaths.clear(node)
             if router:
                 datapaths.clear(router)
+            state.mode = Mode.none.value  # what the nodes run until the new data path is complete
             self._save()
         mtu = mode.mtu()
         # etcd first: the config and leases say what the data path is (flannel reads them to build it).
@@ -451,11 +453,11 @@ class Lab:
             if router:
                 datapaths.program_routes(router, [(n.spec.subnet, n.spec.address) for n in nodes], "static", dev=None)
         elif mode is Mode.frr:
-            if not FrrDaemons.available() or "zebra" not in state.nodes[0].daemons:
-                raise LabError("frr mode needs FRR, installed before `lab up` (run `make setup`, then rebuild the lab)")
+            state.frr_applied = True  # before the first node is configured: a failure part-way is undone
+            self._save()
             for node, plan in self._frr_plans():
                 frr.apply(node, plan, adopt=True)
-            self._wait_learned(nodes, router)
+            self._wait_learned(nodes, router, present=True)
         state.mode = mode.value
         self._save()
 
@@ -478,20 +480,34 @@ class Lab:
                                               tuple(n.address for n in topo.nodes), reflector=True)))
         return plans
 
-    def _wait_learned(self, nodes: list[LabNode], router: LabNode | None, timeout: float = 30.0) -> None:
+    def _remove_frr(self, nodes: list[LabNode], router: LabNode | None) -> None:
+        """Take netbench's FRR configuration off every node and wait until zebra has withdrawn what it
+        learned: a /24 it re-installed late would outrank the next mode's routes (udp's /16)."""
+        for node, plan in self._frr_plans():
+            frr.remove(node, plan)
+        self._wait_learned(nodes, router, present=False)
+        self.state.frr_applied = False
+        self._save()
+
+    def _wait_learned(self, nodes: list[LabNode], router: LabNode | None, present: bool,
+                      timeout: float = 30.0) -> None:
         """A mode is on when its data path works: wait until every node's kernel has learned a route
-        (proto ospf/bgp) to every peer's pod subnet, as FRR installs them."""
-        proto = {"ospf": 188, "bgp": 186}[self.state.routing]  # rtnetlink protocol numbers (rt_protos)
+        (proto ospf/bgp) to every peer's pod subnet, as FRR installs them; or, leaving the mode, until
+        none is left."""
+        proto = frr.LEARNED_PROTO[self.state.routing]
         deadline = time.monotonic() + timeout
         for node in nodes + ([router] if router else []):
-            want = {p.spec.subnet for p in nodes if p is not node}
+            want = {p.spec.subnet for p in nodes if p is not node} if present else set()
             while True:
                 with node.ipr() as ipr:
                     have = {f"{r.get_attr('RTA_DST')}/{r['dst_len']}" for r in ipr.get_routes(family=2, table=254)
                             if r["proto"] == proto}
-                if want <= have:
+                if (want <= have) if present else not have:
                     break
                 if time.monotonic() > deadline:
+                    if not present:
+                        raise LabError(f"{node.name}: routes learned over {self.state.routing} still in the kernel "
+                                       f"{timeout:.0f}s after FRR's configuration was removed: {', '.join(have)}")
                     seen = frr.neighbours(node, self.state.routing)
                     raise LabError(f"{node.name}: FRR ({self.state.routing}) did not learn "
                                    f"{', '.join(sorted(want - have))} within {timeout:.0f}s; "

@@ -20,7 +20,8 @@ from netbench.remote import CommandResult
 
 # Directories a node has of its own, bind-mounted over the host's at the standard paths.
 # /etc/frr only where FRR is installed: the lab's frr mode needs it, the other modes do not.
-PRIVATE_DIRS = {"run": "/run", "tmp": "/tmp", "frr": "/etc/frr"}
+# /var/tmp is the node's own too: FRR keeps per-daemon crash-log directories there (/var/tmp/frr).
+PRIVATE_DIRS = {"run": "/run", "tmp": "/tmp", "var-tmp": "/var/tmp", "frr": "/etc/frr"}
 NODE_SYSCTLS = [
     "net.ipv4.ip_forward=1",
     # IPv6 router solicitations and MLD would only add noise to every capture.
@@ -46,7 +47,7 @@ class LabNode:
                 continue
             path = self.dir / sub
             path.mkdir(parents=True, exist_ok=True)
-            os.chmod(path, 0o1777 if sub == "tmp" else 0o755)
+            os.chmod(path, 0o1777 if sub in ("tmp", "var-tmp") else 0o755)
             mounts.append(["mount", "--bind", str(path), target])
         ready = self.dir / "run" / ".nb-node-ready"
         ready.unlink(missing_ok=True)

@@ -57,6 +57,7 @@ class LabState(BaseModel):
     resources: list[Resource] = Field(default_factory=list)
     vtep_macs: dict[str, str] = Field(default_factory=dict)
     faults: list[dict] = Field(default_factory=list)
+    frr_applied: bool = False  # netbench's FRR configuration is (or may be, mid-switch) on the nodes
 
     @classmethod
     def from_topology(cls, topo: LabTopology) -> "LabState":

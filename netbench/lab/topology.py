@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from netbench.flannel import Mode
+from netbench.frr import ROUTINGS
 
 PREFIX = "nb-"
 SWITCH_NS = "nb-sw"
@@ -20,7 +21,6 @@ UNDERLAY_SPAN = ipaddress.ip_network("198.18.0.0/22")  # every segment the lab m
 MGMT_ADDRESS = "198.18.0.254"
 ROUTER_HOST = 253  # the router's address on every segment: 198.18.k.253
 MAX_SEGMENTS = 4
-ROUTINGS = ("ospf", "bgp")
 POD_NETWORK = ipaddress.ip_network("10.1.0.0/16")
 SUBNET_LEN = 24
 BRIDGE = "docker0"

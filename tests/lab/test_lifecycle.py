@@ -14,6 +14,7 @@ import pytest
 from netbench.flannel import Mode
 from netbench.lab import cleanup, linkem
 from netbench.lab.builder import Lab
+from netbench.lab.daemons import FrrDaemons
 from netbench.lab.topology import LabTopology, LinkShape, default_state_dir
 from tests.lab.helpers import ping
 
@@ -170,7 +171,8 @@ def test_status_notices_a_dead_daemon():
         proc = netbench("lab", "status", "--json")
         assert proc.returncode == 1
         n2 = next(n for n in json.loads(proc.stdout)["nodes"] if n["name"] == "n2")
-        assert n2["daemons"] == {"sshd": True, "flannel-udp": False}
+        frr = dict.fromkeys(FrrDaemons.names, True) if FrrDaemons.available() else {}  # idle, and alive
+        assert n2["daemons"] == {"sshd": True, "flannel-udp": False, **frr}
     finally:
         lab.down()
 

@@ -229,6 +229,16 @@ class FakeNode:
             elif cmd[:4] == ["ip", "-j", "route", "show"]:
                 out.append(json.dumps([{"dst": d, "gateway": "198.18.0.9", "dev": "eth0", "protocol": "ospf",
                                         "metric": 20, "flags": []} for d in self.learned]))
+            elif cmd == routes.remove_state_argv():
+                self.state = None
+            elif cmd[:4] == ["vtysh", "-c", "configure terminal", "-c"]:
+                self.config = "\n".join(cmd[4::2])  # what vtysh was told, one command per -c
+            elif cmd[:1] == ["ip"] and cmd[1:3] in (["route", "replace"], ["route", "del"], ["route", "add"]):
+                pass  # route changes: the tests read them from self.calls
+            elif cmd[:3] == ["mkdir", "-p", "-m"] or cmd[:2] == ["chmod", "700"]:
+                pass
+            else:  # a command this fake does not know: the test must fail, not pass on an empty answer
+                raise AssertionError(f"FakeNode got an unexpected command: {cmd}")
         return CommandResult("n1", shlex.join(argv), 0, "".join(out), "")
 
 
@@ -286,7 +296,7 @@ def test_frr_refused_when_ospfd_is_not_running_leaves_no_state():
 def test_frr_refuses_a_routing_block_it_did_not_write():
     node = FakeNode(raw_facts=_udp_facts(), config="router ospf\n ospf router-id 1.2.3.4\nexit\n")
     out = _apply_frr(node)
-    assert not out.ok and "`router ospf` block netbench did not write" in out.error and node.state is None
+    assert not out.ok and "`router ospf` that netbench did not write" in out.error and node.state is None
 
 
 def test_frr_apply_records_the_plan_then_configures_the_running_config_only():

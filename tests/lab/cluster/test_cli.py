@@ -32,7 +32,7 @@ def test_errors_are_one_line_with_exit_2(lab):
     proc = netbench("lab", "up")
     assert proc.returncode == 2 and "already exists" in proc.stderr
     proc = netbench("lab", "mode", "gre")
-    assert proc.returncode == 2 and "udp, vxlan, host-gw, static, none" in proc.stderr
+    assert proc.returncode == 2 and "udp, vxlan, host-gw, static, frr, none" in proc.stderr
 
 
 def test_inventory_lists_nodes_and_ssh_material(lab):

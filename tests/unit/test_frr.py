@@ -1,0 +1,66 @@
+"""FRR configuration as data: what apply writes, what remove takes back, and what is not ours."""
+
+from netbench import frr
+from netbench.remote import CommandResult
+
+OSPF = frr.FrrPlan("n1", "ospf", "198.18.0.1", ("198.18.0.0/24",), ("eth0",), "10.1.5.0/24")
+BGP = frr.FrrPlan("n1", "bgp", "198.18.0.1", ("198.18.0.0/24",), ("eth0",), "10.1.5.0/24",
+                  bgp_peers=("198.18.0.2", "198.18.0.3"))
+
+
+def test_a_node_redistributes_exactly_its_own_pod_subnet():
+    for plan in (OSPF, BGP):
+        lines = frr.config_lines(plan)
+        assert f"ip prefix-list {frr.POLICY} seq 5 permit 10.1.5.0/24" in lines
+        assert any(line.strip() == f"redistribute connected route-map {frr.POLICY}" for line in lines)
+    assert " network 198.18.0.0/24 area 0" in frr.config_lines(OSPF)
+    bgp = frr.config_lines(BGP)
+    assert [line for line in bgp if "remote-as" in line] == [" neighbor 198.18.0.2 remote-as 64512",
+                                                            " neighbor 198.18.0.3 remote-as 64512"]
+
+
+def test_removal_is_one_vtysh_call_per_block_so_a_block_already_gone_does_not_keep_the_rest():
+    chunks = frr.remove_chunks(OSPF)
+    assert chunks[0] == ["no router ospf"] and [f"no ip prefix-list {frr.POLICY}"] in chunks
+    assert frr.remove_chunks(BGP)[0] == ["no router bgp 64512"]
+
+
+def test_leftovers_name_what_a_running_configuration_still_holds():
+    config = "router bgp 64512\n bgp router-id 198.18.0.1\nexit\nroute-map NETBENCH-PODS permit 10\n"
+    assert frr.leftovers(config, BGP) == ["router bgp 64512", frr.POLICY]
+    assert frr.leftovers("router bgp 65001\n", BGP) == []  # someone else's AS is not ours
+    assert frr.leftovers("", OSPF) == []
+
+
+def test_routing_netbench_did_not_write_is_foreign():
+    assert frr.foreign_routing("router ospf\n ospf router-id 1.1.1.1\n", OSPF) == "router ospf"
+    assert frr.foreign_routing(f"router ospf\n redistribute connected route-map {frr.POLICY}\n", OSPF) is None
+    assert frr.foreign_routing("interface eth0\n ip ospf hello-interval 5\nexit\n", OSPF) == \
+        "ip ospf hello/dead-interval"  # revert would reset them to the defaults: refuse instead
+    assert frr.foreign_routing("router ospf\n", BGP) is None
+
+
+class Vtysh:
+    """vtysh as FRR 8.4 behaves: stops at the first refused line of a call, with exit 1."""
+
+    name = "n1"
+
+    def __init__(self, config: str) -> None:
+        self.config = config
+
+    def run(self, argv, *, timeout=30.0, check=True):
+        if argv == ["vtysh", "-c", "show running-config"]:
+            return CommandResult("n1", "", 0, self.config, "")
+        for line in argv[2::2]:
+            if line.startswith("no "):
+                what = line[3:]
+                if what.split(" ")[0] in ("router", "route-map", "ip") and what not in self.config:
+                    return CommandResult("n1", "", 1, f"% Can't find {what}\n", "")
+                self.config = "\n".join(x for x in self.config.splitlines() if not x.startswith(what))
+        return CommandResult("n1", "", 0, "", "")
+
+
+def test_remove_goes_on_past_a_block_already_gone_and_checks_what_is_left():
+    node = Vtysh(f"route-map {frr.POLICY} permit 10\nip prefix-list {frr.POLICY} seq 5 permit 10.1.5.0/24\n")
+    frr.remove(node, BGP, write=False)  # `no router bgp 64512` is refused: the rest must still go
+    assert frr.POLICY not in node.config
