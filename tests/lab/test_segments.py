@@ -60,3 +60,14 @@ def test_routed_and_overlay_modes_deliver_between_every_pod_pair(lab, mode):
         assert routes[lab.node("n3").spec.subnet]["gateway"] == lab.node("n3").spec.address
         assert {routes[lab.node(n).spec.subnet]["protocol"] for n in ("n2", "n3")} == {
             "static" if mode is Mode.static else "ospf"}
+
+
+def test_ibgp_across_segments_learns_through_the_route_reflector(lab):
+    lab.set_mode(Mode.frr, routing="bgp")
+    try:
+        assert all(reachable(lab).values()), reachable(lab)
+        routes = {r["dst"]: r for r in json.loads(lab.node("n1").run(["ip", "-j", "route"]).stdout)}
+        far = routes[lab.node("n2").spec.subnet]  # reflected by the router; next hop resolved through it
+        assert far["protocol"] == "bgp" and far["gateway"] == router_address(0), far
+    finally:
+        lab.set_mode(Mode.none, routing="ospf")

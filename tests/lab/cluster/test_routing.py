@@ -4,6 +4,7 @@ apply/revert`, which writes static routes or FRR config over SSH and must undo i
 import json
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -34,10 +35,16 @@ def test_frr_learns_every_peers_pod_subnet(lab, routing):
     nodes = {n.name: n for n in lab.nodes}
     for name, node in nodes.items():
         peers = {p.spec.address: p for p in nodes.values() if p.name != name}
-        # adjacency, as FRR itself reports it through vtysh
-        states = frr.neighbours(node, routing)
-        assert set(states) == set(peers), states
-        assert all(s.startswith("Full") if routing == "ospf" else s == "Established" for s in states.values()), states
+        # adjacency, as FRR itself reports it through vtysh (the routes can come through the DR before
+        # every adjacency has finished its database exchange: give those a few seconds)
+        deadline = time.monotonic() + 15
+        while True:
+            states = frr.neighbours(node, routing)
+            up = all(s.startswith("Full") if routing == "ospf" else s == "Established" for s in states.values())
+            if (up and set(states) == set(peers)) or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+        assert set(states) == set(peers) and up, states
         # the kernel holds what FRR learned: each peer's /24 via that peer, proto ospf / bgp
         learned = {r["dst"]: r for r in routes(node) if r.get("protocol") == PROTO[routing]}
         for address, peer in peers.items():
