@@ -10,19 +10,15 @@ import sys
 import pytest
 
 from netbench.flannel import Mode
-from netbench.lab.builder import Lab
+from netbench.lab.builder import running_lab
 from netbench.lab.topology import LabTopology, router_address
 from tests.lab.helpers import ping
 
 
 @pytest.fixture(scope="module")
 def lab():
-    lab = Lab()
-    lab.up(LabTopology.build(3, Mode.host_gw, segments=2))
-    try:
+    with running_lab(LabTopology.build(3, Mode.host_gw, segments=2)) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 def reachable(lab) -> dict[str, bool]:

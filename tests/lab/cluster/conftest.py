@@ -1,19 +1,15 @@
 import pytest
 
 from netbench.flannel import Mode
-from netbench.lab.builder import Lab
+from netbench.lab.builder import Lab, running_lab
 from netbench.lab.topology import LabTopology
 
 
 @pytest.fixture(scope="package")
 def lab():
     """One 3-node lab with two pods per node for this package; tests switch its mode as they need."""
-    lab = Lab()
-    lab.up(LabTopology.build(3, Mode.udp, pods_per_node=2))
-    try:
+    with running_lab(LabTopology.build(3, Mode.udp, pods_per_node=2)) as lab:
         yield lab
-    finally:
-        lab.down()
 
 
 @pytest.fixture
