@@ -223,7 +223,7 @@ def run_cmd(
 
     inv, nodes = cluster.load(inventory, command_timeout)
     mode_list = tuple(_mode(m, "--modes").value for m in _csv(modes))
-    switch = _lab_switch(inventory) if mode_list else None
+    switch, restore = _lab_switch(inventory) if mode_list else (None, None)
     if gates:  # a bad rule file or baseline is said before an hour of measuring, not after
         from netbench import gates as gates_mod
         from netbench.results import RunDir
@@ -251,10 +251,10 @@ def run_cmd(
         try:
             outcome = session.execute(switch)
         finally:
-            if switch:
+            if restore:
                 progress.update(task, description="restoring the lab's mode")
                 try:
-                    switch.restore()
+                    restore()
                 except NetbenchError as exc:  # the run stands; say what the lab is left in
                     err.print(f"[red]could not put the lab back in its mode[/]: {exc}")
     df = outcome.run_dir.frame()
@@ -280,8 +280,8 @@ def run_cmd(
 
 
 def _lab_switch(inventory: Path | None):
-    """--modes changes the data path between passes, which netbench does only in its own lab: on a
-    real cluster it measures the mode in place (`netbench routes apply` tries routes there)."""
+    """(switch to a mode, restore the lab's mode) for --modes, which changes the data path between passes:
+    netbench does that only in its own lab; on a real cluster it measures the mode in place."""
     from netbench.lab.builder import Lab, require_root
     from netbench.lab.topology import default_state_dir
 
@@ -295,10 +295,9 @@ def _lab_switch(inventory: Path | None):
     original = lab.mode  # raises a clear error when no lab is up
 
     def switch(mode: str) -> None:
-        if Lab().mode.value != mode:
-            Lab().set_mode(Mode(mode))
-    switch.restore = lambda: switch(original.value)  # type: ignore[attr-defined]
-    return switch
+        if lab.mode.value != mode:  # the mode as on disk: set_mode reads the state afresh too
+            lab.set_mode(Mode(mode))
+    return switch, lambda: switch(original.value)
 
 
 def print_mode_comparison(df, out: Console) -> None:

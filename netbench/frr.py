@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Sequence
 
 from netbench.errors import NetbenchError
@@ -46,7 +46,6 @@ class FrrPlan:
     bgp_peers: tuple[str, ...] = ()
     reflector: bool = False  # peers are route-reflector clients
     asn: int = ASN
-    extra: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if self.routing not in ROUTINGS:
@@ -84,7 +83,7 @@ def config_lines(plan: FrrPlan) -> list[str]:
         if plan.reflector:
             lines += [f"  neighbor {peer} route-reflector-client" for peer in plan.bgp_peers]
         lines += [" exit-address-family", "exit"]
-    return lines + list(plan.extra)
+    return lines
 
 
 def remove_chunks(plan: FrrPlan) -> list[list[str]]:

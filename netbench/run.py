@@ -124,6 +124,7 @@ class Session:
         self.probes: dict[str, probes.NodeProbes] = {}
         self.run_dir: RunDir | None = None
         self.host_measured = False
+        self.traces: list[dict] = []  # every pass's, in a run over several modes
         self._lock = threading.Lock()
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -166,7 +167,6 @@ class Session:
                 "tools": tool_versions()}
         run_dir.write_meta(meta)
         mode = "unknown"
-        self.traces: list[dict] = []
         try:
             self._connect()
             if not self.options.modes:
@@ -422,7 +422,7 @@ class Session:
                 continue
             report["run_mode"] = mode  # gates judge traces by the run's mode, whatever path they expected
             reports.append(report)
-        self.traces += reports  # a run over several modes keeps every pass's traces
+        self.traces += reports
         run_dir.write_traces(self.traces)
 
     def _teardown(self) -> None:

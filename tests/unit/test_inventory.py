@@ -179,19 +179,17 @@ def test_missing_address(tmp_path):
     assert problems(path) == [f"{path}: nodes[2] (why-03).address: field required"]
 
 
-def test_duplicate_node_name(tmp_path):
+@pytest.mark.parametrize("field, value, expected", [
+    ("name", "Why-02", "nodes[2] (Why-02).name: duplicate node name 'Why-02' (also nodes[1])"),
+    ("address", "198.18.0.2", "nodes[2] (why-03).address: duplicate address '198.18.0.2' (also nodes[1] (why-02))"),
+    ("subnet", "10.2.45.0/24", "nodes[2] (why-03).subnet: 10.2.45.0/24 is outside cluster.pod_network 10.1.0.0/16"),
+    ("subnet", "10.1.93.128/25", "nodes[2] (why-03).subnet: 10.1.93.128/25 overlaps 10.1.93.0/24 of nodes[1] (why-02)"),
+], ids=["duplicate-name", "duplicate-address", "subnet-outside-pod-network", "overlapping-subnets"])
+def test_one_bad_node_field_is_named_with_its_node(tmp_path, field, value, expected):
     data = base()
-    data["nodes"][2]["name"] = "Why-02"
+    data["nodes"][2][field] = value
     path = write(tmp_path / "inv.yaml", data)
-    assert problems(path) == [f"{path}: nodes[2] (Why-02).name: duplicate node name 'Why-02' (also nodes[1])"]
-
-
-def test_duplicate_address(tmp_path):
-    data = base()
-    data["nodes"][2]["address"] = "198.18.0.2"
-    path = write(tmp_path / "inv.yaml", data)
-    assert problems(path) == [
-        f"{path}: nodes[2] (why-03).address: duplicate address '198.18.0.2' (also nodes[1] (why-02))"]
+    assert problems(path) == [f"{path}: {expected}"]
 
 
 def test_missing_identity_file_names_the_field(tmp_path):
@@ -219,22 +217,6 @@ def test_public_key_as_identity_file(tmp_path, key):
     pub.write_text("ssh-ed25519 AAAA")
     path = write(tmp_path / "inv.yaml", base(identity_file=str(pub)))
     assert problems(path) == [f"{path}: ssh.identity_file: {pub} is a public key; give the private key ({key})"]
-
-
-def test_subnet_outside_pod_network(tmp_path):
-    data = base()
-    data["nodes"][2]["subnet"] = "10.2.45.0/24"
-    path = write(tmp_path / "inv.yaml", data)
-    assert problems(path) == [
-        f"{path}: nodes[2] (why-03).subnet: 10.2.45.0/24 is outside cluster.pod_network 10.1.0.0/16"]
-
-
-def test_overlapping_subnets(tmp_path):
-    data = base()
-    data["nodes"][2]["subnet"] = "10.1.93.128/25"
-    path = write(tmp_path / "inv.yaml", data)
-    [line] = problems(path)
-    assert line == f"{path}: nodes[2] (why-03).subnet: 10.1.93.128/25 overlaps 10.1.93.0/24 of nodes[1] (why-02)"
 
 
 @pytest.mark.parametrize("value, why", [
