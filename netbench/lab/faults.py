@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from netbench.errors import UserError
 from netbench.flannel import Mode
+from netbench.lab.linkem import _burst, loss_table
 from netbench.lab.node import LabNode
 from netbench.lab.topology import POD_NETWORK
 
@@ -95,13 +96,8 @@ def apply(fault: Fault, node: LabNode, peers: dict[str, str], stop_daemon) -> No
         node.run(["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1"])
         _drop_routes(node, [peers[fault.peer]])
     elif kind == "loss":
-        per_10k = int(round(fault.percent * 100))
-        node.run(["nft", "-f", "-"], input=(
-            "table inet nb_fault_loss {\n  chain egress {\n"
-            "    type filter hook postrouting priority 0; policy accept;\n"
-            f'    oifname "eth0" numgen random mod 10000 < {per_10k} counter drop\n  }}\n}}\n'))
+        node.run(["nft", "-f", "-"], input=loss_table("nb_fault_loss", fault.percent))
     elif kind == "rate":
-        from netbench.lab.linkem import _burst
         node.run(["tc", "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", fault.rate, "burst",
                   _burst(fault.rate), "latency", "50ms"])
 

@@ -1,6 +1,10 @@
-"""Link emulation on the underlay: tbf for rate (works here), netem for delay and loss where the
-kernel has it. This machine's kernel lacks sch_netem: delay then fails with a clear message, and
-loss falls back to an nftables `numgen random` drop rule.
+"""Link emulation on the underlay: tbf for rate, netem for delay where the kernel has it (this
+machine's kernel lacks sch_netem: delay then fails with a clear message), and an nftables
+`numgen random` drop rule for loss on every kernel.
+
+Loss spares the management address: it is netbench's own control channel (etcd writes while the lab
+is built, SSH during a run), an out-of-band network on a real cluster. Losing a quarter of it made
+`lab up` time out on etcd; node-to-node traffic, etcd's included, still takes the loss.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ from pyroute2 import netns
 
 from netbench.errors import UserError
 from netbench.lab.node import LabNode
-from netbench.lab.topology import LinkShape
+from netbench.lab.topology import MGMT_ADDRESS, LinkShape
 
 NETEM_PROBE_NS = "nb-netem-probe"
 
@@ -47,33 +51,31 @@ def _burst(rate: str) -> str:
     return str(max(128 * 1024, int(bytes_per_s / 250)))
 
 
+def loss_table(table: str, percent: float, dev: str = "eth0") -> str:
+    """An nft script dropping `percent` of what leaves `dev`, except traffic to the management address."""
+    per_10k = int(round(percent * 100))
+    return (
+        f"table inet {table} {{\n"
+        "  chain egress {\n"
+        "    type filter hook postrouting priority 0; policy accept;\n"
+        f'    oifname "{dev}" ip daddr != {MGMT_ADDRESS} numgen random mod 10000 < {per_10k} counter drop\n'
+        "  }\n"
+        "}\n"
+    )
+
+
 def commands(shape: LinkShape, dev: str = "eth0") -> tuple[list[list[str]], str | None]:
     """(tc commands, nft script) that give `dev` this shape."""
     tc: list[list[str]] = []
-    nft = None
-    use_netem = bool(shape.delay) or (shape.loss and netem_available())
-    if use_netem:
-        netem = ["tc", "qdisc", "replace", "dev", dev, "root", "handle", "1:", "netem"]
-        if shape.delay:
-            netem += ["delay", shape.delay]
-        if shape.loss:
-            netem += ["loss", f"{shape.loss}%"]
+    if shape.delay:
+        netem = ["tc", "qdisc", "replace", "dev", dev, "root", "handle", "1:", "netem", "delay", shape.delay]
         if shape.rate:
             netem += ["rate", shape.rate]
         tc.append(netem)
     elif shape.rate:
         tc.append(["tc", "qdisc", "replace", "dev", dev, "root", "tbf", "rate", shape.rate,
                    "burst", _burst(shape.rate), "latency", "50ms"])
-    if shape.loss and not use_netem:
-        per_10k = int(round(shape.loss * 100))
-        nft = (
-            "table inet nb_linkem {\n"
-            "  chain egress {\n"
-            "    type filter hook postrouting priority 0; policy accept;\n"
-            f'    oifname "{dev}" numgen random mod 10000 < {per_10k} counter drop\n'
-            "  }\n"
-            "}\n"
-        )
+    nft = loss_table("nb_linkem", shape.loss, dev) if shape.loss else None
     return tc, nft
 
 

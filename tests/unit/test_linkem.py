@@ -2,7 +2,7 @@ import pytest
 
 from netbench.errors import UserError
 from netbench.lab import linkem
-from netbench.lab.topology import LinkShape
+from netbench.lab.topology import MGMT_ADDRESS, LinkShape
 
 
 @pytest.fixture
@@ -23,10 +23,14 @@ def test_rate_uses_tbf_with_a_bucket_bigger_than_a_gso_packet(no_netem):
     assert int(cmd[cmd.index("burst") + 1]) >= 65536
 
 
-def test_loss_without_netem_falls_back_to_nftables(no_netem):
+@pytest.mark.parametrize("netem", [False, True])
+def test_loss_is_an_nftables_rule_that_spares_the_management_address(monkeypatch, netem):
+    monkeypatch.setattr(linkem, "netem_available", lambda: netem)
     tc, nft = linkem.commands(LinkShape(rate="100mbit", loss=1.5))
     assert "tbf" in tc[0]
-    assert "numgen random mod 10000 < 150" in nft and 'oifname "eth0"' in nft
+    rule = next(line for line in nft.splitlines() if "drop" in line).split()
+    assert rule == ["oifname", '"eth0"', "ip", "daddr", "!=", MGMT_ADDRESS, "numgen", "random", "mod", "10000",
+                    "<", "150", "counter", "drop"]
 
 
 def test_delay_without_netem_is_a_clear_user_error(no_netem):
@@ -34,8 +38,8 @@ def test_delay_without_netem_is_a_clear_user_error(no_netem):
         linkem.check_supported(LinkShape(delay="2ms"))
 
 
-def test_netem_carries_delay_loss_and_rate_where_it_exists(with_netem):
+def test_netem_carries_delay_and_rate_and_loss_stays_in_nftables(with_netem):
     tc, nft = linkem.commands(LinkShape(rate="1gbit", delay="2ms", loss=1.0))
-    assert nft is None
     assert tc == [["tc", "qdisc", "replace", "dev", "eth0", "root", "handle", "1:", "netem",
-                   "delay", "2ms", "loss", "1.0%", "rate", "1gbit"]]
+                   "delay", "2ms", "rate", "1gbit"]]
+    assert "numgen random mod 10000 < 100 counter drop" in nft
