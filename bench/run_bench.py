@@ -58,8 +58,13 @@ def sockperf_p50_us(lab: Lab, mps: str, seconds: int = 3) -> tuple[float, float]
     cap = subprocess.Popen(n1.enter(["ip", "netns", "exec", "nb-pod1", "tcpdump", "-i", "eth0", "-nn", "-w",
                                      "/tmp/sockperf.pcap", "--time-stamp-precision=nano", "udp port " + SOCKPERF_PORT]),
                            stderr=subprocess.PIPE, text=True)
-    while "listening on" not in cap.stderr.readline():
-        pass
+    said = []
+    for line in cap.stderr:  # tcpdump says so once it captures; if it exits first, say why
+        if "listening on" in line:
+            break
+        said.append(line)
+    else:
+        raise RuntimeError(f"tcpdump on nb-pod1 exited before capturing: {''.join(said)}")
     out = n1.run(["ip", "netns", "exec", "nb-pod1", "sockperf", "ping-pong", "-i", lab.pod_ip("n2"), "-p",
                   SOCKPERF_PORT, "-t", str(seconds), f"--mps={mps}", "-m", "64", "--full-rtt"], timeout=60).stdout
     time.sleep(1.2)  # let libpcap's ring hand over the last block before stopping

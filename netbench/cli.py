@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from netbench.cli_routes import routes_app
+from netbench.cli_routes import HOST_KEYS_HELP, INVENTORY_HELP, routes_app
 from netbench.errors import NetbenchError, UserError
 from netbench.flannel import Mode, parse_mode
 
@@ -192,7 +192,7 @@ def _pairs(value: str | None) -> list[tuple[str, str]] | None:
 
 @app.command("run")
 def run_cmd(
-    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help="cluster inventory (default: the lab's)"),
+    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help=INVENTORY_HELP),
     out: Path = typer.Option(Path("reports"), help="where run directories are written"),
     samples: int = typer.Option(200, help="latency samples per pair and test"),
     interval: float = typer.Option(0.01, help="seconds between latency samples"),
@@ -210,7 +210,7 @@ def run_cmd(
                                         "(e.g. udp,vxlan,host-gw,static,frr)"),
     gates: Optional[Path] = typer.Option(None, help="gate rules (YAML) applied to the run at the end"),
     baseline: Optional[Path] = typer.Option(None, help="a stored run to compare against, for regression gates"),
-    accept_new_host_keys: bool = typer.Option(False, help="add unknown host keys to known_hosts (never changed ones)"),
+    accept_new_host_keys: bool = typer.Option(False, help=HOST_KEYS_HELP),
     command_timeout: Optional[float] = typer.Option(None, help="seconds before a remote command is abandoned"),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
@@ -242,11 +242,11 @@ def run_cmd(
     session = Session(nodes, str(inv.cluster.pod_network), options, out, inv.redacted(), label=inv.cluster.name,
                       accept_new_host_keys=accept_new_host_keys)
     try:
-        session.estimate_steps()
+        total = session.estimate_steps()
     except ValueError as exc:
         raise UserError(str(exc)) from None
     with progress:
-        task = progress.add_task("connecting", total=session.estimate_steps())
+        task = progress.add_task("connecting", total=total)
         session.progress = lambda what, n: progress.update(task, description=what[:40], advance=n)
         try:
             outcome = session.execute(switch)
@@ -275,8 +275,7 @@ def run_cmd(
             _print_summary(rows, outcome)
         if gate_outcomes:
             _print_gates(gate_outcomes)
-    gate_failed = any(o.passed is False for o in gate_outcomes)
-    raise typer.Exit(outcome.exit_code or (1 if gate_failed else 0))
+    raise typer.Exit(outcome.exit_code or _gates_exit_code(gate_outcomes))
 
 
 def _lab_switch(inventory: Path | None):
@@ -342,13 +341,13 @@ def _print_outcome(outcome) -> None:
 def trace_cmd(
     src: Optional[str] = typer.Argument(None, help="source node"),
     dst: Optional[str] = typer.Argument(None, help="destination node"),
-    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help="cluster inventory (default: the lab's)"),
+    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help=INVENTORY_HELP),
     host: bool = typer.Option(False, "--host", help="node to node over the underlay instead of pod to pod"),
     all_pairs: bool = typer.Option(False, "--all", help="every ordered pair, summarised as a matrix of verdicts"),
     probes: int = typer.Option(20, help="timing probes per trace"),
     mtu: bool = typer.Option(True, "--mtu/--no-mtu", help="sweep don't-fragment probe sizes for the path MTU"),
     mode: Optional[str] = typer.Option(None, help="the mode the path should follow (default: what most nodes run)"),
-    accept_new_host_keys: bool = typer.Option(False, help="add unknown host keys to known_hosts (never changed ones)"),
+    accept_new_host_keys: bool = typer.Option(False, help=HOST_KEYS_HELP),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Follow marked probes hop by hop through both nodes; name where and why a path breaks."""
@@ -442,10 +441,15 @@ def gate_cmd(
 
     outcomes = gates.apply(run_dir, rules, baseline, junit)
     _print_gates(outcomes)
-    if all(o.passed is None for o in outcomes):
+    raise typer.Exit(_gates_exit_code(outcomes))
+
+
+def _gates_exit_code(outcomes) -> int:
+    """1 when a rule failed, or when rules were given and none could be evaluated; else 0."""
+    if outcomes and all(o.passed is None for o in outcomes):
         err.print("[red]no rule could be evaluated[/]: the run holds none of what the rules judge")
-        raise typer.Exit(1)
-    raise typer.Exit(1 if any(o.passed is False for o in outcomes) else 0)
+        return 1
+    return 1 if any(o.passed is False for o in outcomes) else 0
 
 
 def _print_gates(outcomes) -> None:
@@ -463,8 +467,8 @@ def _print_gates(outcomes) -> None:
 
 @app.command("doctor")
 def doctor_cmd(
-    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help="cluster inventory (default: the lab's)"),
-    accept_new_host_keys: bool = typer.Option(False, help="add unknown host keys to known_hosts (never changed ones)"),
+    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help=INVENTORY_HELP),
+    accept_new_host_keys: bool = typer.Option(False, help=HOST_KEYS_HELP),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Per node: tools, privileges, forwarding, interfaces, routes to every peer pod subnet, the flannel
@@ -482,8 +486,8 @@ def doctor_cmd(
 
 @app.command("clean")
 def clean_cmd(
-    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help="cluster inventory (default: the lab's)"),
-    accept_new_host_keys: bool = typer.Option(False, help="add unknown host keys to known_hosts (never changed ones)"),
+    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help=INVENTORY_HELP),
+    accept_new_host_keys: bool = typer.Option(False, help=HOST_KEYS_HELP),
 ) -> None:
     """Remove probe pods and processes a killed run left on the nodes."""
     from netbench import cluster, probes

@@ -11,8 +11,6 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from netbench.errors import UserError
-
 routes_app = typer.Typer(
     no_args_is_help=True,
     help="Route pod subnets without flannel's overlay (static routes or FRR), from flannel's leases; "
@@ -42,13 +40,9 @@ def apply_cmd(
     that are replaced are saved on each node first, so `netbench routes revert` restores them exactly."""
     from netbench import cluster, routes
 
-    if kind not in routes.KINDS:
-        raise UserError(f"routes apply {kind!r}: choose one of {', '.join(routes.KINDS)}")
-    if routing is not None and kind != "frr":
-        raise UserError(f"--routing is for `routes apply frr`, not {kind}")
-    routing = routing or "ospf"
+    protocol = routes.check_args(kind, routing)  # before the inventory: a typo is named first
     inv, nodes = cluster.load(inventory)
-    what = f"{kind}" + (f" ({routing})" if kind == "frr" else "")
+    what = f"{kind}" + (f" ({protocol})" if kind == "frr" else "")
     with console.status(f"routes apply {what}" + (" (dry run)" if dry_run else "")):
         outcomes = routes.apply(inv, nodes, kind, routing, dry_run, accept_new_host_keys)
     _print(f"routes apply {what}" + (": dry run, nothing changed" if dry_run else ""), outcomes)

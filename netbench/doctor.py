@@ -24,8 +24,7 @@ def _leases(inv: Inventory) -> dict[str, dict] | None:
 
 def examine(inv: Inventory, nodes: list[NodeSpecIn], accept_new_host_keys: bool = False) -> dict:
     with Fleet([n.target for n in nodes], accept_new_host_keys) as fleet:
-        raws = fleet.each(facts.gather)
-        sudo = fleet.each(lambda c: c.run(["true"], check=False).ok)
+        raws = fleet.each(facts.gather)  # privileged: uid 0 when root or `sudo -n` works, else sudo is off
     specs = {n.target.name: n for n in nodes}
     report: dict = {"nodes": {}, "healthy": True, "leases": _leases(inv)}
     node_facts: dict[str, facts.NodeFacts] = {}
@@ -34,26 +33,23 @@ def examine(inv: Inventory, nodes: list[NodeSpecIn], accept_new_host_keys: bool 
             report["nodes"][name] = {"error": str(raw)}
             report["healthy"] = False
             continue
-        spec = specs[name]
-        node_facts[name] = facts.analyse(name, spec.target.address, raw, str(inv.cluster.pod_network), spec.subnet,
-                                         spec.bridge, spec.underlay)
-    subnets = {n: f.pod_subnet for n, f in node_facts.items() if f.pod_subnet}
+        node_facts[name] = facts.of_node(specs[name], raw, str(inv.cluster.pod_network))
+    verdicts = facts.detect_modes(node_facts)
     for name, f in node_facts.items():
-        peers = {p: s for p, s in subnets.items() if p != name}
-        verdict = facts.detect_mode(f, peers, {p: g.address for p, g in node_facts.items()})
+        verdict = verdicts[name]
         problems = []
         if f.missing_tools:
             problems.append(f"missing tools: {', '.join(f.missing_tools)}")
         if not f.ip_forward:
             problems.append("net.ipv4.ip_forward is 0: the node will not forward pod traffic")
-        privileged = f.uid == 0 or sudo.get(name) is True
+        privileged = f.uid == 0
         if not privileged:
-            problems.append("not root and `sudo -n` fails: probe pods cannot be created")
+            problems.append(f"runs as uid {f.uid} without sudo (ssh.sudo: never): probe pods cannot be created")
         if not f.pod_subnet:
             problems.append("no pod subnet found (no subnet.env, no bridge in the pod network)")
         for peer, route in verdict.peer_routes.items():
             if route is None:
-                problems.append(f"no route to {peer}'s pod subnet {peers[peer]}")
+                problems.append(f"no route to {peer}'s pod subnet {node_facts[peer].pod_subnet}")
         interesting = [i for i in f.interfaces.values()
                        if i.name in (f.bridge, f.underlay) or i.kind in ("tun", "vxlan")]
         report["nodes"][name] = {
@@ -65,7 +61,7 @@ def examine(inv: Inventory, nodes: list[NodeSpecIn], accept_new_host_keys: bool 
             "peer_routes": {p: (str(r) if r else None) for p, r in verdict.peer_routes.items()},
             "subnet_env": f.subnet_env.__dict__ if f.subnet_env else None,
             "lease": (report["leases"] or {}).get(f.pod_subnet) if f.pod_subnet else None,
-            "mode": getattr(verdict.mode, "value", verdict.mode), "evidence": verdict.evidence,
+            "mode": verdict.name, "evidence": verdict.evidence,
             "learned_routes": f.learned_summary(),
             "problems": problems,
         }

@@ -12,10 +12,14 @@ import ipaddress
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from netbench import frr
 from netbench.flannel import Mode, SubnetEnv
 from netbench.remote import Runner
+
+if TYPE_CHECKING:
+    from netbench.run import NodeSpecIn
 
 PROBE = Path(__file__).resolve().parents[1] / "probes" / "facts.py"
 REQUIRED_TOOLS = ("python3", "ip", "tcpdump", "iperf3")
@@ -138,6 +142,11 @@ def gather(runner: Runner, timeout: float = 30.0) -> dict:
     return json.loads(result.stdout)
 
 
+def of_node(spec: NodeSpecIn, raw: dict, pod_network: str) -> NodeFacts:
+    """analyse() a node's gathered facts, what its inventory entry says winning over discovery."""
+    return analyse(spec.target.name, spec.target.address, raw, pod_network, spec.subnet, spec.bridge, spec.underlay)
+
+
 def _kind(link: dict) -> str:
     info = link.get("linkinfo", {})
     if info.get("info_kind"):
@@ -169,13 +178,14 @@ def analyse(name: str, address: str, raw: dict, pod_network: str, subnet: str | 
     net = ipaddress.ip_network(pod_network)
     pod_subnet = subnet or (str(ipaddress.ip_interface(env.subnet).network) if env else None)
     if bridge is None:
-        # the bridge holds the pod subnet's gateway address (docker0, cni0, cbr0 …)
-        for iface in interfaces.values():
-            for cidr in iface.addrs:
-                ifc = ipaddress.ip_interface(cidr)
-                if iface.kind == "bridge" and ifc.ip in net and ifc.network.prefixlen > net.prefixlen:
-                    bridge = iface.name
-                    pod_subnet = pod_subnet or str(ifc.network)
+        # the bridge holds the pod subnet's gateway address (docker0, cni0, cbr0 …): the first one in the
+        # pod network, or in the pod subnet when that is known; bridge and subnet come from the same address
+        found = next(((iface.name, ifc.network) for iface in interfaces.values() if iface.kind == "bridge"
+                      for ifc in map(ipaddress.ip_interface, iface.addrs)
+                      if ifc.ip in net and ifc.network.prefixlen > net.prefixlen
+                      and (pod_subnet is None or ifc.ip in ipaddress.ip_network(pod_subnet))), None)
+        if found:
+            bridge, pod_subnet = found[0], pod_subnet or str(found[1])
     if underlay is None:
         underlay = next((i.name for i in interfaces.values()
                          if any(str(ipaddress.ip_interface(c).ip) == address for c in i.addrs)), None)
@@ -183,7 +193,8 @@ def analyse(name: str, address: str, raw: dict, pod_network: str, subnet: str | 
     return NodeFacts(
         name=name, address=address, hostname=raw.get("hostname", ""), uid=int(raw.get("uid", -1)),
         tools=raw.get("tools", {}), ip_forward=sysctl.get("net.ipv4.ip_forward") == "1",
-        rp_filter={k.split(".")[-2]: v for k, v in sysctl.items() if k.endswith("rp_filter")},
+        rp_filter={k.removeprefix("net.ipv4.conf.").removesuffix(".rp_filter"): v  # names may hold dots: flannel.1
+                   for k, v in sysctl.items() if k.endswith(".rp_filter")},
         interfaces=interfaces, routes=routes, subnet_env=env, pod_subnet=pod_subnet, bridge=bridge,
         underlay=underlay, daemons=raw.get("daemons", []), fdb=raw.get("fdb", {}), netns=raw.get("netns", []),
         nft=raw.get("nft") or "", qdiscs=raw.get("qdiscs") or [], boot_id=raw.get("boot_id", ""),
@@ -191,7 +202,7 @@ def analyse(name: str, address: str, raw: dict, pod_network: str, subnet: str | 
     )
 
 
-def _off_link(facts: NodeFacts, address: str | None) -> bool:
+def off_link(facts: NodeFacts, address: str | None) -> bool:
     """Whether an address is surely not on any of the node's links (a hostname cannot tell)."""
     try:
         return address is not None and not facts.connected(address)
@@ -204,6 +215,18 @@ class ModeVerdict:
     mode: Mode | str  # Mode, or "frr" / "mixed" / "unknown"
     evidence: list[str]
     peer_routes: dict[str, Route | None]
+
+    @property
+    def name(self) -> str:
+        return self.mode.value if isinstance(self.mode, Mode) else self.mode
+
+
+def detect_modes(nodes: dict[str, NodeFacts]) -> dict[str, ModeVerdict]:
+    """Each node's verdict, its peers being the other nodes that have a pod subnet."""
+    subnets = {n: f.pod_subnet for n, f in nodes.items() if f.pod_subnet}
+    addresses = {n: f.address for n, f in nodes.items()}
+    return {name: detect_mode(f, {p: s for p, s in subnets.items() if p != name}, addresses)
+            for name, f in nodes.items()}
 
 
 def detect_mode(facts: NodeFacts, peer_subnets: dict[str, str],
@@ -249,7 +272,7 @@ def detect_mode(facts: NodeFacts, peer_subnets: dict[str, str],
         return ModeVerdict("unknown", ["no peers to route to"], routes)
     unrouted = [p for p, r in routes.items() if r is None or r.dst == "default"]
     if kinds == {Mode.host_gw.value, "none"} and peer_addresses and all(
-            _off_link(facts, peer_addresses.get(p)) for p in unrouted):
+            off_link(facts, peer_addresses.get(p)) for p in unrouted):
         evidence.append(f"host-gw reaches only peers on this node's L2 segment: {', '.join(unrouted)} "
                         "are not on-link, so flannel cannot route to them")
         return ModeVerdict(Mode.host_gw, evidence, routes)

@@ -62,13 +62,12 @@ class _AcceptNew(paramiko.MissingHostKeyPolicy):
         self.path = path
 
     def missing_host_key(self, client, hostname, key) -> None:
+        # appended as one line, as ssh does: the user's comments and entries paramiko cannot parse stay
+        line = paramiko.hostkeys.HostKeyEntry([hostname], key).to_line()
         with self._lock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            entries = paramiko.HostKeys()
-            if self.path.exists():
-                entries.load(str(self.path))
-            entries.add(hostname, key.get_name(), key)
-            entries.save(str(self.path))
+            with self.path.open("a") as f:
+                f.write(line)
         log.warning("%s: accepted new host key %s %s", hostname, key.get_name(), key.fingerprint)
 
 
@@ -87,7 +86,11 @@ class Connection:
         t = self.target
         client = paramiko.SSHClient()
         if self.known_hosts.exists():
-            client.load_host_keys(str(self.known_hosts))
+            try:
+                client.load_host_keys(str(self.known_hosts))
+            except (paramiko.SSHException, OSError, ValueError) as exc:
+                raise NodeError(self.name, f"cannot read {self.known_hosts}: {exc}; point ssh.known_hosts at "
+                                "a file of plain host keys") from None
         client.set_missing_host_key_policy(_AcceptNew(self.known_hosts) if self.accept_new
                                            else paramiko.RejectPolicy())
         try:
@@ -152,16 +155,6 @@ class Connection:
         result = CommandResult(self.name, command, code, out, err)
         return result.check() if check else result
 
-    def put(self, data: bytes, remote_path: str, mode: int = 0o644) -> None:
-        with self.client.open_sftp() as sftp:
-            with sftp.open(remote_path, "wb") as f:
-                f.write(data)
-            sftp.chmod(remote_path, mode)
-
-    def get(self, remote_path: str) -> bytes:
-        with self.client.open_sftp() as sftp, sftp.open(remote_path, "rb") as f:
-            return f.read()
-
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
@@ -223,9 +216,6 @@ class Fleet:
 
     def connect(self) -> GroupResult[Connection]:
         return self.each(lambda c: c.open())
-
-    def run(self, argv: Sequence[str], names: Iterable[str] | None = None, **kw) -> GroupResult[CommandResult]:
-        return self.each(lambda c: c.run(argv, **kw), names)
 
     def close(self) -> None:
         for c in self.connections.values():

@@ -119,14 +119,14 @@ def vtysh_argv(lines: Sequence[str], write: bool = True) -> list[str]:
 def running_daemons(runner: Runner) -> list[str]:
     result = runner.run(["vtysh", "-c", "show daemons"], check=False)
     if not result.ok:
-        raise FrrError(f"{runner.name}: vtysh cannot reach FRR ({_why(result)}); is FRR installed and running?")
+        raise FrrError(f"{runner.name}: vtysh cannot reach FRR ({result.why}); is FRR installed and running?")
     return result.stdout.split()
 
 
 def running_config(runner: Runner) -> str:
     result = runner.run(["vtysh", "-c", "show running-config"], check=False)
     if not result.ok:
-        raise FrrError(f"{runner.name}: vtysh show running-config failed ({_why(result)})")
+        raise FrrError(f"{runner.name}: vtysh show running-config failed ({result.why})")
     return result.stdout
 
 
@@ -183,14 +183,10 @@ def _checked(runner: Runner, result: CommandResult, what: str) -> CommandResult:
     # is idempotent: complaints about what is already gone are fine.
     complaints = [line for line in (result.stdout + result.stderr).splitlines() if line.startswith("%")]
     if what == "apply" and (complaints or not result.ok):
-        raise FrrError(f"{runner.name}: vtysh {what} failed: {'; '.join(complaints) or _why(result)}")
+        raise FrrError(f"{runner.name}: vtysh {what} failed: {'; '.join(complaints) or result.why}")
     if what == "remove" and not result.ok and not complaints:
-        raise FrrError(f"{runner.name}: vtysh {what} failed: {_why(result)}")
+        raise FrrError(f"{runner.name}: vtysh {what} failed: {result.why}")
     return result
-
-
-def _why(result: CommandResult) -> str:
-    return (result.stderr.strip() or result.stdout.strip() or f"exit {result.exit_code}")[-300:]
 
 
 # -- what FRR has learned ------------------------------------------------------------------------

@@ -23,18 +23,16 @@ import pandas as pd
 import yaml
 
 from netbench.errors import UserError
+from netbench.flannel import Mode
 from netbench.plan import SCENARIOS
+from netbench.strict_yaml import StrictLoader
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-METRICS = {
-    "udp_rr": ("rtt_min_us", "rtt_mean_us", "rtt_stddev_us", "rtt_p50_us", "rtt_p90_us", "rtt_p99_us", "rtt_max_us",
-               "loss_pct"),
-    "icmp": ("rtt_min_us", "rtt_mean_us", "rtt_stddev_us", "rtt_p50_us", "rtt_p90_us", "rtt_p99_us", "rtt_max_us",
-             "loss_pct"),
-    "tcp": ("gbps", "retransmits", "cpu_snd_pct", "cpu_rcv_pct"),
-    "tcp_multi": ("gbps", "retransmits", "cpu_snd_pct", "cpu_rcv_pct"),
-    "udp": ("gbps", "loss_pct", "jitter_ms", "cpu_snd_pct", "cpu_rcv_pct"),
-}
+_RTT = ("rtt_min_us", "rtt_mean_us", "rtt_stddev_us", "rtt_p50_us", "rtt_p90_us", "rtt_p99_us", "rtt_max_us",
+        "loss_pct")
+_TCP = ("gbps", "retransmits", "cpu_snd_pct", "cpu_rcv_pct")
+METRICS = {"udp_rr": _RTT, "icmp": _RTT, "tcp": _TCP, "tcp_multi": _TCP,
+           "udp": ("gbps", "loss_pct", "jitter_ms", "cpu_snd_pct", "cpu_rcv_pct")}
 HIGHER_IS_BETTER = {"gbps"}
 _CHECK = re.compile(r"^\s*(?P<test>[a-z_]+)\.(?P<metric>[a-z0-9_]+)\s*(?P<base>/\s*baseline\s*)?"
                     r"(?P<op><=|>=|<|>)\s*(?P<value>-?\d+(\.\d+)?)\s*$")
@@ -72,12 +70,14 @@ def _metric(test: str, metric: str, where: str) -> None:
 
 def parse_rules(path: Path) -> list[Rule]:
     try:
-        text = Path(path).read_text()
+        text = Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: gate rules are not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read gate rules ({exc.strerror or exc})") from None
     try:
-        root = yaml.compose(text)
-        data = yaml.safe_load(text)
+        root = yaml.compose(text)  # for each rule's line
+        data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
@@ -107,7 +107,7 @@ def parse_rules(path: Path) -> list[Rule]:
             raise UserError(f"{where}: unknown scenario {scenario!r} (known: {', '.join(SCENARIOS)})")
         modes = item.get("modes", [])
         modes = [modes] if isinstance(modes, str) else modes
-        known_modes = ("udp", "vxlan", "host-gw", "static", "frr", "none", "mixed")
+        known_modes = (*(m.value for m in Mode), "mixed")
         if not isinstance(modes, list) or any(m not in known_modes for m in modes):
             raise UserError(f"{where}: modes must be a list of {', '.join(known_modes)} (got {item.get('modes')!r})")
         modes = tuple(modes)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from enum import Enum
 from ipaddress import IPv4Network
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import yaml
@@ -34,9 +34,9 @@ from pydantic import (
 
 from netbench import flannel
 from netbench.errors import UserError
+from netbench.strict_yaml import StrictLoader
 
 Role = Literal["node", "etcd", "master", "router"]
-ROLES: tuple[str, ...] = get_args(Role)
 MIN_NODES = 2  # a path needs two ends
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 
@@ -125,6 +125,11 @@ def _endpoint(value: str) -> str:
         port = -1
     if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
         raise ValueError(f"{value!r} is not an http(s) URL like http://10.0.0.1:2379")
+    if parts.username is not None or parts.password is not None:
+        # urllib would take them for part of the host name; the message leaves the password out
+        bare = parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
+        raise ValueError(f"{bare!r} carries user:password: netbench's etcd client sends no credentials; "
+                         "give the endpoint without them")
     return value.strip()
 
 
@@ -521,26 +526,6 @@ class InventoryError(UserError):
 
 # -- loading ---------------------------------------------------------------------------------------------
 
-class _StrictLoader(yaml.SafeLoader):
-    """safe_load that refuses a key given twice: PyYAML would silently keep the last one."""
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict:
-        seen: set = set()
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<:` merges may be overridden on purpose
-                continue
-            key = self.construct_object(key_node, deep=True)
-            try:
-                duplicate = key in seen
-            except TypeError:  # unhashable: the base class reports it
-                continue
-            if duplicate:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}",
-                                                        key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def _read(path: Path) -> Any:
     try:
         text = path.read_text(encoding="utf-8")
@@ -554,7 +539,7 @@ def _read(path: Path) -> Any:
     except OSError as exc:
         raise InventoryError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     try:
-        return yaml.load(text, Loader=_StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

@@ -21,6 +21,12 @@ class CommandResult:
     def ok(self) -> bool:
         return self.exit_code == 0
 
+    @property
+    def why(self) -> str:
+        """What the command said last (stderr, else stdout), or its exit code: one line for a message."""
+        text = (self.stderr.strip() or self.stdout.strip()).splitlines()
+        return text[-1][-300:] if text else f"exit {self.exit_code}"
+
     def check(self) -> "CommandResult":
         if not self.ok:
             raise CommandError(self)

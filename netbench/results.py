@@ -72,36 +72,41 @@ class RunDir:
             return []
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip().endswith("}")]
 
+    def _replace(self, name: str, data, indent: int) -> None:
+        """Write a whole JSON file so that a reader (or a crash) sees the old one or the new one, never half."""
+        tmp = self.path / f"{name}.tmp"
+        tmp.write_text(json.dumps(data, indent=indent, default=str))
+        os.replace(tmp, self.path / name)
+
+    def _read(self, name: str):
+        try:
+            return json.loads((self.path / name).read_text())
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{self.path / name}: unreadable ({exc})") from None
+
     def write_traces(self, traces: list[dict]) -> None:
-        (self.path / "traces.json").write_text(json.dumps(traces, indent=1, default=str))
+        self._replace("traces.json", traces, indent=1)
 
     def traces(self) -> list[dict]:
-        path = self.path / "traces.json"
-        return json.loads(path.read_text()) if path.exists() else []
+        return self._read("traces.json") if (self.path / "traces.json").exists() else []
 
     def write_meta(self, meta: dict) -> None:
-        tmp = self.path / "run.json.tmp"
-        tmp.write_text(json.dumps({"schema_version": SCHEMA_VERSION, "run_id": self.run_id, **meta}, indent=2,
-                                  default=str))
-        os.replace(tmp, self.path / "run.json")
+        self._replace("run.json", {"schema_version": SCHEMA_VERSION, "run_id": self.run_id, **meta}, indent=2)
 
     def meta(self) -> dict:
-        try:
-            return json.loads((self.path / "run.json").read_text())
-        except (OSError, ValueError) as exc:
-            raise UserError(f"{self.path / 'run.json'}: unreadable ({exc})") from None
+        return self._read("run.json")
 
     def frame(self) -> pd.DataFrame:
         rows = []
-        if self.records_file.exists():
-            for number, line in enumerate(self.records_file.read_text().splitlines(), 1):
-                if line.strip():
-                    try:
-                        rows.append(json.loads(line))
-                    except ValueError:
-                        # a line cut short by a crash: everything before it still counts
-                        if number != len(self.records_file.read_text().splitlines()):
-                            raise UserError(f"{self.records_file}:{number}: not JSON") from None
+        lines = self.records_file.read_text().splitlines() if self.records_file.exists() else []
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    # a line cut short by a crash: everything before it still counts
+                    if number != len(lines):
+                        raise UserError(f"{self.records_file}:{number}: not JSON") from None
         return pd.DataFrame(rows, columns=COLUMNS)
 
     def write_table(self) -> pd.DataFrame:

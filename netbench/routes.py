@@ -28,13 +28,12 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Mapping, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 from netbench import facts, flannel, frr
 from netbench.errors import NetbenchError, UserError
 from netbench.fleet import Connection, Fleet
 from netbench.inventory import Inventory
-from netbench.remote import CommandResult, script
+from netbench.remote import script
 from netbench.run import NodeSpecIn
 from probes.etcdv3 import Etcd, EtcdError
 
@@ -87,17 +86,9 @@ def parse_leases(values: Mapping[str, Mapping]) -> dict[str, Lease]:
     return dict(sorted(leases.items(), key=lambda kv: ipaddress.IPv4Network(kv[0])))
 
 
-def redact_url(url: str) -> str:
-    """An endpoint without the user:password an http URL may carry."""
-    parts = urlsplit(url)
-    if parts.password is None and parts.username is None:
-        return url
-    return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]))
-
-
 def lease_values(inv: Inventory, timeout: float = 3.0) -> dict[str, dict]:
     """flannel's leases as etcd holds them, read from here: subnet -> lease JSON ({"PublicIP": …,
-    "BackendType": …, "BackendData": …}). UserError, naming the endpoints (without credentials), when the
+    "BackendType": …, "BackendData": …}). UserError, naming the endpoints, when the
     inventory has no etcd, etcd does not answer, or a lease is not JSON."""
     settings = inv.cluster.etcd
     if settings is None:
@@ -107,10 +98,7 @@ def lease_values(inv: Inventory, timeout: float = 3.0) -> dict[str, dict]:
     try:
         raw = Etcd(endpoints, timeout=timeout).get_prefix(f"{settings.prefix}/subnets/")
     except EtcdError as exc:
-        why = str(exc)
-        for endpoint in endpoints:
-            why = why.replace(endpoint, redact_url(endpoint))
-        raise UserError(f"cannot read flannel's leases from etcd at {_shown(endpoints)}: {why}") from None
+        raise UserError(f"cannot read flannel's leases from etcd at {_shown(endpoints)}: {exc}") from None
     values = {}
     for key, value in raw.items():
         try:
@@ -131,7 +119,7 @@ def read_leases(inv: Inventory, timeout: float = 3.0) -> dict[str, Lease]:
 
 
 def _shown(endpoints: Iterable[str]) -> str:
-    return ", ".join(redact_url(e) for e in endpoints)
+    return ", ".join(endpoints)
 
 
 def own_lease(address: str, leases: Mapping[str, Lease], pod_subnet: str | None = None) -> Lease:
@@ -475,11 +463,6 @@ class Job:
     learn_timeout: float = LEARN_TIMEOUT_S
 
 
-def _why(result: CommandResult) -> str:
-    text = (result.stderr.strip() or result.stdout.strip() or f"exit {result.exit_code}").splitlines()
-    return text[-1][-300:] if text else f"exit {result.exit_code}"
-
-
 def sections(stdout: str) -> dict[str, str]:
     """The output of a script whose commands are preceded by `echo MARK tag`: tag -> output."""
     found: dict[str, str] = {}
@@ -507,7 +490,7 @@ def _json(text: str, what: str) -> list:
 def read_state(conn: Connection) -> RouteState | None:
     result = conn.run(read_state_argv(), check=False)
     if not result.ok:
-        raise RoutesError(f"cannot read {STATE_FILE}: {_why(result)}")
+        raise RoutesError(f"cannot read {STATE_FILE}: {result.why}")
     return RouteState.from_json(result.stdout) if result.stdout.strip() else None
 
 
@@ -527,7 +510,7 @@ def show_routes(conn: Connection, destinations: Sequence[str],
     if not result.ok:
         last = list(found)[-1] if found else "the route query"
         what = f"`ip route {last}`" if found else last
-        raise RoutesError(f"{what} failed: {_why(result)}")
+        raise RoutesError(f"{what} failed: {result.why}")
     shown = {d: _json(found.get(f"show {d}", ""), f"ip route show {d}") for d in destinations}
     got = {a: _json(found.get(f"get {a}", ""), f"ip route get {a}") for a in lookups}
     return shown, got
@@ -535,8 +518,7 @@ def show_routes(conn: Connection, destinations: Sequence[str],
 
 def node_facts(conn: Connection, spec: NodeSpecIn, pod_network: str) -> facts.NodeFacts:
     raw = facts.gather(conn)
-    return facts.analyse(spec.target.name, spec.target.address, raw, pod_network, spec.subnet, spec.bridge,
-                         spec.underlay)
+    return facts.of_node(spec, raw, pod_network)
 
 
 def _refuse_if_applied(conn: Connection) -> None:
@@ -549,7 +531,8 @@ def _refuse_if_applied(conn: Connection) -> None:
 def _own(conn: Connection, spec: NodeSpecIn, job: Job, known: facts.NodeFacts | None = None) -> Lease:
     address = spec.target.address
     pod_subnet = spec.subnet
-    if pod_subnet is None and not any(lease.public_ip == address for lease in job.leases.values()):
+    if pod_subnet is None and sum(lease.public_ip == address for lease in job.leases.values()) != 1:
+        # none, or several (a stale one): the node's own pod subnet decides
         pod_subnet = (known or node_facts(conn, spec, job.pod_network)).pod_subnet
     return own_lease(address, job.leases, pod_subnet)
 
@@ -588,21 +571,21 @@ def apply_static(conn: Connection, spec: NodeSpecIn, job: Job, out: Outcome) -> 
     result = conn.run(script(commands), input=state.to_json(), check=False)
     if not result.ok:
         if "state saved" in sections(result.stdout):
-            raise RoutesError(f"applying the routes failed: {_why(result)}; some may be in place: run "
+            raise RoutesError(f"applying the routes failed: {result.why}; some may be in place: run "
                               "`netbench routes revert` to undo them")
-        raise RoutesError(f"cannot write {STATE_FILE}: {_why(result)}; nothing was changed")
+        raise RoutesError(f"cannot write {STATE_FILE}: {result.why}; nothing was changed")
     out.status = "applied"
 
 
 def _learned(conn: Connection, routing: str, subnets: Sequence[str]) -> set[str]:
     argv = ["ip", "-j", "route", "show", "table", "main", "proto", str(frr.LEARNED_PROTO[routing])]
     result = conn.run(argv, check=False)
-    if not result.ok:
-        return set()
-    try:
+    try:  # a failed look is not "nothing learned": revert would report a clean table it never saw
+        if not result.ok:
+            raise ValueError(result.why)
         return {r.get("dst") for r in json.loads(result.stdout or "[]")} & set(subnets)
-    except ValueError:
-        return set()
+    except ValueError as exc:
+        raise RoutesError(f"cannot read the routes learned over {routing}: {exc}") from None
 
 
 def _wait_learned(conn: Connection, routing: str, subnets: Sequence[str], present: bool,
@@ -620,10 +603,7 @@ def _wait_learned(conn: Connection, routing: str, subnets: Sequence[str], presen
 
 def _frr_prechecks(conn: Connection, plan: frr.FrrPlan) -> None:
     """frr.apply's own refusals, checked before the state file is written (nothing to undo then)."""
-    try:
-        config = frr.refuse(conn, plan)
-    except frr.FrrError as exc:
-        raise RoutesError(_strip_node(str(exc), conn.name)) from None
+    config = frr.refuse(conn, plan)
     if f"route-map {frr.POLICY}" in config:  # revert would remove it: only what apply added may go
         raise RoutesError(f"FRR already runs netbench's configuration (route-map {frr.POLICY}) that {STATE_FILE} "
                           "does not record (the lab's frr mode?); netbench will not take it over")
@@ -650,7 +630,7 @@ def apply_frr(conn: Connection, spec: NodeSpecIn, job: Job, out: Outcome) -> Non
         return
     result = conn.run(script(write_state_commands()), input=state.to_json(), check=False)
     if not result.ok:
-        raise RoutesError(f"cannot write {STATE_FILE}: {_why(result)}; nothing was changed")
+        raise RoutesError(f"cannot write {STATE_FILE}: {result.why}; nothing was changed")
     try:
         frr.apply(conn, plan, write=False, checked=True)  # running configuration only: see the module docstring
     except frr.FrrError as exc:
@@ -681,7 +661,7 @@ def revert_node(conn: Connection, spec: NodeSpecIn, job: Job, out: Outcome) -> N
         frr.remove(conn, state.plan, write=False)
         result = conn.run(remove_state_argv(), check=False)
         if not result.ok:
-            raise RoutesError(f"FRR configuration removed, but {STATE_FILE} was not: {_why(result)}")
+            raise RoutesError(f"FRR configuration removed, but {STATE_FILE} was not: {result.why}")
         out.status = "reverted"
         left = _wait_learned(conn, state.plan.routing, state.subnets, present=False, timeout=job.learn_timeout)
         if left:
@@ -702,7 +682,7 @@ def revert_node(conn: Connection, spec: NodeSpecIn, job: Job, out: Outcome) -> N
     if commands:
         result = conn.run(script(commands), check=False)
         if not result.ok:
-            raise RoutesError(f"restoring the routes failed: {_why(result)}; {STATE_FILE} is kept, run revert "
+            raise RoutesError(f"restoring the routes failed: {result.why}; {STATE_FILE} is kept, run revert "
                               "again once fixed")
     if plan.problems:
         raise RoutesError("; ".join(plan.problems) + f" ({STATE_FILE} is kept)")
@@ -746,13 +726,21 @@ def run_on_fleet(nodes: Sequence[NodeSpecIn], job: Job, accept_new_host_keys: bo
     return outcomes
 
 
-def apply(inv: Inventory, nodes: Sequence[NodeSpecIn], kind: str, routing: str = "ospf", dry_run: bool = False,
-          accept_new_host_keys: bool = False) -> dict[str, Outcome]:
-    """Route pod subnets with `kind` (static | frr) on every node. UserError for bad input or no leases."""
+def check_args(kind: str, routing: str | None) -> str:
+    """The routing protocol `routes apply KIND` uses; UserError naming the argument that is wrong."""
     if kind not in KINDS:
         raise UserError(f"routes apply {kind!r}: choose one of {', '.join(KINDS)}")
-    if routing not in frr.ROUTINGS:
+    if routing is not None and kind != "frr":
+        raise UserError(f"--routing is for `routes apply frr`, not {kind}")
+    if routing not in (None, *frr.ROUTINGS):
         raise UserError(f"--routing {routing!r}: choose one of {', '.join(frr.ROUTINGS)}")
+    return routing or "ospf"
+
+
+def apply(inv: Inventory, nodes: Sequence[NodeSpecIn], kind: str, routing: str | None = None, dry_run: bool = False,
+          accept_new_host_keys: bool = False) -> dict[str, Outcome]:
+    """Route pod subnets with `kind` (static | frr) on every node. UserError for bad input or no leases."""
+    routing = check_args(kind, routing)
     leases = read_leases(inv)
     job = Job(kind, str(inv.cluster.pod_network), leases, routing, dry_run)
     return run_on_fleet(nodes, job, accept_new_host_keys)

@@ -8,6 +8,7 @@ killed run left.
 from __future__ import annotations
 
 import platform
+import re
 import subprocess
 import threading
 import time
@@ -51,6 +52,10 @@ class RunOptions:
         for name, ok in checks:
             if not ok:
                 raise ValueError(f"--{name}: {getattr(self, name)} is out of range")
+        if not float(self.duration).is_integer():
+            raise ValueError(f"--duration: {self.duration} is not whole seconds (iperf3 -t counts whole seconds)")
+        if not re.fullmatch(r"\d+(\.\d+)?[KMGT]?(/\d+)?", self.udp_rate, re.I):
+            raise ValueError(f"--udp-rate: {self.udp_rate!r} is not an iperf3 rate such as 500M or 1G")
         unknown = [t for t in self.tests if t not in LATENCY_TESTS + THROUGHPUT_TESTS]
         if unknown:
             raise ValueError(f"--tests: unknown test {unknown[0]!r} (choose from "
@@ -107,14 +112,14 @@ def tool_versions() -> dict:
 class Session:
     def __init__(self, nodes: list[NodeSpecIn], pod_network: str, options: RunOptions, out_root: Path,
                  inventory_meta: dict, label: str = "", accept_new_host_keys: bool = False,
-                 mode_label: str | None = None, progress: Progress | None = None) -> None:
+                 progress: Progress | None = None) -> None:
         self.nodes = {n.target.name: n for n in nodes}
         self.pod_network = pod_network
         self.options = options
         self.out_root = out_root
         self.inventory_meta = inventory_meta
         self.label = label
-        self.mode_label = mode_label
+        self.mode_label: str | None = None  # the mode a pass of `--modes` switched to
         self.progress = progress or (lambda what, n: None)
         self.fleet = Fleet([n.target for n in nodes], accept_new_host_keys, options.max_parallel)
         self.failures: list[Failure] = []
@@ -147,6 +152,9 @@ class Session:
         total = len(self.nodes)
         for i in range(max(1, len(self.options.modes))):
             plan = make_plan(list(self.nodes), self._scenarios(i == 0), self.options.parallel_pairs, self.options.pairs)
+            if i == 0 and not plan.steps:
+                raise ValueError("--pairs and --scenarios leave nothing to measure (a pair A:A is measured only "
+                                 "by the pod-pod-same-node scenario)")
             lat = sum(len(r) for r in plan.latency_rounds) * self.options.steps_per("latency")
             thr = sum(len(r) for r in plan.throughput_rounds) * self.options.steps_per("throughput")
             total += 2 * len(self.nodes) + lat + thr
@@ -251,18 +259,12 @@ class Session:
             if isinstance(raw, BaseException):
                 self.mark_down(name, "facts", raw)
                 continue
-            spec = self.nodes[name]
-            f = facts.analyse(name, spec.target.address, raw, self.pod_network, spec.subnet, spec.bridge,
-                              spec.underlay)
-            self.facts[name] = f
+            f = self.facts[name] = facts.of_node(self.nodes[name], raw, self.pod_network)
             if f.missing_tools:
                 self.mark_down(name, "facts", f"missing tool(s) on the node: {', '.join(f.missing_tools)}")
             self.progress(f"facts {name}", 1)
-        subnets = {n: f.pod_subnet for n, f in self.facts.items() if f.pod_subnet}
-        for name, f in self.facts.items():
-            verdict = facts.detect_mode(f, {p: s for p, s in subnets.items() if p != name},
-                                        {p: g.address for p, g in self.facts.items()})
-            self.modes[name] = {"mode": getattr(verdict.mode, "value", verdict.mode), "evidence": verdict.evidence}
+        for name, verdict in facts.detect_modes(self.facts).items():
+            self.modes[name] = {"mode": verdict.name, "evidence": verdict.evidence}
 
     def _mode_of_cluster(self) -> str:
         found = {m["mode"] for m in self.modes.values()}
@@ -397,22 +399,15 @@ class Session:
     def _trace(self, run_dir: RunDir, mode: str) -> None:
         """Each pod-pod pair once (the lower-named node as source), hop by hop, kept with the run."""
         from netbench.trace.tracer import TraceOptions, Tracer
-        nodes = [n for n in self.nodes if n not in self.down and n in self.facts]
+        nodes = [n for n in self.nodes if n not in self.down and n in self.probes]
         pairs = [(a, b) for i, a in enumerate(nodes) for b in nodes[i + 1:]
                  if not self.options.pairs or (a, b) in self.options.pairs or (b, a) in self.options.pairs]
         if not pairs:
             return
         tracer = Tracer(self.fleet, self.facts, None if mode in ("mixed", "unknown") else mode, TraceOptions())
+        # the run's probe pods serve the trace as they are (prepare() would clean them away)
+        tracer.endpoints = {n: self.probes[n].pods[0] for n in nodes}
         reports = []
-        needed = sorted({x for p in pairs for x in p})
-        try:
-            if all(n in self.probes for n in needed):  # the run's probe pods serve the trace as they are
-                tracer.endpoints = {n: self.probes[n].pods[0] for n in needed}
-            else:
-                tracer.prepare(needed)
-        except Exception as exc:  # noqa: BLE001 — traces that cannot run are reported, the run stands
-            self.fail("trace", "prepare", exc)
-            pairs = []
         for a, b in pairs:
             self.progress(f"trace {a}->{b}", 0)
             try:

@@ -6,7 +6,6 @@ created, and cleanup.clean() can still find everything from names alone after a 
 from __future__ import annotations
 
 import fcntl
-import functools
 import ipaddress
 import json
 import os
@@ -78,21 +77,19 @@ MGMT_GUARD = f"""table bridge nb_guard {{
 """
 
 
-def _lab_errors(method):
+@contextmanager
+def _lab_errors(what: str) -> Iterator[None]:
     """Kernel, etcd and tool failures become LabErrors naming the step: a message, not a traceback."""
-    @functools.wraps(method)
-    def wrapper(self, *args, **kwargs):
-        try:
-            return method(self, *args, **kwargs)
-        except NetlinkError as exc:
-            raise LabError(f"lab {method.__name__}: netlink refused an operation: {exc}") from exc
-        except EtcdError as exc:
-            raise LabError(f"lab {method.__name__}: etcd: {exc}") from exc
-        except subprocess.CalledProcessError as exc:
-            raise LabError(f"lab {method.__name__}: `{' '.join(map(str, exc.cmd))}` exited {exc.returncode}") from exc
-        except FileNotFoundError as exc:
-            raise LabError(f"lab {method.__name__}: {exc.filename} not found (run `make setup`)") from exc
-    return wrapper
+    try:
+        yield
+    except NetlinkError as exc:
+        raise LabError(f"lab {what}: netlink refused an operation: {exc}") from exc
+    except EtcdError as exc:
+        raise LabError(f"lab {what}: etcd: {exc}") from exc
+    except subprocess.CalledProcessError as exc:
+        raise LabError(f"lab {what}: `{' '.join(map(str, exc.cmd))}` exited {exc.returncode}") from exc
+    except FileNotFoundError as exc:
+        raise LabError(f"lab {what}: {exc.filename} not found (run `make setup`)") from exc
 
 
 @contextmanager
@@ -205,7 +202,8 @@ class Lab:
         self.state = LabState.from_topology(topo)
         self._save()
         try:
-            _lab_errors(Lab._build)(self, topo, step)
+            with _lab_errors("up"):
+                self._build(topo, step)
         except BaseException:
             step("build failed: removing what was built")
             cleanup.clean(self.dir)
@@ -291,12 +289,11 @@ class Lab:
             for node in nodes + ([router] if router else []):
                 frr_daemons.ready(node)
 
-        step("flannel network config and leases in etcd")
         state.mode = topo.mode.value
         state.phase = "up"  # the data path below uses the normal (up-lab) code paths
         self._save()
 
-        step(f"pods and the {topo.mode.value} data path")
+        step(f"pods, leases in etcd, the {topo.mode.value} data path")
         for node in nodes:
             for i in range(1, topo.pods_per_node + 1):
                 self._create_pod(node, i, topo.mode.mtu())
@@ -363,9 +360,6 @@ class Lab:
         """The address of the lab's pod nb-pod<index> on a node."""
         return self.node(node).spec.pod_address(index).split("/")[0]
 
-    def pods(self, node: LabNode) -> list[pods.PodSpec]:
-        return [self._pod_spec(node, i, self.mode.mtu()) for i in range(1, self.topology.pods_per_node + 1)]
-
     def _write_inventory(self, topo: LabTopology) -> None:
         inventory = {
             "cluster": {
@@ -391,10 +385,12 @@ class Lab:
             step(f"switching {state.mode} -> {mode.value}")
             if routing and routing != state.routing:
                 if state.frr_applied:  # take the old protocol down before the new one
-                    _lab_errors(Lab._apply_mode)(self, Mode.none, fresh=False)
+                    with _lab_errors(f"mode {mode.value}"):
+                        self._apply_mode(Mode.none, fresh=False)
                 state.routing = routing
                 self._save()
-            _lab_errors(Lab._apply_mode)(self, mode, fresh=False)
+            with _lab_errors(f"mode {mode.value}"):
+                self._apply_mode(mode, fresh=False)
 
     def _apply_mode(self, mode: Mode, fresh: bool) -> None:
         state = self.state
@@ -517,7 +513,8 @@ class Lab:
     def _set_node_mtu(self, node: LabNode, mtu: int) -> None:
         with node.ipr() as ipr:
             ipr.link("set", index=ipr.link_lookup(ifname=BRIDGE)[0], mtu=mtu)
-        commands = [c for pod in self.pods(node) for c in pods.set_mtu_commands(pod, mtu)]
+        commands = [c for i in range(1, self.topology.pods_per_node + 1)
+                    for c in pods.set_mtu_commands(self._pod_spec(node, i, mtu), mtu)]
         if commands:
             node.run(script(commands))
 
@@ -527,14 +524,15 @@ class Lab:
         require_root()
         with lab_lock():
             state = self._fresh()
-            faults.validate(fault, [n.name for n in state.nodes], self.mode)
+            faults.validate(fault, [n.name for n in state.nodes], Mode(state.mode))
             node = self.node(fault.node)
             peers = {n.name: n.subnet for n in state.nodes if n.name != fault.node}
 
             def stop() -> None:
                 udp = FlannelUdp(self.topology.etcd_endpoint, flannel.DEFAULT_PREFIX, self.probes_dir)
                 udp.stop(state.node(fault.node).daemons.pop("flannel-udp", None), node)
-            _lab_errors(lambda _self: faults.apply(fault, node, peers, stop))(self)
+            with _lab_errors(f"fault {fault.kind}"):
+                faults.apply(fault, node, peers, stop)
             state.faults.append(fault.__dict__)
             self._save()
 
@@ -547,9 +545,10 @@ class Lab:
             count = len(state.faults)
             for node in self.nodes:
                 faults.reset(node)
-                if state.link and any(state.link.values()):
-                    linkem.apply(node, self.topology.link)
-            _lab_errors(Lab._apply_mode)(self, self.mode, fresh=False)
+                if state.topology.link.shaped:
+                    linkem.apply(node, state.topology.link)
+            with _lab_errors("fault clear"):
+                self._apply_mode(Mode(state.mode), fresh=False)
             state.faults = []
             self._save()
             return count
@@ -563,8 +562,11 @@ class Lab:
         return report
 
     # -- status ------------------------------------------------------------------------------
-    @_lab_errors
     def status(self) -> dict:
+        with _lab_errors("status"):
+            return self._status()
+
+    def _status(self) -> dict:
         state = self._require()
         etcd_ok = self.etcd.healthy()
         leases = {}

@@ -59,7 +59,7 @@ def stop_daemon(pid: int | None, node: LabNode, timeout: float = 2.0) -> None:
                 os.waitpid(pid, os.WNOHANG)  # reap when it is our child
             except ChildProcessError:
                 pass
-            if not any(alive(p) and os.getpgid(p) == pid for p in _group_members(pid)):
+            if not any(alive(p) for p in _group_members(pid)):  # zombies do not count
                 return
             time.sleep(0.02)
 

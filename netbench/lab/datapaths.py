@@ -14,7 +14,7 @@ import socket
 from pyroute2.netlink.exceptions import NetlinkError
 from pyroute2.netlink.rtnl import rt_proto
 
-from netbench.flannel import VXLAN_PORT, VXLAN_VNI, Mode
+from netbench.flannel import VXLAN_PORT, VXLAN_VNI
 from netbench.lab.node import LabNode
 from netbench.lab.topology import POD_NETWORK
 
@@ -92,7 +92,3 @@ def route_segments(node: LabNode, networks: list[str], via: str) -> None:
     with node.ipr() as ipr:
         for net in networks:
             ipr.route("add", dst=net, gateway=via, oif=_index(ipr, "eth0"), proto=rt_proto["boot"])
-
-
-def route_proto(mode: Mode) -> str:
-    return "static" if mode is Mode.static else "boot"

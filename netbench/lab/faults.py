@@ -6,11 +6,12 @@ from __future__ import annotations
 import ipaddress
 from dataclasses import dataclass
 
+from netbench import flannel
 from netbench.errors import UserError
 from netbench.flannel import Mode
-from netbench.lab.linkem import _burst, loss_table
+from netbench.lab import linkem
 from netbench.lab.node import LabNode
-from netbench.lab.topology import POD_NETWORK
+from netbench.lab.topology import POD_NETWORK, LinkShape
 
 KINDS = {
     "no-route": "delete the node's routes to the pod subnets of its peers (or only --peer's)",
@@ -54,8 +55,13 @@ def validate(fault: Fault, nodes: list[str], mode: Mode) -> None:
         raise UserError(f"fault daemon-stop: the lab runs {mode.value}, which has no overlay daemon (try udp)")
     if fault.kind == "loss" and not (fault.percent and 0 < fault.percent <= 100):
         raise UserError("fault loss needs --percent between 0 and 100")
-    if fault.kind == "rate" and not fault.rate:
-        raise UserError("fault rate needs --rate (e.g. 10mbit)")
+    if fault.kind == "rate":
+        if not fault.rate:
+            raise UserError("fault rate needs --rate (e.g. 10mbit)")
+        try:
+            LinkShape(rate=fault.rate)
+        except ValueError as exc:
+            raise UserError(f"--rate: {exc}") from None
 
 
 def _drop_routes(node: LabNode, subnets: list[str]) -> None:
@@ -87,7 +93,7 @@ def apply(fault: Fault, node: LabNode, peers: dict[str, str], stop_daemon) -> No
     elif kind == "block-encap":
         node.run(["nft", "-f", "-"], input=(
             "table inet nb_fault_block {\n  chain input {\n    type filter hook input priority 0; policy accept;\n"
-            "    udp dport { 8285, 8472 } counter drop\n  }\n}\n"))
+            f"    udp dport {{ {flannel.UDP_PORT}, {flannel.VXLAN_PORT} }} counter drop\n  }}\n}}\n"))
     elif kind == "mtu":
         node.run(["ip", "link", "set", "dev", "eth0", "mtu", str(fault.mtu or 1400)])
     elif kind == "forwarding-off":
@@ -96,10 +102,10 @@ def apply(fault: Fault, node: LabNode, peers: dict[str, str], stop_daemon) -> No
         node.run(["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1"])
         _drop_routes(node, [peers[fault.peer]])
     elif kind == "loss":
-        node.run(["nft", "-f", "-"], input=loss_table("nb_fault_loss", fault.percent))
+        node.run(["nft", "-f", "-"], input=linkem.loss_table("nb_fault_loss", fault.percent))
     elif kind == "rate":
-        node.run(["tc", "qdisc", "replace", "dev", "eth0", "root", "tbf", "rate", fault.rate, "burst",
-                  _burst(fault.rate), "latency", "50ms"])
+        for cmd in linkem.commands(LinkShape(rate=fault.rate))[0]:
+            node.run(cmd)
 
 
 def reset(node: LabNode) -> None:

@@ -54,7 +54,8 @@ def _burst(rate: str) -> str:
 def loss_table(table: str, percent: float, dev: str = "eth0") -> str:
     """An nft script dropping `percent` of what leaves `dev`, except traffic to the management address."""
     per_10k = int(round(percent * 100))
-    return (
+    return (  # declare, delete, define: loading it again (fault clear re-applies the shape) replaces the rule
+        f"table inet {table}\ndelete table inet {table}\n"
         f"table inet {table} {{\n"
         "  chain egress {\n"
         "    type filter hook postrouting priority 0; policy accept;\n"

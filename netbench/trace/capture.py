@@ -7,18 +7,14 @@ from __future__ import annotations
 import base64
 
 from netbench.errors import NetbenchError
-from netbench.probes import WORKDIR
+from netbench.probes import SAFE_WORKDIR, WORKDIR
 from netbench.remote import Runner
 
 FILTER = "icmp or udp port 8285 or udp port 8472"
 SNAPLEN = "512"  # headers of a VXLAN-in-UDP probe plus its marker; lengths keep the wire size
 
-_START = r"""
+_START = SAFE_WORKDIR + r"""
 dir=$1; filter=$2; snap=$3; shift 3
-if [ -L "$dir" ] || [ "$(stat -c %u "$dir" 2>/dev/null || id -u)" != "$(id -u)" ]; then
-  echo "refusing $dir: a symlink or not owned by $(id -un)" >&2; exit 3
-fi
-mkdir -p -m 700 "$dir"
 for i in "$@"; do
   rm -f "$dir/cap-$i".*
   setsid -f sh -c 'exec >"$2" 2>&1 </dev/null; echo $$ >"$3"

@@ -8,7 +8,7 @@ import ipaddress
 import statistics
 from dataclasses import asdict, dataclass, field
 
-from netbench.facts import NodeFacts
+from netbench.facts import NodeFacts, off_link
 from netbench.trace.correlate import Sighting
 from netbench.trace.paths import Hop
 
@@ -201,13 +201,11 @@ def _request_lost(stop: Hop, nxt: Hop, src: NodeFacts, dst: NodeFacts, mode: str
             and src.ip_forward and stop.role in ("pod", "bridge", "underlay"):
         # on a real node a default route sends the packets out anyway, towards a gateway that does
         # not know pod subnets: the missing route is still the cause, on the source node
-        if mode == "host-gw" and not src.connected(dst.address):
+        if mode == "host-gw" and off_link(src, dst.address):
             return Verdict("not-on-link", False, f"host-gw needs {dst.name} ({dst.address}) on {src.name}'s own L2 "
                            "segment; it is not, so the route cannot exist", src.name, stop.label,
                            [f"no connected subnet of {src.name} holds {dst.address}"] + errors)
-        return Verdict("no-route", False, f"{src.name} has no route to {dst.name}'s pod subnet {peer_subnet} "
-                       + ("(only its default route)" if route else "(the seed's broken cluster)"), src.name,
-                       stop.label, [f"{src.name} routes: {', '.join(str(r) for r in src.routes) or 'none'}"] + errors)
+        return _no_route(src, dst, peer_subnet, route, stop, errors)
     if nxt.node == stop.node == src.name and stop.role in ("pod", "bridge"):
         if not src.ip_forward:
             return Verdict("forwarding-disabled", False, f"{src.name} does not forward: net.ipv4.ip_forward=0",
@@ -216,14 +214,8 @@ def _request_lost(stop: Hop, nxt: Hop, src: NodeFacts, dst: NodeFacts, mode: str
             return Verdict("overlay-daemon-down", False, f"no flannel (udp) daemon runs on {src.name}: nothing "
                            "reads flannel0, so nothing crosses to the peer", src.name, stop.label,
                            [f"route: {route or 'none'}", "no flanneld/flannel_udp process"] + errors)
-        if route is None or route.dst == "default":
-            if mode in ("host-gw",) and not src.connected(dst.address):
-                return Verdict("not-on-link", False, f"host-gw needs {dst.name} ({dst.address}) on {src.name}'s "
-                               "own L2 segment; it is not, so the route cannot exist", src.name, stop.label,
-                               [f"no connected subnet of {src.name} holds {dst.address}"] + errors)
-            return Verdict("no-route", False, f"{src.name} has no route to {dst.name}'s pod subnet {peer_subnet} "
-                           "(the seed's broken cluster)", src.name, stop.label,
-                           [f"{src.name} routes: {', '.join(str(r) for r in src.routes) or 'none'}"] + errors)
+        if route is None or route.dst == "default":  # only udp gets here: the branch above took the others
+            return _no_route(src, dst, peer_subnet, route, stop, errors)
         if route.via and not src.connected(route.via) and "onlink" not in str(route):
             return Verdict("not-on-link", False, f"next hop {route.via} is not on any of {src.name}'s links",
                            src.name, stop.label, [str(route)] + errors)
@@ -244,7 +236,7 @@ def _request_lost(stop: Hop, nxt: Hop, src: NodeFacts, dst: NodeFacts, mode: str
                            "UDP 8285", dst.name, stop.label, blocked + errors)
         return Verdict("encap-blocked", False, f"encapsulated packets reach {dst.name}'s {stop.iface} but are not "
                        f"accepted: nothing comes out of {nxt.iface}", dst.name, stop.label,
-                       blocked or ["no firewall rule found: the overlay does not take them"] + errors)
+                       (blocked or ["no firewall rule found: the overlay does not take them"]) + errors)
     if not dst.ip_forward:
         return Verdict("forwarding-disabled", False, f"{dst.name} does not forward: net.ipv4.ip_forward=0",
                        dst.name, stop.label, ["sysctl net.ipv4.ip_forward = 0"] + errors)
@@ -291,6 +283,12 @@ def _loss_point(request, reply, seen, n) -> tuple[str, str | None, str | None]:
             return f" between the hop before {hop.label} ({kind}) and it", hop.node, hop.label
         prev = count
     return "", None, None
+
+
+def _no_route(src: NodeFacts, dst: NodeFacts, peer_subnet: str, route, stop, errors: list[str]) -> Verdict:
+    return Verdict("no-route", False, f"{src.name} has no route to {dst.name}'s pod subnet {peer_subnet} "
+                   + ("(only its default route)" if route else "(the seed's broken cluster)"), src.name,
+                   stop.label, [f"{src.name} routes: {', '.join(str(r) for r in src.routes) or 'none'}"] + errors)
 
 
 def _loss_evidence(src: NodeFacts, dst: NodeFacts) -> list[str]:

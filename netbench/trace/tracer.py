@@ -18,8 +18,8 @@ from scapy.layers.inet import ICMP, IP
 from scapy.packet import Raw
 
 from netbench import pods, probes
-from netbench.errors import NetbenchError
-from netbench.facts import NodeFacts, detect_mode
+from netbench.errors import NetbenchError, UserError
+from netbench.facts import NodeFacts, detect_modes, gather, of_node
 from netbench.fleet import Fleet
 from netbench.trace import capture, correlate, diagnose, paths
 
@@ -42,11 +42,7 @@ def _veth(ep: probes.Endpoint) -> str | None:
 
 def cluster_mode(facts: dict[str, NodeFacts]) -> str:
     """The mode most nodes run, ignoring broken ones: a node whose overlay died still belongs to it."""
-    votes = Counter()
-    for name, f in facts.items():
-        peers = {p: g.pod_subnet for p, g in facts.items() if p != name and g.pod_subnet}
-        mode = detect_mode(f, peers, {p: g.address for p, g in facts.items()}).mode
-        votes[getattr(mode, "value", mode)] += 1
+    votes = Counter(v.name for v in detect_modes(facts).values())
     good = [(n, m) for m, n in votes.items() if m in KNOWN]
     return max(good)[1] if good else ("none" if votes else "unknown")
 
@@ -76,6 +72,7 @@ class Tracer:
         self.options = options or TraceOptions()
         self.mode = mode or cluster_mode(facts)
         self.endpoints: dict[str, probes.Endpoint] = {}
+        self.prepared: set[str] = set()
 
     def prepare(self, nodes: list[str]) -> None:
         """The agent and one probe pod on each node taking part (none in --host mode)."""
@@ -85,14 +82,14 @@ class Tracer:
             if self.options.host:
                 return probes.Endpoint(conn.name, self.facts[conn.name].address)
             return probes.create_pods(conn, self.facts[conn.name], 1)[0][1]
+        self.prepared.update(nodes)  # a node that failed half-way may hold a pod too: close() cleans it
         result = self.fleet.each(setup, nodes)
-        for name, value in result.items():
-            if isinstance(value, BaseException):
-                raise NetbenchError(f"{name}: cannot prepare the trace: {value}")
-            self.endpoints[name] = value
+        self.endpoints.update(result.succeeded)
+        for name, error in result.failed.items():
+            raise NetbenchError(f"{name}: cannot prepare the trace: {error}")
 
     def close(self) -> None:
-        self.fleet.each(probes.clean, list(self.endpoints))
+        self.fleet.each(probes.clean, sorted(self.prepared))
 
     def trace(self, src: str, dst: str) -> diagnose.TraceReport:
         fs, fd = self.facts[src], self.facts[dst]
@@ -131,24 +128,19 @@ def trace_pairs(nodes: list, pod_network: str, pairs: list[tuple[str, str]], opt
                 progress=None) -> tuple[list[diagnose.TraceReport], dict[str, str]]:
     """Connect, learn facts, prepare the nodes the pairs need, trace each pair; always clean up.
     Returns the reports and, per node, why it could not take part."""
-    from netbench import facts as facts_mod
-
     specs = {n.target.name: n for n in nodes}
     missing = sorted({x for p in pairs for x in p} - set(specs))
     if missing:
-        from netbench.errors import UserError
         raise UserError(f"no node named {missing[0]!r} in the inventory (nodes: {', '.join(specs)})")
     failed: dict[str, str] = {}
     with Fleet([n.target for n in nodes], accept_new_host_keys) as fleet:
-        raws = fleet.each(facts_mod.gather)
+        raws = fleet.each(gather)
         node_facts = {}
         for name, raw in raws.items():
             if isinstance(raw, BaseException):
                 failed[name] = str(raw)
                 continue
-            s = specs[name]
-            node_facts[name] = facts_mod.analyse(name, s.target.address, raw, pod_network, s.subnet, s.bridge,
-                                                 s.underlay)
+            node_facts[name] = of_node(specs[name], raw, pod_network)
         tracer = Tracer(fleet, node_facts, mode, options)
         involved = sorted({x for p in pairs for x in p} - set(failed))
         reports = []

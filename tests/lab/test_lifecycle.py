@@ -140,6 +140,9 @@ def test_link_loss_drops_packets():
         mgmt = subprocess.run(["ping", "-q", "-c", "100", "-i", "0.002", "-W", "1", lab.node("n1").spec.address],
                               capture_output=True, text=True)
         assert " 0% packet loss" in mgmt.stdout, mgmt.stdout
+        lab.clear_faults()  # re-applies the link shape: the loss rule is replaced, not added twice
+        rules = lab.node("n1").run(["nft", "list", "table", "inet", "nb_linkem"]).stdout
+        assert rules.count("numgen random") == 1, rules
     finally:
         lab.down()
 
@@ -193,7 +196,7 @@ def test_stale_state_after_the_namespaces_vanished_is_refused_not_acted_on():
     assert leftovers() == NOTHING
 
 
-def test_a_foreign_state_dir_is_neither_used_nor_deleted(tmp_path_factory):
+def test_a_foreign_state_dir_is_neither_used_nor_deleted():
     foreign = Path("/var/lib/netbench-test-foreign")
     foreign.mkdir(exist_ok=True)
     (foreign / "precious.txt").write_text("keep me")

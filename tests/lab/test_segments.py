@@ -49,7 +49,8 @@ def test_host_gw_fails_across_segments_and_trace_says_the_next_hop_is_not_on_lin
 @pytest.mark.parametrize("mode", [Mode.static, Mode.frr, Mode.udp, Mode.vxlan], ids=lambda m: m.value)
 def test_routed_and_overlay_modes_deliver_between_every_pod_pair(lab, mode):
     lab.set_mode(mode)
-    assert all(reachable(lab).values()), reachable(lab)
+    seen = reachable(lab)
+    assert all(seen.values()), seen
     if mode in (Mode.static, Mode.frr):  # n1 reaches n2's pods through the router, n3's directly
         routes = {r["dst"]: r for r in json.loads(lab.node("n1").run(["ip", "-j", "route"]).stdout)}
         assert routes[lab.node("n2").spec.subnet]["gateway"] == router_address(0)
@@ -61,7 +62,8 @@ def test_routed_and_overlay_modes_deliver_between_every_pod_pair(lab, mode):
 def test_ibgp_across_segments_learns_through_the_route_reflector(lab):
     lab.set_mode(Mode.frr, routing="bgp")
     try:
-        assert all(reachable(lab).values()), reachable(lab)
+        seen = reachable(lab)
+        assert all(seen.values()), seen
         routes = {r["dst"]: r for r in json.loads(lab.node("n1").run(["ip", "-j", "route"]).stdout)}
         far = routes[lab.node("n2").spec.subnet]  # reflected by the router; next hop resolved through it
         assert far["protocol"] == "bgp" and far["gateway"] == router_address(0), far

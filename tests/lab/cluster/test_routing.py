@@ -12,8 +12,6 @@ from netbench import frr
 from netbench.flannel import Mode
 from tests.lab.helpers import ping, ttl_of
 
-PROTO = {"ospf": "ospf", "bgp": "bgp"}
-
 
 def netbench(*args, timeout=120):
     return subprocess.run([sys.executable, "-m", "netbench", *args], capture_output=True, text=True, timeout=timeout)
@@ -46,7 +44,7 @@ def test_frr_learns_every_peers_pod_subnet(lab, routing):
             time.sleep(0.5)
         assert set(states) == set(peers) and up, states
         # the kernel holds what FRR learned: each peer's /24 via that peer, proto ospf / bgp
-        learned = {r["dst"]: r for r in routes(node) if r.get("protocol") == PROTO[routing]}
+        learned = {r["dst"]: r for r in routes(node) if r.get("protocol") == routing}
         for address, peer in peers.items():
             assert learned[peer.spec.subnet]["gateway"] == address, learned
         assert len(learned) == len(peers)  # its own subnet and the underlay are not learned

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from netbench import probes
 from netbench.flannel import Mode
 
 QUICK = ["--samples", "30", "--interval", "0.005", "--duration", "1", "--repeats", "1"]
@@ -30,7 +31,7 @@ def probe_processes() -> list[str]:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
         except OSError:
             continue
-        if "/tmp/netbench/agent.py" in cmd or ("iperf3" in cmd and "15201" in cmd):
+        if probes.AGENT in cmd or ("iperf3" in cmd and str(probes.IPERF_PORT) in cmd):
             found.append(f"{pid}: {cmd[:80]}")
     return found
 
@@ -121,13 +122,14 @@ def inventory_copy(lab, tmp_path, known_hosts_text: str) -> Path:
 
 
 def test_unknown_host_keys_are_refused_unless_accepted_and_changed_ones_always(lab, tmp_path):
-    path = inventory_copy(lab, tmp_path, "")
+    path = inventory_copy(lab, tmp_path, "# the user's own comment\n")
     proc = netbench("doctor", "-i", str(path))
     assert proc.returncode == 1
     assert proc.stdout.count("is not in") == 3 and "--accept-new-host-keys" in proc.stdout
     proc = netbench("doctor", "-i", str(path), "--accept-new-host-keys")
     assert proc.returncode == 0, proc.stdout
-    assert len((tmp_path / "known_hosts").read_text().splitlines()) == 3
+    lines = (tmp_path / "known_hosts").read_text().splitlines()
+    assert lines[0] == "# the user's own comment" and len(lines) == 4, lines  # appended, not rewritten
     # a key that changed (n2's key filed for n1) is refused even with accept-new
     lines = lab.keys.known_hosts.read_text().splitlines()
     n2_key = lines[1].split(" ", 1)[1]

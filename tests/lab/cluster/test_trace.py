@@ -90,7 +90,7 @@ def test_each_fault_gets_its_verdict_naming_node_and_hop(in_mode, mode, fault, p
     assert (v["kind"], v["node"]) == (kind, node), v
     if hop:
         assert v["hop"] == hop, v
-    assert v["message"] and v["evidence"] is not None
+    assert v["message"] and v["evidence"], v
     # and after clear the same path is healthy again
     code, out = trace(*pair, "--no-mtu", "--probes", "5")
     assert code == 0 and out["traces"][0]["verdicts"][0]["kind"] == "delivered"
