@@ -5,11 +5,11 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from netbench import facts, routes
+from netbench import cluster, routes
+from netbench.cluster import ClusterNode
 from netbench.errors import UserError
-from netbench.fleet import Fleet
+from netbench.fleet import Connection, Fleet
 from netbench.inventory import Inventory
-from netbench.run import NodeSpecIn
 
 
 def _leases(inv: Inventory) -> dict[str, dict] | None:
@@ -22,21 +22,18 @@ def _leases(inv: Inventory) -> dict[str, dict] | None:
         return None
 
 
-def examine(inv: Inventory, nodes: list[NodeSpecIn], accept_new_host_keys: bool = False) -> dict:
-    with Fleet([n.target for n in nodes], accept_new_host_keys) as fleet:
-        raws = fleet.each(facts.gather)  # privileged: uid 0 when root or `sudo -n` works, else sudo is off
-    specs = {n.target.name: n for n in nodes}
-    report: dict = {"nodes": {}, "healthy": True, "leases": _leases(inv)}
-    node_facts: dict[str, facts.NodeFacts] = {}
-    for name, raw in raws.items():
-        if isinstance(raw, BaseException):
-            report["nodes"][name] = {"error": str(raw)}
-            report["healthy"] = False
+def examine(inv: Inventory, nodes: list[ClusterNode], accept_new_host_keys: bool = False,
+            transport=Connection) -> dict:
+    with Fleet([n.target for n in nodes], accept_new_host_keys, transport=transport) as fleet:
+        # privileged: uid 0 when root or `sudo -n` works, else sudo is off
+        node_facts, failed = cluster.gather_facts(fleet, nodes, str(inv.cluster.pod_network))
+    report: dict = {"nodes": {}, "healthy": not failed, "leases": _leases(inv)}
+    mode = cluster.detect(node_facts)
+    for name in (n.name for n in nodes):
+        if name in failed:
+            report["nodes"][name] = {"error": str(failed[name])}
             continue
-        node_facts[name] = facts.of_node(specs[name], raw, str(inv.cluster.pod_network))
-    verdicts = facts.detect_modes(node_facts)
-    for name, f in node_facts.items():
-        verdict = verdicts[name]
+        f, verdict = node_facts[name], mode.verdicts[name]
         problems = []
         if f.missing_tools:
             problems.append(f"missing tools: {', '.join(f.missing_tools)}")
@@ -67,8 +64,8 @@ def examine(inv: Inventory, nodes: list[NodeSpecIn], accept_new_host_keys: bool 
         }
         if problems:
             report["healthy"] = False
-    modes = {n["mode"] for n in report["nodes"].values() if "mode" in n}
-    report["mode"] = modes.pop() if len(modes) == 1 else "mixed"
+    report["mode"] = mode.name
+    report["mode_dissenters"] = mode.dissenters
     return report
 
 
@@ -98,5 +95,6 @@ def render(report: dict, console: Console) -> None:
         if node["problems"]:
             table.add_row("[red]problems[/]", "\n".join(node["problems"]))
         console.print(table)
-    console.print(f"cluster mode: [bold]{report['mode']}[/]; "
+    odd = ", ".join(f"{n}: {m}" for n, m in sorted(report.get("mode_dissenters", {}).items()))
+    console.print(f"cluster mode: [bold]{report['mode']}[/]" + (f" (differing: {odd})" if odd else "") + "; "
                   + ("[green]healthy[/]" if report["healthy"] else "[red]problems found[/]"))

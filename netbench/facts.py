@@ -12,14 +12,10 @@ import ipaddress
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from netbench import frr
 from netbench.flannel import Mode, SubnetEnv
 from netbench.remote import Runner
-
-if TYPE_CHECKING:
-    from netbench.run import NodeSpecIn
 
 PROBE = Path(__file__).resolve().parents[1] / "probes" / "facts.py"
 REQUIRED_TOOLS = ("python3", "ip", "tcpdump", "iperf3")
@@ -140,11 +136,6 @@ class NodeFacts:
 def gather(runner: Runner, timeout: float = 30.0) -> dict:
     result = runner.run(GATHER, input=PROBE.read_text(), timeout=timeout)
     return json.loads(result.stdout)
-
-
-def of_node(spec: NodeSpecIn, raw: dict, pod_network: str) -> NodeFacts:
-    """analyse() a node's gathered facts, what its inventory entry says winning over discovery."""
-    return analyse(spec.target.name, spec.target.address, raw, pod_network, spec.subnet, spec.bridge, spec.underlay)
 
 
 def _kind(link: dict) -> str:

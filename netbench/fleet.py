@@ -40,16 +40,29 @@ class NodeError(NetbenchError):
 
 @dataclass(frozen=True)
 class SshTarget:
+    """How to reach one node: the inventory's SSH settings resolved for it (node override over the
+    defaults, paths absolute). The one place that decides whether a command goes through sudo."""
+
     name: str
     address: str
     port: int = 22
     user: str = "root"
-    identity_file: str | None = None
-    known_hosts: str = "~/.ssh/known_hosts"
+    identity_file: Path | None = None
+    known_hosts: Path = Path("~/.ssh/known_hosts")
     use_agent: bool = True
     sudo: str = "auto"  # auto | always | never
     connect_timeout: float = 10.0
     command_timeout: float = 60.0
+
+    @property
+    def uses_sudo(self) -> bool:
+        """Privileged commands go through `sudo -n`: always, or (auto) for any user but root."""
+        return self.sudo == "always" or (self.sudo == "auto" and self.user != "root")
+
+    @property
+    def sudo_prefix(self) -> tuple[str, ...]:
+        """Put before a privileged command; `-n` fails at once instead of hanging on a password prompt."""
+        return ("sudo", "-n") if self.uses_sudo else ()
 
 
 class _AcceptNew(paramiko.MissingHostKeyPolicy):
@@ -80,7 +93,7 @@ class Connection:
 
     @property
     def known_hosts(self) -> Path:
-        return Path(os.path.expanduser(self.target.known_hosts))
+        return Path(os.path.expanduser(str(self.target.known_hosts)))
 
     def open(self) -> "Connection":
         t = self.target
@@ -96,7 +109,7 @@ class Connection:
         try:
             client.connect(
                 t.address, port=t.port, username=t.user,
-                key_filename=os.path.expanduser(t.identity_file) if t.identity_file else None,
+                key_filename=os.path.expanduser(str(t.identity_file)) if t.identity_file else None,
                 allow_agent=t.use_agent, look_for_keys=False,
                 timeout=t.connect_timeout, banner_timeout=t.connect_timeout, auth_timeout=t.connect_timeout,
             )
@@ -124,10 +137,9 @@ class Connection:
         return self._client
 
     def _wrap(self, argv: Sequence[str], privileged: bool) -> str:
-        command = shlex.join(argv)
-        needs_sudo = self.target.sudo == "always" or (
-            self.target.sudo == "auto" and privileged and self.target.user != "root")
-        return f"sudo -n -- {command}" if needs_sudo else command
+        # `always` means every command, even one that needs no privileges
+        needs_sudo = self.target.uses_sudo and (privileged or self.target.sudo == "always")
+        return shlex.join([*self.target.sudo_prefix, "--", *argv] if needs_sudo else argv)
 
     def run(self, argv: Sequence[str], *, timeout: float | None = None, check: bool = True,
             input: str | None = None, privileged: bool = True) -> CommandResult:
@@ -178,9 +190,12 @@ class GroupResult(dict, Generic[T]):
 
 
 class Fleet:
+    """Connections to many nodes. `transport` makes one per target: paramiko's `Connection` by default,
+    a scripted node in orchestration tests (anything with `open`, `run`, `close`, `name`, `target`)."""
+
     def __init__(self, targets: Iterable[SshTarget], accept_new_host_keys: bool = False,
-                 max_parallel: int = 16) -> None:
-        self.connections = {t.name: Connection(t, accept_new_host_keys) for t in targets}
+                 max_parallel: int = 16, transport: Callable[[SshTarget, bool], Connection] = Connection) -> None:
+        self.connections = {t.name: transport(t, accept_new_host_keys) for t in targets}
         self.max_parallel = max_parallel
 
     def __getitem__(self, name: str) -> Connection:

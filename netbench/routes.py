@@ -29,12 +29,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Callable, Iterable, Mapping, Sequence
 
-from netbench import facts, flannel, frr
+from netbench import cluster, facts, flannel, frr
+from netbench.cluster import ClusterNode
 from netbench.errors import NetbenchError, UserError
 from netbench.fleet import Connection, Fleet
 from netbench.inventory import Inventory
 from netbench.remote import script
-from netbench.run import NodeSpecIn
 from probes.etcdv3 import Etcd, EtcdError
 
 KINDS: tuple[str, ...] = ("static", "frr")
@@ -516,9 +516,9 @@ def show_routes(conn: Connection, destinations: Sequence[str],
     return shown, got
 
 
-def node_facts(conn: Connection, spec: NodeSpecIn, pod_network: str) -> facts.NodeFacts:
+def node_facts(conn: Connection, spec: ClusterNode, pod_network: str) -> facts.NodeFacts:
     raw = facts.gather(conn)
-    return facts.of_node(spec, raw, pod_network)
+    return cluster.of_node(spec, raw, pod_network)
 
 
 def _refuse_if_applied(conn: Connection) -> None:
@@ -528,7 +528,7 @@ def _refuse_if_applied(conn: Connection) -> None:
                           "run `netbench routes revert` first")
 
 
-def _own(conn: Connection, spec: NodeSpecIn, job: Job, known: facts.NodeFacts | None = None) -> Lease:
+def _own(conn: Connection, spec: ClusterNode, job: Job, known: facts.NodeFacts | None = None) -> Lease:
     address = spec.target.address
     pod_subnet = spec.subnet
     if pod_subnet is None and sum(lease.public_ip == address for lease in job.leases.values()) != 1:
@@ -537,7 +537,7 @@ def _own(conn: Connection, spec: NodeSpecIn, job: Job, known: facts.NodeFacts | 
     return own_lease(address, job.leases, pod_subnet)
 
 
-def apply_static(conn: Connection, spec: NodeSpecIn, job: Job, out: Outcome) -> None:
+def apply_static(conn: Connection, spec: ClusterNode, job: Job, out: Outcome) -> None:
     _refuse_if_applied(conn)
     own = _own(conn, spec, job)
     peers, skipped = peer_leases(own, job.leases)
@@ -609,7 +609,7 @@ def _frr_prechecks(conn: Connection, plan: frr.FrrPlan) -> None:
                           "does not record (the lab's frr mode?); netbench will not take it over")
 
 
-def apply_frr(conn: Connection, spec: NodeSpecIn, job: Job, out: Outcome) -> None:
+def apply_frr(conn: Connection, spec: ClusterNode, job: Job, out: Outcome) -> None:
     _refuse_if_applied(conn)
     known = node_facts(conn, spec, job.pod_network)
     own = _own(conn, spec, job, known)
@@ -644,7 +644,7 @@ def apply_frr(conn: Connection, spec: NodeSpecIn, job: Job, out: Outcome) -> Non
         out.notes.append(f"learned {', '.join(subnets)} over {job.routing}")
 
 
-def revert_node(conn: Connection, spec: NodeSpecIn, job: Job, out: Outcome) -> None:
+def revert_node(conn: Connection, spec: ClusterNode, job: Job, out: Outcome) -> None:
     state = read_state(conn)
     if state is None:
         out.status = "nothing to revert"
@@ -689,11 +689,11 @@ def revert_node(conn: Connection, spec: NodeSpecIn, job: Job, out: Outcome) -> N
     out.status = "reverted"
 
 
-Step = Callable[[Connection, NodeSpecIn, Job, Outcome], None]
+Step = Callable[[Connection, ClusterNode, Job, Outcome], None]
 STEPS: dict[str, Step] = {"static": apply_static, "frr": apply_frr, "revert": revert_node}
 
 
-def _run_node(step: Step, spec: NodeSpecIn, job: Job) -> Callable[[Connection], Outcome]:
+def _run_node(step: Step, spec: ClusterNode, job: Job) -> Callable[[Connection], Outcome]:
     def run(conn: Connection) -> Outcome:
         out = Outcome(spec.target.name, "failed")
         try:
@@ -710,7 +710,7 @@ def _strip_node(message: str, node: str) -> str:
     return message[len(node) + 2:] if message.startswith(f"{node}: ") else message
 
 
-def run_on_fleet(nodes: Sequence[NodeSpecIn], job: Job, accept_new_host_keys: bool = False) -> dict[str, Outcome]:
+def run_on_fleet(nodes: Sequence[ClusterNode], job: Job, accept_new_host_keys: bool = False) -> dict[str, Outcome]:
     """One Outcome per node, in inventory order; an unreachable node or a bug on one node is that node's."""
     specs = {n.target.name: n for n in nodes}
     step = STEPS[job.kind]
@@ -737,7 +737,7 @@ def check_args(kind: str, routing: str | None) -> str:
     return routing or "ospf"
 
 
-def apply(inv: Inventory, nodes: Sequence[NodeSpecIn], kind: str, routing: str | None = None, dry_run: bool = False,
+def apply(inv: Inventory, nodes: Sequence[ClusterNode], kind: str, routing: str | None = None, dry_run: bool = False,
           accept_new_host_keys: bool = False) -> dict[str, Outcome]:
     """Route pod subnets with `kind` (static | frr) on every node. UserError for bad input or no leases."""
     routing = check_args(kind, routing)
@@ -746,7 +746,7 @@ def apply(inv: Inventory, nodes: Sequence[NodeSpecIn], kind: str, routing: str |
     return run_on_fleet(nodes, job, accept_new_host_keys)
 
 
-def revert(inv: Inventory, nodes: Sequence[NodeSpecIn], dry_run: bool = False,
+def revert(inv: Inventory, nodes: Sequence[ClusterNode], dry_run: bool = False,
            accept_new_host_keys: bool = False) -> dict[str, Outcome]:
     """Undo what `apply` did on every node, from each node's state file (etcd is not needed)."""
     job = Job("revert", str(inv.cluster.pod_network), dry_run=dry_run)

@@ -17,8 +17,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from netbench import __version__, facts, pods, probes
-from netbench.fleet import Fleet, SshTarget
+from netbench import __version__, cluster, facts, pods, probes
+from netbench.cluster import ClusterNode
+from netbench.fleet import Connection, Fleet
 from netbench.measure import MeasureError, latency, throughput
 from netbench.plan import LATENCY_TESTS, SCENARIOS, THROUGHPUT_TESTS, Step, make_plan
 from netbench.remote import script
@@ -75,16 +76,6 @@ class Failure:
 
 
 @dataclass
-class NodeSpecIn:
-    """What the inventory says of a node beyond how to reach it."""
-
-    target: SshTarget
-    subnet: str | None = None
-    bridge: str | None = None
-    underlay: str | None = None
-
-
-@dataclass
 class RunOutcome:
     run_dir: RunDir
     mode: str
@@ -110,10 +101,10 @@ def tool_versions() -> dict:
 
 
 class Session:
-    def __init__(self, nodes: list[NodeSpecIn], pod_network: str, options: RunOptions, out_root: Path,
+    def __init__(self, nodes: list[ClusterNode], pod_network: str, options: RunOptions, out_root: Path,
                  inventory_meta: dict, label: str = "", accept_new_host_keys: bool = False,
-                 progress: Progress | None = None) -> None:
-        self.nodes = {n.target.name: n for n in nodes}
+                 progress: Progress | None = None, transport=Connection) -> None:
+        self.nodes = {n.name: n for n in nodes}
         self.pod_network = pod_network
         self.options = options
         self.out_root = out_root
@@ -121,11 +112,12 @@ class Session:
         self.label = label
         self.mode_label: str | None = None  # the mode a pass of `--modes` switched to
         self.progress = progress or (lambda what, n: None)
-        self.fleet = Fleet([n.target for n in nodes], accept_new_host_keys, options.max_parallel)
+        self.fleet = Fleet([n.target for n in nodes], accept_new_host_keys, options.max_parallel, transport)
         self.failures: list[Failure] = []
         self.down: set[str] = set()
         self.facts: dict[str, facts.NodeFacts] = {}
         self.modes: dict[str, dict] = {}
+        self.cluster_mode = cluster.cluster_mode({})
         self.probes: dict[str, probes.NodeProbes] = {}
         self.run_dir: RunDir | None = None
         self.host_measured = False
@@ -216,8 +208,8 @@ class Session:
         """One measurement of the data path in place: facts, probes (kept for the next pass), the plan,
         traces."""
         self._gather_facts()
-        mode = self.mode_label or self._mode_of_cluster()
-        if self.options.modes and self._mode_of_cluster() != self.mode_label:
+        mode = self.mode_label or self.cluster_mode.name
+        if self.options.modes and self.cluster_mode.name != self.mode_label:
             found = {n: m["mode"] for n, m in self.modes.items()}
             self.fail(f"mode {self.mode_label}", "facts", f"the nodes do not look like {self.mode_label}: {found}")
         meta.update(mode=mode, facts=self._facts_meta())
@@ -242,33 +234,31 @@ class Session:
                 specs = self.probes[conn.name].specs
                 conn.run(script([c for spec in specs for c in pods.set_mtu_commands(spec, mtu)]))
         names = [n for n in self.probes if n in self.facts and n not in self.down]
-        for name, value in self.fleet.each(one, names).items():
-            if isinstance(value, BaseException):
-                self.mark_down(name, "deploy", value)
+        result = self.fleet.each(one, names)
+        for name, error in result.failed.items():
+            self.mark_down(name, "deploy", error)
+        for name in result:
             self.progress(f"probes on {name}", 1)
 
     def _connect(self) -> None:
-        for name, result in self.fleet.connect().items():
-            if isinstance(result, BaseException):
-                self.mark_down(name, "connect", result)
+        result = self.fleet.connect()
+        for name, error in result.failed.items():
+            self.mark_down(name, "connect", error)
+        for name in result:
             self.progress(f"connected {name}", 1)
 
     def _gather_facts(self) -> None:
-        raws = self.fleet.each(facts.gather, self.up)
-        for name, raw in raws.items():
-            if isinstance(raw, BaseException):
-                self.mark_down(name, "facts", raw)
-                continue
-            f = self.facts[name] = facts.of_node(self.nodes[name], raw, self.pod_network)
+        found, failed = cluster.gather_facts(self.fleet, [self.nodes[n] for n in self.up], self.pod_network,
+                                             lambda name: self.progress(f"facts {name}", 1))
+        for name, error in failed.items():
+            self.mark_down(name, "facts", error)
+        self.facts.update(found)
+        for name, f in found.items():
             if f.missing_tools:
                 self.mark_down(name, "facts", f"missing tool(s) on the node: {', '.join(f.missing_tools)}")
-            self.progress(f"facts {name}", 1)
-        for name, verdict in facts.detect_modes(self.facts).items():
+        self.cluster_mode = cluster.detect(self.facts)
+        for name, verdict in self.cluster_mode.verdicts.items():
             self.modes[name] = {"mode": verdict.name, "evidence": verdict.evidence}
-
-    def _mode_of_cluster(self) -> str:
-        found = {m["mode"] for m in self.modes.values()}
-        return found.pop() if len(found) == 1 else "mixed"
 
     def _facts_meta(self) -> dict:
         return {name: {"hostname": f.hostname, "address": f.address, "pod_subnet": f.pod_subnet, "bridge": f.bridge,
@@ -281,11 +271,10 @@ class Session:
 
     def _deploy(self) -> None:
         result = self.fleet.each(lambda c: probes.deploy(c, self.facts[c.name]), self.up)
-        for name, value in result.items():
-            if isinstance(value, BaseException):
-                self.mark_down(name, "deploy", value)
-            else:
-                self.probes[name] = value
+        self.probes.update(result.succeeded)
+        for name, error in result.failed.items():
+            self.mark_down(name, "deploy", error)
+        for name in result:
             self.progress(f"probes on {name}", 1)
 
     # -- measuring ---------------------------------------------------------------------------
@@ -359,7 +348,7 @@ class Session:
                         raise MeasureError(result.stderr.strip()[-300:] or f"exit {result.exit_code}")
                     rtts, sent = latency.parse_ping(result.stdout)
                 records = latency.records(test, rtts, sent, step.scenario, step.src, step.dst)
-                self.run_dir.append_samples(self.mode_label or self._mode_of_cluster(), step.scenario, step.src,
+                self.run_dir.append_samples(self.mode_label or self.cluster_mode.name, step.scenario, step.src,
                                             step.dst, test, rtts)
                 if not rtts:
                     self.fail(f"{step.src}->{step.dst}", f"{step.scenario} {test}", "unreachable: no reply")
@@ -404,7 +393,8 @@ class Session:
                  if not self.options.pairs or (a, b) in self.options.pairs or (b, a) in self.options.pairs]
         if not pairs:
             return
-        tracer = Tracer(self.fleet, self.facts, None if mode in ("mixed", "unknown") else mode, TraceOptions())
+        tracer = Tracer(self.fleet, self.facts, None if mode in ("mixed", "unknown") else mode,
+                        TraceOptions())
         # the run's probe pods serve the trace as they are (prepare() would clean them away)
         tracer.endpoints = {n: self.probes[n].pods[0] for n in nodes}
         reports = []
@@ -423,9 +413,8 @@ class Session:
     def _teardown(self) -> None:
         names = [n for n in self.probes if n not in self.down] + [n for n in self.probes if n in self.down]
         result = self.fleet.each(lambda c: probes.clean(c, timeout=15), names, timeout=60)
-        for name, value in result.items():
-            if isinstance(value, BaseException):
-                self.fail(name, "cleanup", f"probes may be left on the node ({value}); run `netbench clean`")
+        for name, error in result.failed.items():
+            self.fail(name, "cleanup", f"probes may be left on the node ({error}); run `netbench clean`")
 
 
 def summary(df) -> list[dict]:

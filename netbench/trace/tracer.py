@@ -10,21 +10,20 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from scapy.layers.inet import ICMP, IP
 from scapy.packet import Raw
 
-from netbench import pods, probes
+from netbench import cluster, pods, probes
+from netbench.cluster import DATA_PATHS, ClusterNode
 from netbench.errors import NetbenchError, UserError
-from netbench.facts import NodeFacts, detect_modes, gather, of_node
-from netbench.fleet import Fleet
+from netbench.facts import NodeFacts
+from netbench.fleet import Connection, Fleet
 from netbench.trace import capture, correlate, diagnose, paths
 
 SWEEP_SIZES = (576, 1000, 1200, 1280, 1350, 1400, 1420, 1450, 1472, 1500, 8950, 9000)
-KNOWN = {"udp", "vxlan", "host-gw", "static", "frr"}
 
 
 @dataclass
@@ -38,13 +37,6 @@ class TraceOptions:
 
 def _veth(ep: probes.Endpoint) -> str | None:
     return pods.host_veth(ep.pod) if ep.pod else None
-
-
-def cluster_mode(facts: dict[str, NodeFacts]) -> str:
-    """The mode most nodes run, ignoring broken ones: a node whose overlay died still belongs to it."""
-    votes = Counter(v.name for v in detect_modes(facts).values())
-    good = [(n, m) for m, n in votes.items() if m in KNOWN]
-    return max(good)[1] if good else ("none" if votes else "unknown")
 
 
 def craft(src_ip: str, dst_ip: str, trace_id: int, count: int, size: int, sweep: list[int]):
@@ -70,7 +62,7 @@ class Tracer:
                  options: TraceOptions | None = None) -> None:
         self.fleet, self.facts = fleet, facts
         self.options = options or TraceOptions()
-        self.mode = mode or cluster_mode(facts)
+        self.mode = mode or cluster.detect(facts).likely
         self.endpoints: dict[str, probes.Endpoint] = {}
         self.prepared: set[str] = set()
 
@@ -94,7 +86,7 @@ class Tracer:
     def trace(self, src: str, dst: str) -> diagnose.TraceReport:
         fs, fd = self.facts[src], self.facts[dst]
         a, b = self.endpoints[src], self.endpoints[dst]
-        expected_mode = self.mode if self.mode in KNOWN else "host-gw"  # routed: what "none" fails to be
+        expected_mode = self.mode if self.mode in DATA_PATHS else "host-gw"  # routed: what "none" fails to be
         request = paths.expected_hops(expected_mode, fs, fd, _veth(a), _veth(b), self.options.host)
         reply = paths.reply_hops(request)
         extra = {n: [i.name for i in self.facts[n].interfaces.values() if i.kind in ("tun", "vxlan")]
@@ -123,24 +115,18 @@ class Tracer:
         return diagnose.analyse(request, reply, seen, main, sized, fs, fd, self.mode, mtu)
 
 
-def trace_pairs(nodes: list, pod_network: str, pairs: list[tuple[str, str]], options: TraceOptions,
+def trace_pairs(nodes: list[ClusterNode], pod_network: str, pairs: list[tuple[str, str]], options: TraceOptions,
                 mode: str | None = None, accept_new_host_keys: bool = False,
-                progress=None) -> tuple[list[diagnose.TraceReport], dict[str, str]]:
+                progress=None, transport=Connection) -> tuple[list[diagnose.TraceReport], dict[str, str]]:
     """Connect, learn facts, prepare the nodes the pairs need, trace each pair; always clean up.
     Returns the reports and, per node, why it could not take part."""
-    specs = {n.target.name: n for n in nodes}
-    missing = sorted({x for p in pairs for x in p} - set(specs))
+    names = [n.name for n in nodes]
+    missing = sorted({x for p in pairs for x in p} - set(names))
     if missing:
-        raise UserError(f"no node named {missing[0]!r} in the inventory (nodes: {', '.join(specs)})")
-    failed: dict[str, str] = {}
-    with Fleet([n.target for n in nodes], accept_new_host_keys) as fleet:
-        raws = fleet.each(gather)
-        node_facts = {}
-        for name, raw in raws.items():
-            if isinstance(raw, BaseException):
-                failed[name] = str(raw)
-                continue
-            node_facts[name] = of_node(specs[name], raw, pod_network)
+        raise UserError(f"no node named {missing[0]!r} in the inventory (nodes: {', '.join(names)})")
+    with Fleet([n.target for n in nodes], accept_new_host_keys, transport=transport) as fleet:
+        node_facts, errors = cluster.gather_facts(fleet, nodes, pod_network)
+        failed = {name: str(error) for name, error in errors.items()}
         tracer = Tracer(fleet, node_facts, mode, options)
         involved = sorted({x for p in pairs for x in p} - set(failed))
         reports = []

@@ -214,7 +214,7 @@ def test_unreadable_identity_file(tmp_path, key, monkeypatch):
     if os.geteuid() == 0:  # root reads any file: make open() answer as it would for anyone else
         def denied(*args, **kwargs):
             raise PermissionError(13, "Permission denied")
-        monkeypatch.setattr("netbench.inventory.open", denied, raising=False)
+        monkeypatch.setattr("netbench.inventory.fields.open", denied, raising=False)
     key.chmod(0)
     path = write(tmp_path / "inv.yaml", base(identity_file=str(key)))
     assert problems(path) == [f"{path}: ssh.identity_file: {key} is not readable: Permission denied"]

@@ -10,11 +10,11 @@ from typer.testing import CliRunner
 
 from netbench import facts, frr, routes
 from netbench.cli_routes import routes_app
+from netbench.cluster import ClusterNode
 from netbench.errors import UserError
 from netbench.fleet import SshTarget
 from netbench.inventory import Inventory
 from netbench.remote import CommandResult
-from netbench.run import NodeSpecIn
 
 DATA = Path(__file__).parent / "data"
 
@@ -241,7 +241,7 @@ class FakeNode:
         return CommandResult("n1", shlex.join(argv), 0, "".join(out), "")
 
 
-SPEC = NodeSpecIn(SshTarget("n1", "198.18.0.1"))
+SPEC = ClusterNode(SshTarget("n1", "198.18.0.1"))
 
 
 def _apply(node, dry_run=False):

@@ -40,9 +40,10 @@ def test_run_dir_keeps_what_was_appended_before_a_crash(tmp_path):
 
 
 def test_pairs_and_scenarios_that_leave_nothing_to_measure_are_refused(tmp_path):
+    from netbench.cluster import ClusterNode
     from netbench.fleet import SshTarget
-    from netbench.run import NodeSpecIn, Session
-    nodes = [NodeSpecIn(SshTarget(n, f"198.18.0.{i}")) for i, n in enumerate(["n1", "n2"], 1)]
+    from netbench.run import Session
+    nodes = [ClusterNode(SshTarget(n, f"198.18.0.{i}")) for i, n in enumerate(["n1", "n2"], 1)]
     options = RunOptions(pairs=[("n1", "n1")], scenarios=("pod-pod",))
     with pytest.raises(ValueError, match="leave nothing to measure"):
         Session(nodes, "10.1.0.0/16", options, tmp_path, {}).estimate_steps()
