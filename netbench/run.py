@@ -119,6 +119,7 @@ class Session:
         self.modes: dict[str, dict] = {}
         self.cluster_mode = cluster.cluster_mode({})
         self.probes: dict[str, probes.NodeProbes] = {}
+        self.deployed_to: set[str] = set()  # every node a deploy began on, whether or not it finished
         self.run_dir: RunDir | None = None
         self.host_measured = False
         self.traces: list[dict] = []  # every pass's, in a run over several modes
@@ -270,6 +271,7 @@ class Session:
                 for name, f in self.facts.items()}
 
     def _deploy(self) -> None:
+        self.deployed_to.update(self.up)  # before anything is created: a deploy that fails half-way is undone too
         result = self.fleet.each(lambda c: probes.deploy(c, self.facts[c.name]), self.up)
         self.probes.update(result.succeeded)
         for name, error in result.failed.items():
@@ -411,7 +413,8 @@ class Session:
         run_dir.write_traces(self.traces)
 
     def _teardown(self) -> None:
-        names = [n for n in self.probes if n not in self.down] + [n for n in self.probes if n in self.down]
+        touched = sorted(self.deployed_to)
+        names = [n for n in touched if n not in self.down] + [n for n in touched if n in self.down]
         result = self.fleet.each(lambda c: probes.clean(c, timeout=15), names, timeout=60)
         for name, error in result.failed.items():
             self.fail(name, "cleanup", f"probes may be left on the node ({error}); run `netbench clean`")
