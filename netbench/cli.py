@@ -491,11 +491,9 @@ def clean_cmd(
 ) -> None:
     """Remove probe pods and processes a killed run left on the nodes."""
     from netbench import cluster, probes
-    from netbench.fleet import Fleet
 
     _, nodes = cluster.load(inventory)
-    with Fleet([n.target for n in nodes], accept_new_host_keys) as fleet:
-        result = fleet.each(probes.clean)
+    result = probes.clean_nodes([n.target for n in nodes], accept_new_host_keys)
     for name, value in result.items():
         if isinstance(value, BaseException):
             console.print(f"[red]{name}[/]: {value}")

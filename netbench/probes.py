@@ -13,9 +13,12 @@ import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Iterable
 
 from netbench import pods
+from netbench.errors import NetbenchError
 from netbench.facts import NodeFacts
+from netbench.fleet import Connection, Fleet, GroupResult, SshTarget
 from netbench.remote import CommandResult, Runner, script
 
 WORKDIR = "/tmp/netbench"
@@ -24,6 +27,10 @@ AGENT_SOURCE = Path(__file__).resolve().parents[1] / "probes" / "agent.py"
 AGENT_PORT = 17777
 IPERF_PORT = 15201
 PROBE_PODS = ("nb-probe-1", "nb-probe-2")
+
+
+class ProbeError(NetbenchError):
+    """Probe pods or their servers could not be set up on a node; the text names the node."""
 
 # The work directory on a node must be ours: another local user could pre-create /tmp/netbench (or a
 # symlink there) and have root write or run what they put in it. Refuse anything not owned by us,
@@ -107,7 +114,7 @@ def free_addresses(runner: Runner, facts: NodeFacts, count: int) -> list[str]:
         chosen.append(ip)
         if len(chosen) == count:
             return chosen
-    raise RuntimeError(f"{facts.name}: no free address for probe pods in {net}")
+    raise ProbeError(f"{facts.name}: no free address for probe pods in {net}")
 
 
 def background(runner: Runner, name: str, argv: list[str]) -> CommandResult:
@@ -123,7 +130,7 @@ def upload_agent(runner: Runner) -> None:
 def create_pods(runner: Runner, facts: NodeFacts, count: int) -> list[tuple[pods.PodSpec, Endpoint]]:
     """Probe pods nb-probe-1… on the node's bridge, with free addresses from its pod subnet."""
     if not (facts.bridge and facts.pod_subnet and facts.bridge_ip):
-        raise RuntimeError(f"{facts.name}: no pod bridge found (bridge={facts.bridge}, subnet={facts.pod_subnet}); "
+        raise ProbeError(f"{facts.name}: no pod bridge found (bridge={facts.bridge}, subnet={facts.pod_subnet}); "
                            "set `bridge` and `subnet` for this node in the inventory")
     prefix = ipaddress.ip_network(facts.pod_subnet).prefixlen
     mtu = facts.pod_mtu or facts.interfaces[facts.bridge].mtu
@@ -157,7 +164,7 @@ def deploy(runner: Runner, facts: NodeFacts, python: str = "python3") -> NodePro
         ready = runner.run(["sh", "-c", _WAIT_READY, "nb-wait", f"{WORKDIR}/agent-{tag}.ready"], check=False)
         if not ready.ok:
             log = runner.run(["cat", f"{WORKDIR}/agent-{tag}.log"], check=False).stdout
-            raise RuntimeError(f"{facts.name}: probe agent in {tag} did not start: {log.strip()[-300:]}")
+            raise ProbeError(f"{facts.name}: probe agent in {tag} did not start: {log.strip()[-300:]}")
     wait_listening(runner, [(ep, IPERF_PORT) for ep in [probes.host, *probes.pods]])
     return probes
 
@@ -170,5 +177,12 @@ def wait_listening(runner: Runner, endpoints: list[tuple[Endpoint, int]], timeou
             if out.strip():
                 break
             if time.monotonic() > deadline:
-                raise RuntimeError(f"{ep.node}: iperf3 server in {ep.pod or 'host'} not listening on {port}")
+                raise ProbeError(f"{ep.node}: iperf3 server in {ep.pod or 'host'} not listening on {port}")
             time.sleep(0.05)
+
+
+def clean_nodes(targets: Iterable[SshTarget], accept_new_host_keys: bool = False,
+                transport=Connection) -> GroupResult[dict]:
+    """`netbench clean`: what killed runs left on every node; per node the counts removed, or why not."""
+    with Fleet(targets, accept_new_host_keys, transport=transport) as fleet:
+        return fleet.each(clean)
