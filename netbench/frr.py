@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from typing import Callable, Collection, Literal, Sequence
 
 from netbench.errors import NetbenchError
 from netbench.remote import CommandResult, Runner
@@ -54,6 +55,40 @@ class FrrPlan:
     @property
     def daemon(self) -> str:
         return DAEMON_OF[self.routing]
+
+
+@dataclass(frozen=True)
+class FrrMember:
+    """One speaker of a cluster's routing, as `plans` needs it: a node (with its pod subnet) or a router
+    (pod_subnet None). `reflector_address` is where this member reaches the route reflector (the lab
+    router's address on the member's segment); None: the reflector's router id."""
+
+    name: str
+    router_id: str
+    networks: tuple[str, ...]  # underlay networks OSPF runs on
+    interfaces: tuple[str, ...]  # underlay interfaces (fast OSPF hellos)
+    pod_subnet: str | None = None
+    reflector_address: str | None = None
+
+
+def plans(members: Sequence[FrrMember], routing: Routing, reflector: FrrMember | None = None) -> list[FrrPlan]:
+    """The one place FRR plans are built, for the lab and for `netbench routes apply frr`: one plan per
+    member, in order, each redistributing its own pod subnet. BGP peers: every other member's router id
+    (a full mesh), or with a `reflector` only the reflector; the reflector's plan comes first (clients
+    then find it listening) and has every member as a route-reflector client. OSPF ignores the peers."""
+    built = []
+    if reflector is not None:
+        built.append(FrrPlan(reflector.name, routing, reflector.router_id, reflector.networks,
+                             reflector.interfaces, reflector.pod_subnet,
+                             tuple(m.router_id for m in members), reflector=True))
+    for i, member in enumerate(members):
+        if reflector is not None:
+            peers: tuple[str, ...] = (member.reflector_address or reflector.router_id,)
+        else:
+            peers = tuple(other.router_id for j, other in enumerate(members) if j != i)
+        built.append(FrrPlan(member.name, routing, member.router_id, member.networks, member.interfaces,
+                             member.pod_subnet, peers))
+    return built
 
 
 def config_lines(plan: FrrPlan) -> list[str]:
@@ -210,3 +245,23 @@ def parse_neighbours(ospf: dict | None, bgp: dict | None) -> dict[str, str]:
     for addr, peer in (bgp or {}).get("peers", {}).items():
         found[addr] = peer.get("state", "?")
     return found
+
+
+def wait_learned(read: Callable[[], set[str]], subnets: Collection[str] | None, present: bool,
+                 timeout: float, interval: float = 0.5) -> set[str]:
+    """The one wait for what zebra installs: poll `read` (the destinations of the kernel routes learned
+    over OSPF/BGP, i.e. proto LEARNED_PROTO[routing]) until every one of `subnets` is there (present),
+    or none is left (not present; subnets None: no learned route at all). Returns what is still wrong at
+    the deadline (missing, or left), empty once done. Errors of `read` propagate."""
+    if subnets is None and present:
+        raise ValueError("wait_learned: subnets None only means 'nothing left' (present=False)")
+    deadline = time.monotonic() + timeout
+    while True:
+        learned = read()
+        if present:
+            wrong = set(subnets) - learned
+        else:
+            wrong = set(learned) if subnets is None else learned & set(subnets)
+        if not wrong or time.monotonic() >= deadline:
+            return wrong
+        time.sleep(interval)

@@ -64,3 +64,37 @@ def test_remove_goes_on_past_a_block_already_gone_and_checks_what_is_left():
     node = Vtysh(f"route-map {frr.POLICY} permit 10\nip prefix-list {frr.POLICY} seq 5 permit 10.1.5.0/24\n")
     frr.remove(node, BGP, write=False)  # `no router bgp 64512` is refused: the rest must still go
     assert frr.POLICY not in node.config
+
+
+# -- plans and the wait for learned routes ---------------------------------------------------------
+
+NODES = [frr.FrrMember(f"n{i}", f"198.18.{seg}.{i}", (f"198.18.{seg}.0/24",), ("eth0",), f"10.1.{i}.0/24",
+                       f"198.18.{seg}.253") for i, seg in ((1, 0), (2, 1), (3, 0))]
+ROUTER = frr.FrrMember("r1", "198.18.0.253", ("198.18.0.0/24", "198.18.1.0/24"), ("eth0", "eth1"))
+
+
+def test_a_full_mesh_peers_every_node_with_every_other():
+    built = frr.plans(NODES, "bgp")
+    assert [p.node for p in built] == ["n1", "n2", "n3"]
+    assert built[1] == frr.FrrPlan("n2", "bgp", "198.18.1.2", ("198.18.1.0/24",), ("eth0",), "10.1.2.0/24",
+                                   ("198.18.0.1", "198.18.0.3"))
+    assert not any(p.reflector for p in built)
+
+
+def test_with_a_reflector_it_comes_first_and_clients_peer_only_with_it_where_they_reach_it():
+    built = frr.plans(NODES, "ospf", reflector=ROUTER)
+    assert built[0] == frr.FrrPlan("r1", "ospf", "198.18.0.253", ROUTER.networks, ROUTER.interfaces, None,
+                                   ("198.18.0.1", "198.18.1.2", "198.18.0.3"), reflector=True)
+    assert [p.bgp_peers for p in built[1:]] == [("198.18.0.253",), ("198.18.1.253",), ("198.18.0.253",)]
+    plain = frr.FrrMember("n9", "198.18.0.9", (), ())
+    assert frr.plans([plain], "bgp", reflector=ROUTER)[1].bgp_peers == ("198.18.0.253",)
+
+
+def test_wait_learned_returns_what_is_still_wrong_at_the_deadline():
+    reads = iter([set(), {"10.1.1.0/24"}, {"10.1.1.0/24", "10.1.2.0/24"}])
+    assert frr.wait_learned(lambda: next(reads), ["10.1.1.0/24", "10.1.2.0/24"], True, 5, 0) == set()
+    assert frr.wait_learned(lambda: {"10.1.1.0/24"}, ["10.1.1.0/24", "10.1.2.0/24"], True, 0, 0) == {"10.1.2.0/24"}
+    left = {"10.1.1.0/24", "198.18.1.0/24"}
+    assert frr.wait_learned(lambda: left, ["10.1.1.0/24"], False, 0, 0) == {"10.1.1.0/24"}
+    assert frr.wait_learned(lambda: left, ["10.1.9.0/24"], False, 0, 0) == set()
+    assert frr.wait_learned(lambda: left, None, False, 0, 0) == left
