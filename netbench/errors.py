@@ -15,6 +15,11 @@ class UserError(NetbenchError):
     exit_code = 2
 
 
+class InvalidValue(UserError, ValueError):
+    """A value out of range or malformed (an option, a name, a field). Also a ValueError, so pydantic
+    validators and callers that check a value with `except ValueError` treat it as one."""
+
+
 class LabError(NetbenchError):
     """The lab could not be built, switched or reached."""
 

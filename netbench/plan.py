@@ -13,6 +13,8 @@ import gc
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from netbench.errors import InvalidValue
+
 SCENARIOS = ("pod-pod", "pod-pod-same-node", "host-host")
 LATENCY_TESTS = ("udp_rr", "icmp")
 THROUGHPUT_TESTS = ("tcp", "tcp_multi", "udp")
@@ -74,16 +76,16 @@ def make_plan(nodes: list[str], scenarios: tuple[str, ...] = SCENARIOS, parallel
 def _make_plan(nodes: list[str], scenarios: tuple[str, ...], parallel_pairs: bool,
                only_pairs: list[tuple[str, str]] | None) -> Plan:
     if len(set(nodes)) != len(nodes):
-        raise ValueError("plan: node names must be unique")
+        raise InvalidValue("plan: node names must be unique")
     unknown = [s for s in scenarios if s not in SCENARIOS]
     if unknown:
-        raise ValueError(f"plan: unknown scenario {unknown[0]!r} (choose from {', '.join(SCENARIOS)})")
+        raise InvalidValue(f"plan: unknown scenario {unknown[0]!r} (choose from {', '.join(SCENARIOS)})")
     wanted = None
     if only_pairs:
         wanted = {frozenset(p) for p in only_pairs}
         missing = sorted({n for p in only_pairs for n in p} - set(nodes))
         if missing:
-            raise ValueError(f"plan: pair names unknown node {missing[0]!r}")
+            raise InvalidValue(f"plan: pair names unknown node {missing[0]!r}")
     cross = [s for s in scenarios if s != "pod-pod-same-node"]
     rounds = [[p for p in r if wanted is None or frozenset(p) in wanted] for r in round_robin(nodes)]
     rounds = [r for r in rounds if r]

@@ -10,6 +10,8 @@ import re
 import zlib
 from dataclasses import dataclass
 
+from netbench.errors import InvalidValue
+
 _NAME = re.compile(r"^nb-[a-z0-9][a-z0-9-]{0,40}$")
 
 
@@ -28,12 +30,12 @@ class PodSpec:
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
-            raise ValueError(f"pod name {self.name!r} must match {_NAME.pattern}")
+            raise InvalidValue(f"pod name {self.name!r} must match {_NAME.pattern}")
         iface = ipaddress.ip_interface(self.address)
         if ipaddress.ip_address(self.gateway) not in iface.network:
-            raise ValueError(f"pod {self.name}: gateway {self.gateway} is not in {iface.network}")
+            raise InvalidValue(f"pod {self.name}: gateway {self.gateway} is not in {iface.network}")
         if not 576 <= self.mtu <= 65535:
-            raise ValueError(f"pod {self.name}: MTU {self.mtu} out of range")
+            raise InvalidValue(f"pod {self.name}: MTU {self.mtu} out of range")
 
     @property
     def host_veth(self) -> str:
@@ -67,7 +69,7 @@ def set_mtu_commands(pod: PodSpec, mtu: int) -> list[list[str]]:
 def delete_script(name: str) -> list[str]:
     """Kill what runs in the pod, then delete it; succeeds when the pod is already gone."""
     if not _NAME.match(name):
-        raise ValueError(f"pod name {name!r} must match {_NAME.pattern}")
+        raise InvalidValue(f"pod name {name!r} must match {_NAME.pattern}")
     veth = host_veth(name)
     body = (
         'ns="$1"; veth="$2"\n'

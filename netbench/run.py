@@ -19,6 +19,7 @@ from typing import Callable
 
 from netbench import __version__, cluster, facts, pods, probes
 from netbench.cluster import ClusterNode
+from netbench.errors import InvalidValue
 from netbench.fleet import Connection, Fleet
 from netbench.measure import MeasureError, latency, throughput
 from netbench.plan import LATENCY_TESTS, SCENARIOS, THROUGHPUT_TESTS, Step, make_plan
@@ -52,14 +53,14 @@ class RunOptions:
                   ("duration", self.duration >= 1), ("repeats", self.repeats >= 1), ("streams", self.streams >= 2)]
         for name, ok in checks:
             if not ok:
-                raise ValueError(f"--{name}: {getattr(self, name)} is out of range")
+                raise InvalidValue(f"--{name}: {getattr(self, name)} is out of range")
         if not float(self.duration).is_integer():
-            raise ValueError(f"--duration: {self.duration} is not whole seconds (iperf3 -t counts whole seconds)")
+            raise InvalidValue(f"--duration: {self.duration} is not whole seconds (iperf3 -t counts whole seconds)")
         if not re.fullmatch(r"\d+(\.\d+)?[KMGT]?(/\d+)?", self.udp_rate, re.I):
-            raise ValueError(f"--udp-rate: {self.udp_rate!r} is not an iperf3 rate such as 500M or 1G")
+            raise InvalidValue(f"--udp-rate: {self.udp_rate!r} is not an iperf3 rate such as 500M or 1G")
         unknown = [t for t in self.tests if t not in LATENCY_TESTS + THROUGHPUT_TESTS]
         if unknown:
-            raise ValueError(f"--tests: unknown test {unknown[0]!r} (choose from "
+            raise InvalidValue(f"--tests: unknown test {unknown[0]!r} (choose from "
                              f"{', '.join(LATENCY_TESTS + THROUGHPUT_TESTS)})")
 
     def steps_per(self, kind: str) -> int:
@@ -146,7 +147,7 @@ class Session:
         for i in range(max(1, len(self.options.modes))):
             plan = make_plan(list(self.nodes), self._scenarios(i == 0), self.options.parallel_pairs, self.options.pairs)
             if i == 0 and not plan.steps:
-                raise ValueError("--pairs and --scenarios leave nothing to measure (a pair A:A is measured only "
+                raise InvalidValue("--pairs and --scenarios leave nothing to measure (a pair A:A is measured only "
                                  "by the pod-pod-same-node scenario)")
             lat = sum(len(r) for r in plan.latency_rounds) * self.options.steps_per("latency")
             thr = sum(len(r) for r in plan.throughput_rounds) * self.options.steps_per("throughput")
@@ -174,7 +175,7 @@ class Session:
                 mode = self._pass(run_dir, meta)
             else:
                 if switch is None:
-                    raise ValueError("a run over several modes needs a way to switch them (the lab)")
+                    raise InvalidValue("a run over several modes needs a way to switch them (the lab)")
                 meta["modes"], meta["passes"] = list(self.options.modes), []
                 mode = ",".join(self.options.modes)
                 for wanted in self.options.modes:
