@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, ValidationInfo
 
+from netbench.errors import InvalidValue
+
 Role = Literal["node", "etcd", "master", "router"]
 MIN_NODES = 2  # a path needs two ends
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -44,16 +46,16 @@ def _ipv4_network(value: Any) -> IPv4Network:
     if isinstance(value, IPv4Network):
         return value
     if not isinstance(value, str) or "/" not in value:
-        raise ValueError(f"{value!r} is not an IPv4 network with a prefix length (like 10.1.0.0/16)")
+        raise InvalidValue(f"{value!r} is not an IPv4 network with a prefix length (like 10.1.0.0/16)")
     try:
         net = ipaddress.ip_network(value.strip(), strict=False)
     except ValueError:
-        raise ValueError(f"{value!r} is not an IPv4 network (like 10.1.0.0/16)") from None
+        raise InvalidValue(f"{value!r} is not an IPv4 network (like 10.1.0.0/16)") from None
     if not isinstance(net, IPv4Network):
-        raise ValueError(f"{value!r} is IPv6; flannel's pod networks are IPv4")
+        raise InvalidValue(f"{value!r} is IPv6; flannel's pod networks are IPv4")
     if str(net) != value.strip():
         # flannel's subnet.env says FLANNEL_SUBNET=10.1.93.1/24 (the bridge address): a likely paste
-        raise ValueError(f"{value!r} has host bits set (the network is {net})")
+        raise InvalidValue(f"{value!r} has host bits set (the network is {net})")
     return net
 
 
@@ -66,10 +68,10 @@ def _address(value: str) -> str:
         pass
     labels = text.split(".")
     if ":" in text and text.count(":") == 1:
-        raise ValueError(f"{value!r} is not an IP address or hostname (put the port in ssh.port)")
+        raise InvalidValue(f"{value!r} is not an IP address or hostname (put the port in ssh.port)")
     if (not text or len(text) > 253 or not all(_LABEL.match(label) for label in labels)
             or labels[-1].isdigit()):  # an all-digit last label is a mistyped IPv4 address, not a name
-        raise ValueError(f"{value!r} is not an IP address or hostname")
+        raise InvalidValue(f"{value!r} is not an IP address or hostname")
     return text
 
 
@@ -85,13 +87,13 @@ def _ifname(value: str) -> str:
     # the kernel's dev_valid_name(): what `ip link` would refuse, refused here with the field's name
     if not value or len(value) >= _IFNAMSIZ or value in (".", "..") or any(
             c in "/:" or c.isspace() for c in value):
-        raise ValueError(f"{value!r} is not an interface name (1-15 characters, no '/', ':' or whitespace)")
+        raise InvalidValue(f"{value!r} is not an interface name (1-15 characters, no '/', ':' or whitespace)")
     return value
 
 
 def _name(value: str) -> str:
     if not _NAME.match(value):
-        raise ValueError(f"{value!r} is not a node name (letters, digits, '.', '_', '-'; up to 63; "
+        raise InvalidValue(f"{value!r} is not a node name (letters, digits, '.', '_', '-'; up to 63; "
                          "starting with a letter or digit)")
     return value
 
@@ -103,11 +105,11 @@ def _endpoint(value: str) -> str:
     except ValueError:
         port = -1
     if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
-        raise ValueError(f"{value!r} is not an http(s) URL like http://10.0.0.1:2379")
+        raise InvalidValue(f"{value!r} is not an http(s) URL like http://10.0.0.1:2379")
     if parts.username is not None or parts.password is not None:
         # urllib would take them for part of the host name; the message leaves the password out
         bare = parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
-        raise ValueError(f"{bare!r} carries user:password: netbench's etcd client sends no credentials; "
+        raise InvalidValue(f"{bare!r} carries user:password: netbench's etcd client sends no credentials; "
                          "give the endpoint without them")
     return value.strip()
 
@@ -123,26 +125,26 @@ def _resolve(path: Path, info: ValidationInfo) -> Path:
 
 def _check_key_file(path: Path) -> None:
     if path.suffix == ".pub":
-        raise ValueError(f"{path} is a public key; give the private key ({path.with_suffix('')})")
+        raise InvalidValue(f"{path} is a public key; give the private key ({path.with_suffix('')})")
     try:
         mode = path.stat().st_mode
     except FileNotFoundError:
-        raise ValueError(f"{path} does not exist") from None
+        raise InvalidValue(f"{path} does not exist") from None
     except OSError as exc:
-        raise ValueError(f"{path} cannot be read: {exc.strerror}") from None
+        raise InvalidValue(f"{path} cannot be read: {exc.strerror}") from None
     if not stat.S_ISREG(mode):  # checked before open(): opening a FIFO would block
-        raise ValueError(f"{path} is not a regular file")
+        raise InvalidValue(f"{path} is not a regular file")
     try:
         with open(path, "rb") as fh:
             fh.read(1)
     except OSError as exc:
-        raise ValueError(f"{path} is not readable: {exc.strerror}") from None
+        raise InvalidValue(f"{path} is not readable: {exc.strerror}") from None
 
 
 def _not_empty(value: Any) -> Any:
     # checked before the items, not with min_length: that would also fire when an item is merely invalid
     if isinstance(value, (list, tuple)) and not value:
-        raise ValueError("needs at least one item")
+        raise InvalidValue("needs at least one item")
     return value
 
 

@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
 from netbench import flannel
-from netbench.errors import UserError
+from netbench.errors import InvalidValue, UserError
 from netbench.fleet import SshTarget
 from netbench.inventory.fields import (
     _SECRET,
@@ -56,7 +56,7 @@ class EtcdSettings(_Model):
     def _prefix(cls, value: str) -> str:
         trimmed = value.strip().rstrip("/")  # keys are built as f"{prefix}/subnets/..."
         if not trimmed.startswith("/") or any(c.isspace() for c in trimmed):
-            raise ValueError(f"{value!r} is not an etcd key prefix like {flannel.DEFAULT_PREFIX}")
+            raise InvalidValue(f"{value!r} is not an etcd key prefix like {flannel.DEFAULT_PREFIX}")
         return trimmed
 
 
@@ -70,7 +70,7 @@ class ClusterSettings(_Model):
     def _cluster_name(cls, value: str) -> str:
         value = value.strip()
         if not value or len(value) > 128 or not value.isprintable():
-            raise ValueError("must be one printable line of 1-128 characters")
+            raise InvalidValue("must be one printable line of 1-128 characters")
         return value
 
     @field_validator("pod_network", mode="before")
@@ -96,14 +96,14 @@ class SshSettings(_Model):
     def _no_bool(cls, value: Any) -> Any:
         # pydantic's lax mode reads `port: yes` as 1; a YAML boolean here is a mistake
         if isinstance(value, bool):
-            raise ValueError(f"{value!r} is not a number")
+            raise InvalidValue(f"{value!r} is not a number")
         return value
 
     @field_validator("user")
     @classmethod
     def _user(cls, value: str) -> str:
         if not _USER.match(value):
-            raise ValueError(f"{value!r} is not a user name (letters, digits, '_', '.', '-'; up to 32)")
+            raise InvalidValue(f"{value!r} is not a user name (letters, digits, '_', '.', '-'; up to 32)")
         return value
 
     @field_validator("identity_file")
@@ -172,7 +172,7 @@ class Inventory(_Model):
             data = self.model_dump(mode="json")
             problems = _cross_check(data)
             if problems:
-                raise ValueError("; ".join(_line(loc, msg, data) for loc, msg in problems))
+                raise InvalidValue("; ".join(_line(loc, msg, data) for loc, msg in problems))
         return self
 
     @property
