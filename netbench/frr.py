@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Collection, Literal, Sequence
 
-from netbench.errors import NetbenchError
+from netbench.errors import InvalidValue, NetbenchError
 from netbench.remote import CommandResult, Runner
 
 Routing = Literal["ospf", "bgp"]
@@ -50,7 +50,7 @@ class FrrPlan:
 
     def __post_init__(self) -> None:
         if self.routing not in ROUTINGS:
-            raise ValueError(f"routing {self.routing!r}: choose ospf or bgp")
+            raise InvalidValue(f"routing {self.routing!r}: choose ospf or bgp")
 
     @property
     def daemon(self) -> str:
@@ -254,7 +254,7 @@ def wait_learned(read: Callable[[], set[str]], subnets: Collection[str] | None, 
     or none is left (not present; subnets None: no learned route at all). Returns what is still wrong at
     the deadline (missing, or left), empty once done. Errors of `read` propagate."""
     if subnets is None and present:
-        raise ValueError("wait_learned: subnets None only means 'nothing left' (present=False)")
+        raise FrrError("wait_learned: subnets None only means 'nothing left' (present=False)")
     deadline = time.monotonic() + timeout
     while True:
         learned = read()

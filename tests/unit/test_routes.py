@@ -15,6 +15,7 @@ from netbench.errors import UserError
 from netbench.fleet import SshTarget
 from netbench.inventory import Inventory
 from netbench.remote import CommandResult
+from netbench.routes.apply import _run_node
 
 DATA = Path(__file__).parent / "data"
 
@@ -246,7 +247,7 @@ SPEC = ClusterNode(SshTarget("n1", "198.18.0.1"))
 
 def _apply(node, dry_run=False):
     job = routes.Job("static", "10.1.0.0/16", LEASES, dry_run=dry_run)
-    return routes._run_node(routes.apply_static, SPEC, job)(node)
+    return _run_node(routes.apply_static, SPEC, job)(node)
 
 
 def test_apply_records_the_state_before_it_changes_any_route():
@@ -272,13 +273,13 @@ def test_dry_run_and_a_second_apply_change_nothing():
 
 
 def test_revert_without_a_state_file_is_not_an_error():
-    out = routes._run_node(routes.revert_node, SPEC, routes.Job("revert", "10.1.0.0/16"))(FakeNode())
+    out = _run_node(routes.revert_node, SPEC, routes.Job("revert", "10.1.0.0/16"))(FakeNode())
     assert out.ok and out.status == "nothing to revert"
 
 
 def _apply_frr(node):
     job = routes.Job("frr", "10.1.0.0/16", LEASES, "ospf", learn_timeout=0)
-    return routes._run_node(routes.apply_frr, SPEC, job)(node)
+    return _run_node(routes.apply_frr, SPEC, job)(node)
 
 
 def _udp_facts():
@@ -324,7 +325,7 @@ def test_frr_apply_picks_the_own_lease_by_pod_subnet_when_a_stale_one_shares_the
     stale = routes.parse_leases({"10.1.200.0/24": {"PublicIP": "198.18.0.1", "BackendType": "udp"}})
     job = routes.Job("frr", "10.1.0.0/16", {**LEASES, **stale}, "ospf", learn_timeout=0)
     node = FakeNode(raw_facts=_udp_facts(), learned=["10.1.140.0/24", "10.1.152.0/24"])
-    out = routes._run_node(routes.apply_frr, SPEC, job)(node)
+    out = _run_node(routes.apply_frr, SPEC, job)(node)
     assert out.ok, out.error
     assert routes.RouteState.from_json(node.state).plan.pod_subnet == "10.1.61.0/24"
     assert any("skipped 10.1.200.0/24" in note for note in out.notes), out.notes

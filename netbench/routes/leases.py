@@ -1,0 +1,101 @@
+"""flannel's leases (which node owns which pod subnet, at which PublicIP): read from etcd, parsed, and
+split into a node's own lease and the peers it routes to."""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from netbench import flannel
+from netbench.errors import UserError
+from netbench.inventory import Inventory
+from netbench.routes.errors import RoutesError
+from probes.etcdv3 import Etcd, EtcdError
+
+
+@dataclass(frozen=True)
+class Lease:
+    subnet: str  # 10.1.93.0/24
+    public_ip: str
+    backend: str = ""
+
+
+def parse_leases(values: Mapping[str, Mapping]) -> dict[str, Lease]:
+    """subnet -> lease JSON (as `lease_values` returns it) to subnet -> Lease, in subnet order. A lease
+    netbench cannot read is an error, never skipped: that would leave a pod subnet silently unrouted."""
+    leases: dict[str, Lease] = {}
+    for subnet, data in values.items():
+        try:
+            net = str(ipaddress.IPv4Network(subnet))
+            public_ip = str(ipaddress.IPv4Address(data["PublicIP"]))
+        except (ValueError, KeyError, TypeError):
+            raise UserError(f"flannel lease {subnet}: no valid subnet and PublicIP in "
+                            f"{json.dumps(data)[:160]}") from None
+        leases[net] = Lease(net, public_ip, str(data.get("BackendType") or ""))
+    return dict(sorted(leases.items(), key=lambda kv: ipaddress.IPv4Network(kv[0])))
+
+
+def lease_values(inv: Inventory, timeout: float = 3.0) -> dict[str, dict]:
+    """flannel's leases as etcd holds them, read from here: subnet -> lease JSON ({"PublicIP": …,
+    "BackendType": …, "BackendData": …}). UserError, naming the endpoints, when the
+    inventory has no etcd, etcd does not answer, or a lease is not JSON."""
+    settings = inv.cluster.etcd
+    if settings is None:
+        raise UserError("the inventory has no cluster.etcd: netbench reads flannel's leases (which node owns "
+                        "which pod subnet) from etcd; add cluster.etcd.endpoints")
+    endpoints = list(settings.endpoints)
+    try:
+        raw = Etcd(endpoints, timeout=timeout).get_prefix(f"{settings.prefix}/subnets/")
+    except EtcdError as exc:
+        raise UserError(f"cannot read flannel's leases from etcd at {_shown(endpoints)}: {exc}") from None
+    values = {}
+    for key, value in raw.items():
+        try:
+            values[flannel.subnet_from_key(key)] = json.loads(value)
+        except ValueError:
+            raise UserError(f"etcd at {_shown(endpoints)}: {key} is not a flannel lease ({value[:120]!r})") from None
+    return values
+
+
+def read_leases(inv: Inventory, timeout: float = 3.0) -> dict[str, Lease]:
+    """flannel's leases from the inventory's etcd: subnet -> Lease; UserError when there are none."""
+    leases = parse_leases(lease_values(inv, timeout))
+    if not leases:
+        etcd = inv.cluster.etcd
+        raise UserError(f"etcd at {_shown(etcd.endpoints)} holds no flannel lease under {etcd.prefix}/subnets/ "
+                        "(is flannel running, and is cluster.etcd.prefix right?)")
+    return leases
+
+
+def _shown(endpoints: Iterable[str]) -> str:
+    return ", ".join(endpoints)
+
+
+def own_lease(address: str, leases: Mapping[str, Lease], pod_subnet: str | None = None) -> Lease:
+    """A node's own lease: the one whose PublicIP is the node's address, else the one for its pod subnet."""
+    by_ip = [lease for lease in leases.values() if lease.public_ip == address]
+    if len(by_ip) == 1:
+        return by_ip[0]
+    if pod_subnet and pod_subnet in leases and (not by_ip or leases[pod_subnet] in by_ip):
+        return leases[pod_subnet]
+    if by_ip:
+        raise RoutesError(f"{len(by_ip)} leases name PublicIP {address} "
+                          f"({', '.join(lease.subnet for lease in by_ip)}) and none is the node's pod subnet "
+                          f"({pod_subnet or 'unknown'}); remove the stale lease from etcd")
+    raise RoutesError(f"no flannel lease for this node: none has PublicIP {address}"
+                      + (f" or subnet {pod_subnet}" if pod_subnet else ", and its pod subnet is unknown"))
+
+
+def peer_leases(own: Lease, leases: Mapping[str, Lease]) -> tuple[list[Lease], list[str]]:
+    """The leases a node routes to, and notes on the ones it skips (stale leases of its own address)."""
+    peers, notes = [], []
+    for lease in leases.values():
+        if lease.subnet == own.subnet:
+            continue
+        if lease.public_ip == own.public_ip:
+            notes.append(f"skipped {lease.subnet}: a second lease of this node's PublicIP {own.public_ip} (stale?)")
+            continue
+        peers.append(lease)
+    return peers, notes
