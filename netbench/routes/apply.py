@@ -58,7 +58,9 @@ class Job:
 
 
 def check_args(kind: str, routing: str | None) -> str:
-    """The routing protocol `routes apply KIND` uses; UserError naming the argument that is wrong."""
+    """The routing protocol `routes apply KIND` uses; UserError naming the argument that is wrong. It lives
+    with Job, not in cli_routes: `apply` checks its own arguments for any caller, and the CLI calls it
+    first only to name a typo before loading the inventory (the library never imports the CLI)."""
     if kind not in KINDS:
         raise UserError(f"routes apply {kind!r}: choose one of {', '.join(KINDS)}")
     if routing is not None and kind != "frr":

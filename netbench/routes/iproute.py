@@ -19,7 +19,6 @@ MARK = "#netbench-section"  # separates the outputs of one script's commands
 # rtnetlink protocol numbers, for `ip` output that prints a number instead of a name
 PROTO_NAMES = {"2": "kernel", "3": "boot", "4": "static", "11": "zebra", "12": "bird", "16": "dhcp",
                "42": "babel", "186": "bgp", "187": "isis", "188": "ospf", "189": "rip", "192": "eigrp"}
-LEARN_TIMEOUT_S = 20.0
 # Route metrics `ip route add` takes as `NAME VALUE` (what `ip -j` prints under "metrics").
 METRICS = ("mtu", "advmss", "window", "hoplimit", "initcwnd", "initrwnd", "reordering", "quickack",
            "fastopen_no_cookie")
