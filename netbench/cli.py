@@ -219,15 +219,17 @@ def run_cmd(
 
     from netbench import cluster
     from netbench.plan import LATENCY_TESTS, SCENARIOS, THROUGHPUT_TESTS
-    from netbench.run import RunOptions, Session, summary
+    from netbench.report.summary import per_test
+    from netbench.run import RunOptions, Session
 
     inv, nodes = cluster.load(inventory, command_timeout)
     mode_list = tuple(_mode(m, "--modes").value for m in _csv(modes))
     switch, restore = _lab_switch(inventory) if mode_list else (None, None)
+    rules = None
     if gates:  # a bad rule file or baseline is said before an hour of measuring, not after
         from netbench import gates as gates_mod
         from netbench.results import RunDir
-        gates_mod.parse_rules(gates)
+        rules = gates_mod.parse_rules(gates)
         if baseline:
             RunDir.open(baseline)
     try:
@@ -258,11 +260,10 @@ def run_cmd(
                 except NetbenchError as exc:  # the run stands; say what the lab is left in
                     err.print(f"[red]could not put the lab back in its mode[/]: {exc}")
     df = outcome.run_dir.frame()
-    rows = summary(df)
+    rows = per_test(df)
     gate_outcomes = []
-    if gates:
-        from netbench import gates as gates_mod
-        gate_outcomes = gates_mod.apply(outcome.run_dir.path, gates, baseline)
+    if rules:
+        gate_outcomes = gates_mod.apply(outcome.run_dir.path, rules, baseline)
     if as_json:
         print(json.dumps({"run_dir": str(outcome.run_dir.path), "mode": outcome.mode, "summary": rows,
                           "failures": [f.__dict__ for f in outcome.failures], "nodes_down": outcome.nodes_down},
@@ -313,20 +314,25 @@ def print_mode_comparison(df, out: Console) -> None:
 
 
 def _print_summary(rows: list[dict], outcome) -> None:
+    """`netbench run`'s table: the catalogue's TABLE headline metrics, Gbit/s also against host-host."""
+    from netbench import metrics
     base = {r["test"]: r for r in rows if r["scenario"] == "host-host"}
-    table = Table(title=f"run {outcome.run_dir.run_id}: mode {outcome.mode} (medians over pairs and repeats)")
-    for col in ("scenario", "test", "pairs", "p50 µs", "p99 µs", "Gbit/s", "vs host", "loss %", "retrans"):
-        table.add_column(col, justify="right" if col not in ("scenario", "test") else "left")
 
-    def fmt(value, spec):
-        return format(value, spec) if value is not None else "-"
+    def vs_host(r: dict) -> float | None:
+        host = base.get(r["test"], {}).get("gbps")
+        return r["gbps"] / host if "gbps" in r and host else None
+    cells = []  # (heading, the value of a row, format spec)
+    for m in metrics.columns(metrics.TABLE):
+        cells.append((m.label, lambda r, name=m.name: r.get(name), m.fmt))
+        if m.name == "gbps":
+            cells.append(("vs host", vs_host, ".2f"))
+    table = Table(title=f"run {outcome.run_dir.run_id}: mode {outcome.mode} (medians over pairs and repeats)")
+    for col in ("scenario", "test", "pairs", *(head for head, _, _ in cells)):
+        table.add_column(col, justify="right" if col not in ("scenario", "test") else "left")
     for r in rows:
-        ratio = None
-        if "gbps" in r and base.get(r["test"], {}).get("gbps"):
-            ratio = r["gbps"] / base[r["test"]]["gbps"]
-        table.add_row(r["scenario"], r["test"], str(r["pairs"]), fmt(r.get("rtt_p50_us"), ".0f"),
-                      fmt(r.get("rtt_p99_us"), ".0f"), fmt(r.get("gbps"), ".3f"), fmt(ratio, ".2f"),
-                      fmt(r.get("loss_pct"), ".1f"), fmt(r.get("retransmits"), ".0f"))
+        values = [(value(r), spec) for _, value, spec in cells]
+        table.add_row(r["scenario"], r["test"], str(r["pairs"]),
+                      *(format(v, spec) if v is not None else "-" for v, spec in values))
     console.print(table)
     _print_outcome(outcome)
 
@@ -439,7 +445,7 @@ def gate_cmd(
     """Apply gate rules to a stored run: exit 0 when all pass, 1 when one fails, 2 when unreadable."""
     from netbench import gates
 
-    outcomes = gates.apply(run_dir, rules, baseline, junit)
+    outcomes = gates.apply(run_dir, gates.parse_rules(rules), baseline, junit)
     _print_gates(outcomes)
     raise typer.Exit(_gates_exit_code(outcomes))
 

@@ -22,20 +22,25 @@ from xml.etree import ElementTree as ET
 import pandas as pd
 import yaml
 
+from netbench import metrics
 from netbench.errors import UserError
 from netbench.flannel import Mode
 from netbench.plan import SCENARIOS
 from netbench.strict_yaml import StrictLoader
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-_RTT = ("rtt_min_us", "rtt_mean_us", "rtt_stddev_us", "rtt_p50_us", "rtt_p90_us", "rtt_p99_us", "rtt_max_us",
-        "loss_pct")
-_TCP = ("gbps", "retransmits", "cpu_snd_pct", "cpu_rcv_pct")
-METRICS = {"udp_rr": _RTT, "icmp": _RTT, "tcp": _TCP, "tcp_multi": _TCP,
-           "udp": ("gbps", "loss_pct", "jitter_ms", "cpu_snd_pct", "cpu_rcv_pct")}
-HIGHER_IS_BETTER = {"gbps"}
 _CHECK = re.compile(r"^\s*(?P<test>[a-z_]+)\.(?P<metric>[a-z0-9_]+)\s*(?P<base>/\s*baseline\s*)?"
                     r"(?P<op><=|>=|<|>)\s*(?P<value>-?\d+(\.\d+)?)\s*$")
+_KEYS = ("name", "check", "regression", "tolerance_pct", "reachable", "path", "scenario", "modes")
+_KINDS = ("check", "regression", "reachable", "path")
+
+
+class GateRulesError(UserError):
+    """Gate rules that cannot be used; `problems` holds one line per problem, each naming file, line and field."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
 
 
 @dataclass(frozen=True)
@@ -60,84 +65,120 @@ class Outcome:
     summary: str
     violations: list[str] = field(default_factory=list)
 
-
-def _metric(test: str, metric: str, where: str) -> None:
-    if test not in METRICS:
-        raise UserError(f"{where}: unknown test {test!r} (known: {', '.join(METRICS)})")
-    if metric not in METRICS[test]:
-        raise UserError(f"{where}: test {test} has no metric {metric!r} (known: {', '.join(METRICS[test])})")
+    def as_dict(self) -> dict:
+        """The verdict as data (gates.json): what the report shows, without reading the JUnit back."""
+        return {"name": self.rule.name, "kind": self.rule.kind, "mode": self.mode, "scenario": self.rule.scenario,
+                "passed": self.passed, "summary": self.summary, "violations": list(self.violations)}
 
 
-def parse_rules(path: Path) -> list[Rule]:
+def _metric(test: str, metric: str, key: str) -> str | None:
+    """Why test.metric (given in `key`) is not something a gate can judge, or None."""
+    if test not in metrics.TESTS:
+        return f"unknown test {test!r} in {key} (known: {', '.join(metrics.TESTS)})"
+    known = metrics.gateable(test)
+    if metric not in known:
+        return f"test {test} has no metric {metric!r} in {key} (known: {', '.join(known)})"
+    return None
+
+
+def _read(path: Path) -> tuple[object, yaml.Node | None]:
+    """The rules file as data and as its YAML node (for each rule's line), parsed once."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: gate rules are not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise GateRulesError([f"{path}: gate rules are not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
     except OSError as exc:
-        raise UserError(f"{path}: cannot read gate rules ({exc.strerror or exc})") from None
+        raise GateRulesError([f"{path}: cannot read gate rules ({exc.strerror or exc})"]) from None
+    loader = StrictLoader(text)
     try:
-        root = yaml.compose(text)  # for each rule's line
-        data = yaml.load(text, Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
+        root = loader.get_single_node()
+        return (loader.construct_document(root) if root is not None else None), root
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise UserError(f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
+        raise GateRulesError([f"{where}: invalid YAML: {getattr(exc, 'problem', exc)}"]) from None
+    finally:
+        loader.dispose()
+
+
+def parse_rules(path: Path) -> list[Rule]:
+    """Read and check gate rules; raises GateRulesError (a UserError) listing every problem of every rule."""
+    data, root = _read(path)
     if not isinstance(data, dict) or not isinstance(data.get("gates"), list) or not data["gates"]:
-        raise UserError(f"{path}: expected a mapping with a non-empty list `gates:`")
+        raise GateRulesError([f"{path}: expected a mapping with a non-empty list `gates:`"])
     gates_node = next(v for k, v in root.value if k.value == "gates")
-    rules = []
+    rules, problems = [], []
     for item, node in zip(data["gates"], gates_node.value, strict=True):
-        line = node.start_mark.line + 1
-        where = f"{path}:{line}"
-        if not isinstance(item, dict):
-            raise UserError(f"{where}: a rule is a mapping (name, and one of check/regression/reachable/path)")
-        known = {"name", "check", "regression", "tolerance_pct", "reachable", "path", "scenario", "modes"}
-        unknown = sorted(set(item) - known)
-        if unknown:
-            raise UserError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
-        name = str(item.get("name") or "")
-        if not name:
-            raise UserError(f"{where}: rule without a name")
-        where = f"{path}:{line}: rule {name!r}"
-        kinds = [k for k in ("check", "regression", "reachable", "path") if k in item]
-        if len(kinds) != 1:
-            raise UserError(f"{where}: needs exactly one of check, regression, reachable, path (has {kinds or 'none'})")
-        scenario = item.get("scenario", "pod-pod")
-        if scenario not in SCENARIOS:
-            raise UserError(f"{where}: unknown scenario {scenario!r} (known: {', '.join(SCENARIOS)})")
-        modes = item.get("modes", [])
-        modes = [modes] if isinstance(modes, str) else modes
-        known_modes = (*(m.value for m in Mode), "mixed")
-        if not isinstance(modes, list) or any(m not in known_modes for m in modes):
-            raise UserError(f"{where}: modes must be a list of {', '.join(known_modes)} (got {item.get('modes')!r})")
-        modes = tuple(modes)
-        common = {"name": name, "line": line, "scenario": scenario, "modes": modes}
-        if "check" in item:
-            m = _CHECK.match(str(item["check"]))
-            if not m:
-                raise UserError(f"{where}: check {item['check']!r} is not 'TEST.METRIC [/ baseline] OP NUMBER', "
-                                "e.g. 'udp_rr.rtt_p99_us < 500' or 'tcp.gbps / baseline >= 0.8'")
-            _metric(m["test"], m["metric"], where)
-            if m["base"] and scenario == "host-host":
-                raise UserError(f"{where}: a ratio to the host baseline needs a pod scenario")
-            rules.append(Rule(kind="ratio" if m["base"] else "threshold", test=m["test"], metric=m["metric"],
-                              op=m["op"], value=float(m["value"]), **common))
-        elif "regression" in item:
-            test, _, metric = str(item["regression"]).partition(".")
-            _metric(test, metric, where)
-            tol = item.get("tolerance_pct", 10)
-            if not isinstance(tol, (int, float)) or isinstance(tol, bool) or tol < 0:
-                raise UserError(f"{where}: tolerance_pct must be a number >= 0")
-            rules.append(Rule(kind="regression", test=test, metric=metric, tolerance_pct=float(tol), **common))
-        elif "reachable" in item:
-            if item["reachable"] is not True:
-                raise UserError(f"{where}: reachable takes `true`")
-            rules.append(Rule(kind="reachable", **common))
-        else:
-            if item["path"] is not True:
-                raise UserError(f"{where}: path takes `true`")
-            rules.append(Rule(kind="path", **common))
+        rule, wrong = _rule(item, node.start_mark.line + 1, path)
+        problems += wrong
+        if rule:
+            rules.append(rule)
+    if problems:
+        raise GateRulesError(problems)
     return rules
+
+
+def _rule(item: object, line: int, path: Path) -> tuple[Rule | None, list[str]]:
+    """One rule, or every reason it is not one (each prefixed with file, line and rule name)."""
+    where = f"{path}:{line}"
+    if not isinstance(item, dict):
+        return None, [f"{where}: a rule is a mapping (name, and one of check/regression/reachable/path)"]
+    known = ", ".join(sorted(_KEYS))
+    problems = [f"{where}: unknown key {k!r} (known: {known})" for k in sorted(set(item) - set(_KEYS), key=str)]
+    name = str(item.get("name") or "")
+    if not name:
+        problems.append(f"{where}: rule without a name")
+    else:
+        where = f"{path}:{line}: rule {name!r}"
+    wrong: list[str] = []
+    kinds = [k for k in _KINDS if k in item]
+    if len(kinds) != 1:
+        wrong.append(f"needs exactly one of check, regression, reachable, path (has {kinds or 'none'})")
+    scenario = item.get("scenario", "pod-pod")
+    if scenario not in SCENARIOS:
+        wrong.append(f"unknown scenario {scenario!r} (known: {', '.join(SCENARIOS)})")
+    modes = item.get("modes", [])
+    modes = [modes] if isinstance(modes, str) else modes
+    known_modes = (*(m.value for m in Mode), "mixed")
+    if not isinstance(modes, list) or any(m not in known_modes for m in modes):
+        wrong.append(f"modes must be a list of {', '.join(known_modes)} (got {item.get('modes')!r})")
+        modes = []
+    common = {"name": name, "line": line, "scenario": scenario, "modes": tuple(modes)}
+    rule = None
+    if len(kinds) == 1:
+        rule = _kind(kinds[0], item, common, wrong)
+    problems += [f"{where}: {w}" for w in wrong]
+    return (None if problems else rule), problems
+
+
+def _kind(kind: str, item: dict, common: dict, wrong: list[str]) -> Rule | None:
+    """The rule of one kind, appending to `wrong` what is wrong with its fields."""
+    if kind == "check":
+        m = _CHECK.match(str(item["check"]))
+        if not m:
+            wrong.append(f"check {item['check']!r} is not 'TEST.METRIC [/ baseline] OP NUMBER', "
+                         "e.g. 'udp_rr.rtt_p99_us < 500' or 'tcp.gbps / baseline >= 0.8'")
+            return None
+        bad = _metric(m["test"], m["metric"], "check")
+        if bad:
+            wrong.append(bad)
+        if m["base"] and common["scenario"] == "host-host":
+            wrong.append("a ratio to the host baseline needs a pod scenario")
+        return Rule(kind="ratio" if m["base"] else "threshold", test=m["test"], metric=m["metric"], op=m["op"],
+                    value=float(m["value"]), **common)
+    if kind == "regression":
+        test, _, metric = str(item["regression"]).partition(".")
+        bad = _metric(test, metric, "regression")
+        if bad:
+            wrong.append(bad)
+        tol = item.get("tolerance_pct", 10)
+        if not isinstance(tol, (int, float)) or isinstance(tol, bool) or tol < 0:
+            wrong.append("tolerance_pct must be a number >= 0")
+            tol = 0
+        return Rule(kind="regression", test=test, metric=metric, tolerance_pct=float(tol), **common)
+    if item[kind] is not True:
+        wrong.append(f"{kind} takes `true`")
+    return Rule(kind=kind, **common)
 
 
 def _pairs(df: pd.DataFrame, mode: str | None, scenario: str, test: str, metric: str) -> pd.Series:
@@ -165,14 +206,20 @@ def evaluate(rules: list[Rule], df: pd.DataFrame, traces: list[dict],
     return outcomes
 
 
-def apply(run_dir, rules_path: Path, baseline_dir=None, junit_path: Path | None = None) -> list[Outcome]:
-    """Read the rules and the run (and baseline), evaluate, write JUnit; the caller decides the exit."""
+def apply(run_dir, rules: list[Rule], baseline_dir=None, junit_path: Path | None = None) -> list[Outcome]:
+    """Evaluate parsed rules on a stored run (and baseline) and write JUnit; the caller decides the exit.
+
+    Written to the run's own gates.xml (the default), the verdicts are also kept as data in gates.json,
+    which the report shows."""
     from netbench.results import RunDir
-    rules = parse_rules(rules_path)
     run = RunDir.open(run_dir)
     base = RunDir.open(baseline_dir).frame() if baseline_dir else None
     outcomes = evaluate(rules, run.frame(), run.traces(), base)
-    (junit_path or run.path / "gates.xml").write_text(junit(outcomes, run.run_id))
+    own = run.path / "gates.xml"
+    path = Path(junit_path) if junit_path else own
+    path.write_text(junit(outcomes, run.run_id))
+    if path.resolve() == own.resolve():
+        run.write_gates([o.as_dict() for o in outcomes])
     return outcomes
 
 
@@ -209,10 +256,10 @@ def _one(rule: Rule, mode: str, df: pd.DataFrame, traces: list[dict], baseline: 
             return Outcome(rule, mode, None, f"{label}: {rule.test}.{rule.metric} not in both runs")
         cur, base = float(now.median()), float(then.median())
         if base == 0:  # e.g. loss 0% before: any loss now is infinitely worse, none is not worse
-            higher = rule.metric in HIGHER_IS_BETTER
+            higher = metrics.higher_is_better(rule.metric)
             worse = 0.0 if (higher or cur <= 0) else float("inf")
         else:
-            worse = (base - cur) / base * 100 if rule.metric in HIGHER_IS_BETTER else (cur - base) / base * 100
+            worse = (base - cur) / base * 100 if metrics.higher_is_better(rule.metric) else (cur - base) / base * 100
         msg = f"{label}: {rule.test}.{rule.metric} median {_fmt(cur)} vs baseline {_fmt(base)} ({worse:+.1f}% worse)"
         bad = [msg] if worse > rule.tolerance_pct else []
         return Outcome(rule, mode, not bad, msg + f", tolerance {rule.tolerance_pct:g}%", bad)

@@ -1,5 +1,6 @@
 """A run directory: reports/<run-id>/ with run.json (metadata), records.jsonl (raw rows, appended and
-flushed as they arrive, so a crash loses nothing measured) and the tidy table as CSV and Parquet.
+flushed as they arrive, so a crash loses nothing measured), the tidy table as CSV and Parquet, and, once
+gated, gates.xml (JUnit, for CI) with gates.json (the same verdicts as data, for the report).
 Reports and gates read only this directory."""
 
 from __future__ import annotations
@@ -89,6 +90,13 @@ class RunDir:
 
     def traces(self) -> list[dict]:
         return self._read("traces.json") if (self.path / "traces.json").exists() else []
+
+    def write_gates(self, verdicts: list[dict]) -> None:
+        """The gate verdicts of the run's own gates.xml, as data (gates.Outcome.as_dict), for the report."""
+        self._replace("gates.json", verdicts, indent=1)
+
+    def gates(self) -> list[dict]:
+        return self._read("gates.json") if (self.path / "gates.json").exists() else []
 
     def write_meta(self, meta: dict) -> None:
         self._replace("run.json", {"schema_version": SCHEMA_VERSION, "run_id": self.run_id, **meta}, indent=2)

@@ -22,7 +22,7 @@ from netbench.cluster import ClusterNode
 from netbench.errors import InvalidValue
 from netbench.fleet import Connection, Fleet
 from netbench.measure import MeasureError, latency, throughput
-from netbench.plan import LATENCY_TESTS, SCENARIOS, THROUGHPUT_TESTS, Step, make_plan
+from netbench.plan import LATENCY_TESTS, SCENARIOS, THROUGHPUT_TESTS, Plan, Step, make_plan
 from netbench.remote import script
 from netbench.results import RunDir
 
@@ -124,6 +124,7 @@ class Session:
         self.run_dir: RunDir | None = None
         self.host_measured = False
         self.traces: list[dict] = []  # every pass's, in a run over several modes
+        self.plans: dict[tuple[str, ...], Plan] = {}  # per scenario set, made once (see _plan)
         self._lock = threading.Lock()
 
     # -- bookkeeping -------------------------------------------------------------------------
@@ -142,10 +143,17 @@ class Session:
     def up(self) -> list[str]:
         return [n for n in self.nodes if n not in self.down]
 
+    def _plan(self, scenarios: tuple[str, ...]) -> Plan:
+        """The plan of one scenario set, made once per run: estimate_steps and every pass share it."""
+        if scenarios not in self.plans:
+            self.plans[scenarios] = make_plan(list(self.nodes), scenarios, self.options.parallel_pairs,
+                                              self.options.pairs)
+        return self.plans[scenarios]
+
     def estimate_steps(self) -> int:
         total = len(self.nodes)
         for i in range(max(1, len(self.options.modes))):
-            plan = make_plan(list(self.nodes), self._scenarios(i == 0), self.options.parallel_pairs, self.options.pairs)
+            plan = self._plan(self._scenarios(i == 0))
             if i == 0 and not plan.steps:
                 raise InvalidValue("--pairs and --scenarios leave nothing to measure (a pair A:A is measured only "
                                  "by the pod-pod-same-node scenario)")
@@ -290,7 +298,7 @@ class Session:
         return src.pods[0], dst.pods[0]
 
     def _measure(self, run_dir: RunDir, mode: str, scenarios: tuple[str, ...]) -> None:
-        plan = make_plan(list(self.nodes), scenarios, self.options.parallel_pairs, self.options.pairs)
+        plan = self._plan(scenarios)
         lat_tests = [t for t in self.options.tests if t in LATENCY_TESTS]
         thr_tests = [t for t in self.options.tests if t in THROUGHPUT_TESTS]
         if lat_tests:
@@ -331,25 +339,11 @@ class Session:
         src, dst = self.endpoints(step)
         conn = self.fleet[step.src]
         o = self.options
-        timeout = o.samples * (o.interval + 0.05) + 30
         for test in tests:
             if step.src in self.down or step.dst in self.down:
                 return
             try:
-                if test == "udp_rr":
-                    argv = src.wrap(["python3", probes.AGENT, "ping", "--dst", dst.ip, "--port", str(probes.AGENT_PORT),
-                                     "--count", str(o.samples), "--interval", str(o.interval), "--size", str(o.size)])
-                    result = conn.run(argv, timeout=timeout, check=False)
-                    if not result.ok:
-                        raise MeasureError(result.stderr.strip()[-300:] or f"exit {result.exit_code}")
-                    rtts, sent, _how = latency.parse_agent(result.stdout)
-                else:
-                    argv = src.wrap(["ping", "-n", "-c", str(o.samples), "-i", str(max(o.interval, 0.002)),
-                                     "-s", str(o.size), "-W", "1", dst.ip])
-                    result = conn.run(argv, timeout=timeout, check=False)
-                    if result.exit_code not in (0, 1):  # 1: some replies missing, which is data
-                        raise MeasureError(result.stderr.strip()[-300:] or f"exit {result.exit_code}")
-                    rtts, sent = latency.parse_ping(result.stdout)
+                rtts, sent = latency.DRIVERS[test](conn, src, dst, samples=o.samples, interval=o.interval, size=o.size)
                 records = latency.records(test, rtts, sent, step.scenario, step.src, step.dst)
                 self.run_dir.append_samples(self.mode_label or self.cluster_mode.name, step.scenario, step.src,
                                             step.dst, test, rtts)
@@ -370,18 +364,9 @@ class Session:
             for test in tests:
                 if step.src in self.down or step.dst in self.down:
                     return
-                argv = ["iperf3", "-c", dst.ip, "-p", str(probes.IPERF_PORT), "-B", src.ip, "-t", str(o.duration),
-                        "--json", "--connect-timeout", "3000"]
-                if test == "tcp_multi":
-                    argv += ["-P", str(o.streams)]
-                elif test == "udp":
-                    argv += ["-u", "-b", o.udp_rate, "-l", "1400"]
                 try:
-                    # a peer that vanishes mid-test leaves iperf3 waiting for its results: bound it
-                    result = conn.run(src.wrap(argv), timeout=o.duration + 15, check=False)
-                    if result.exit_code in (124, 255):
-                        raise MeasureError(result.stderr.strip())
-                    parsed = throughput.parse_iperf3(result.stdout)
+                    parsed = throughput.iperf3(conn, src, dst, test, duration=o.duration, streams=o.streams,
+                                               udp_rate=o.udp_rate)
                     yield throughput.records(test, parsed, step.scenario, step.src, step.dst, repeat)
                 except MeasureError as exc:
                     self.fail(f"{step.src}->{step.dst}", f"{step.scenario} {test}", exc)
@@ -419,20 +404,3 @@ class Session:
         result = self.fleet.each(lambda c: probes.clean(c, timeout=15), names, timeout=60)
         for name, error in result.failed.items():
             self.fail(name, "cleanup", f"probes may be left on the node ({error}); run `netbench clean`")
-
-
-def summary(df) -> list[dict]:
-    """Per scenario and test: the median over pairs (and repeats) of the headline metrics."""
-    if df.empty:
-        return []
-    heads = {"udp_rr": ["rtt_p50_us", "rtt_p99_us", "loss_pct"], "icmp": ["rtt_p50_us", "loss_pct"],
-             "tcp": ["gbps", "retransmits"], "tcp_multi": ["gbps"], "udp": ["gbps", "loss_pct", "jitter_ms"]}
-    rows = []
-    for (scenario, test), group in df.groupby(["scenario", "test"], sort=False):
-        row = {"scenario": scenario, "test": test, "pairs": group[["src", "dst"]].drop_duplicates().shape[0]}
-        for metric in heads.get(test, []):
-            values = group[group.metric == metric].value
-            if not values.empty:
-                row[metric] = float(values.median())
-        rows.append(row)
-    return rows

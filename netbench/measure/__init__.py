@@ -1,11 +1,18 @@
-"""Measurements: pure parsers of tool output into tidy records, and thin drivers around them."""
+"""Measurements: pure parsers of tool output into tidy records, and thin drivers around them.
+
+A driver (`latency.udp_rr`, `latency.icmp`, `throughput.iperf3`) builds the tool's command line, runs it
+through a `netbench.remote.Runner` on the source node and parses what it printed; which metrics come out,
+and their units, is `netbench.metrics`' catalogue.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from netbench.errors import NetbenchError
 
-class MeasureError(Exception):
+
+class MeasureError(NetbenchError):
     """A tool ran but could not measure (refused, no reply, bad output); the text says why."""
 
 

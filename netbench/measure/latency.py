@@ -7,22 +7,21 @@ import re
 
 import numpy as np
 
+from netbench import metrics, probes
 from netbench.measure import MeasureError, Record
+from netbench.remote import Runner
 
 _TIME = re.compile(r"\btime=([\d.]+) ms")
 _SUMMARY = re.compile(r"(\d+) packets transmitted, (\d+) received")
 
 
 def rtt_stats(rtts_us: list[float], sent: int) -> dict[str, float]:
-    """min/mean/stddev/p50/p90/p99/max in µs and loss in percent; an empty sample keeps only loss."""
+    """Loss in percent, then every sample statistic of the catalogue (µs); an empty sample keeps only loss."""
     stats: dict[str, float] = {"loss_pct": 100.0 * (sent - len(rtts_us)) / sent if sent else 100.0}
     if rtts_us:
         a = np.asarray(rtts_us, dtype=float)
-        stats.update(
-            rtt_min_us=float(a.min()), rtt_mean_us=float(a.mean()), rtt_stddev_us=float(a.std()),
-            rtt_p50_us=float(np.percentile(a, 50)), rtt_p90_us=float(np.percentile(a, 90)),
-            rtt_p99_us=float(np.percentile(a, 99)), rtt_max_us=float(a.max()),
-        )
+        for m in metrics.sample_stats():
+            stats[m.name] = float(np.percentile(a, m.stat) if isinstance(m.stat, float) else getattr(a, m.stat)())
     return stats
 
 
@@ -46,8 +45,39 @@ def parse_ping(output: str) -> tuple[list[float], int]:
 
 def records(test: str, rtts_us: list[float], sent: int, scenario: str, src: str, dst: str,
             repeat: int = 0) -> list[Record]:
-    units = {"loss_pct": "%"}
-    out = [Record(scenario, src, dst, test, metric, value, units.get(metric, "us"), repeat)
+    out = [Record(scenario, src, dst, test, metric, value, metrics.unit(metric), repeat)
            for metric, value in rtt_stats(rtts_us, sent).items()]
-    out.append(Record(scenario, src, dst, test, "reachable", 1.0 if rtts_us else 0.0, "bool", repeat))
+    out.append(Record(scenario, src, dst, test, "reachable", 1.0 if rtts_us else 0.0, metrics.unit("reachable"),
+                      repeat))
     return out
+
+
+# -- drivers: run on the source node, return (RTTs in µs, requests sent) -----------------------------------
+def _timeout(samples: int, interval: float) -> float:
+    return samples * (interval + 0.05) + 30
+
+
+def udp_rr(runner: Runner, src: probes.Endpoint, dst: probes.Endpoint, *, samples: int, interval: float,
+           size: int) -> tuple[list[float], int]:
+    """UDP request/response against the agent serving on dst, timed by the agent on src."""
+    argv = src.wrap(["python3", probes.AGENT, "ping", "--dst", dst.ip, "--port", str(probes.AGENT_PORT),
+                     "--count", str(samples), "--interval", str(interval), "--size", str(size)])
+    result = runner.run(argv, timeout=_timeout(samples, interval), check=False)
+    if not result.ok:
+        raise MeasureError(result.stderr.strip()[-300:] or f"exit {result.exit_code}")
+    rtts, sent, _how = parse_agent(result.stdout)
+    return rtts, sent
+
+
+def icmp(runner: Runner, src: probes.Endpoint, dst: probes.Endpoint, *, samples: int, interval: float,
+         size: int) -> tuple[list[float], int]:
+    """ICMP echo with iputils ping from src to dst."""
+    argv = src.wrap(["ping", "-n", "-c", str(samples), "-i", str(max(interval, 0.002)), "-s", str(size), "-W", "1",
+                     dst.ip])
+    result = runner.run(argv, timeout=_timeout(samples, interval), check=False)
+    if result.exit_code not in (0, 1):  # 1: some replies missing, which is data
+        raise MeasureError(result.stderr.strip()[-300:] or f"exit {result.exit_code}")
+    return parse_ping(result.stdout)
+
+
+DRIVERS = {"udp_rr": udp_rr, "icmp": icmp}

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 
+from netbench import metrics, probes
 from netbench.measure import MeasureError, Record
+from netbench.remote import Runner
 
 
 def parse_iperf3(output: str) -> dict[str, float]:
@@ -33,9 +35,22 @@ def parse_iperf3(output: str) -> dict[str, float]:
     return out
 
 
-UNITS = {"gbps": "Gbit/s", "cpu_snd_pct": "%", "cpu_rcv_pct": "%", "loss_pct": "%", "jitter_ms": "ms",
-         "retransmits": "count"}
-
-
 def records(test: str, parsed: dict[str, float], scenario: str, src: str, dst: str, repeat: int = 0) -> list[Record]:
-    return [Record(scenario, src, dst, test, metric, value, UNITS[metric], repeat) for metric, value in parsed.items()]
+    return [Record(scenario, src, dst, test, metric, value, metrics.unit(metric), repeat)
+            for metric, value in parsed.items()]
+
+
+def iperf3(runner: Runner, src: probes.Endpoint, dst: probes.Endpoint, test: str, *, duration: float,
+           streams: int, udp_rate: str) -> dict[str, float]:
+    """One iperf3 test (tcp, tcp_multi or udp) from src to the iperf3 server on dst, parsed."""
+    argv = ["iperf3", "-c", dst.ip, "-p", str(probes.IPERF_PORT), "-B", src.ip, "-t", str(duration),
+            "--json", "--connect-timeout", "3000"]
+    if test == "tcp_multi":
+        argv += ["-P", str(streams)]
+    elif test == "udp":
+        argv += ["-u", "-b", udp_rate, "-l", "1400"]
+    # a peer that vanishes mid-test leaves iperf3 waiting for its results: bound it
+    result = runner.run(src.wrap(argv), timeout=duration + 15, check=False)
+    if result.exit_code in (124, 255):
+        raise MeasureError(result.stderr.strip())
+    return parse_iperf3(result.stdout)

@@ -7,21 +7,19 @@ from pathlib import Path
 
 import pandas as pd
 
-from netbench.gates import HIGHER_IS_BETTER
+from netbench import metrics
 from netbench.results import RunDir
-
-HEADLINE = {("udp_rr", "rtt_p50_us"), ("udp_rr", "rtt_p99_us"), ("icmp", "rtt_p50_us"), ("tcp", "gbps"),
-            ("tcp_multi", "gbps"), ("udp", "gbps"), ("udp", "loss_pct"), ("tcp", "retransmits")}
 
 
 def compare(run_dirs: list[Path]) -> tuple[list[str], pd.DataFrame]:
     runs = [RunDir.open(p) for p in run_dirs]
     names = [r.run_id for r in runs]
+    headline = set(metrics.headline_pairs(metrics.COMPARE))
     frames = []
     for r in runs:
         df = r.frame()
         if not df.empty:
-            df = df[[(t, m) in HEADLINE for t, m in zip(df.test, df.metric, strict=True)]]
+            df = df[[(t, m) in headline for t, m in zip(df.test, df.metric, strict=True)]]
         g = df.groupby(["mode", "scenario", "test", "metric"]).value
         frames.append(pd.DataFrame({"median": g.median(), "min": g.min(), "max": g.max()}))
     rows = []
@@ -42,7 +40,7 @@ def compare(run_dirs: list[Path]) -> tuple[list[str], pd.DataFrame]:
             ratio = cur["median"] / first["median"] if first["median"] else None
             row[f"{name} ratio"] = ratio
             apart = cur["min"] > first["max"] or cur["max"] < first["min"]
-            better = (cur["median"] > first["median"]) == (key[3] in HIGHER_IS_BETTER)
+            better = (cur["median"] > first["median"]) == metrics.higher_is_better(key[3])
             row[f"{name} verdict"] = ("better" if better else "worse") if apart else "within spread"
         rows.append(row)
     return names, pd.DataFrame(rows)

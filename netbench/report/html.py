@@ -1,4 +1,6 @@
-"""`netbench report RUN_DIR`: index.html (one self-contained file), summary.md and the tidy CSV."""
+"""`netbench report RUN_DIR`: index.html (one self-contained file), summary.md and the tidy CSV.
+
+Gate verdicts come from the run's gates.json (written with gates.xml by `netbench gate` / `run --gates`)."""
 
 from __future__ import annotations
 
@@ -7,26 +9,11 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
+from netbench import metrics
 from netbench.report import plots, reference, summary
 from netbench.results import RunDir
 
 TEMPLATES = Path(__file__).parent / "templates"
-
-
-def gate_rows(run: RunDir) -> list[dict]:
-    """Gate verdicts written by `netbench gate` / `run --gates`, read back from the JUnit file."""
-    from xml.etree import ElementTree as ET
-    path = run.path / "gates.xml"
-    if not path.exists():
-        return []
-    rows = []
-    for case in ET.parse(path).iter("testcase"):
-        name, _, rest = case.get("name", "").rpartition(" [")
-        passed = None if case.find("skipped") is not None else case.find("failure") is None
-        out = case.find("system-out")
-        rows.append({"name": name, "mode": rest.split(" ")[0], "passed": passed,
-                     "summary": out.text if out is not None else ""})
-    return rows
 
 
 def reference_groups() -> tuple[list[dict], str | None]:
@@ -48,8 +35,8 @@ def write(run_dir: Path) -> dict[str, Path]:
         t["waterfall"] = plots.waterfall(t)
     heatmaps = []
     for mode in dict.fromkeys(df["mode"]):
-        for test, metric, label in (("udp_rr", "rtt_p50_us", "RTT p50 µs"), ("tcp", "gbps", "TCP Gbit/s")):
-            img = plots.heatmap(df, mode, test, metric, label)
+        for test, metric in metrics.headline_pairs(metrics.HEATMAP):
+            img = plots.heatmap(df, mode, test, metric, metrics.title(test, metric))
             if img:
                 heatmaps.append(img)
     refs, refs_error = reference_groups()
@@ -58,7 +45,7 @@ def write(run_dir: Path) -> dict[str, Path]:
         meta=meta, summary=rows, columns=summary.COLUMNS, cell=summary.cell, traces=traces,
         baseline=summary.BASELINE, borrowed=summary.borrowed_baseline(rows), references=refs,
         references_error=refs_error,
-        failures=meta.get("failures", []), gates=gate_rows(run),
+        failures=meta.get("failures", []), gates=run.gates(),
         started=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(meta.get("started", 0))),
         plots={"throughput": plots.throughput(df), "cdf": plots.latency_cdf(run.samples()), "heatmaps": heatmaps},
     )

@@ -13,7 +13,7 @@ from typing import Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from netbench.errors import NetbenchError
+from netbench.errors import InvalidValue, NetbenchError
 
 FIGURES_FILE = Path(__file__).parent / "reference_figures.yaml"
 
@@ -40,7 +40,7 @@ class Figure(BaseModel):
     @classmethod
     def _finite_positive(cls, v: float) -> float:
         if not math.isfinite(v) or v <= 0:
-            raise ValueError("must be a positive number")
+            raise InvalidValue("must be a positive number")
         return v
 
     @model_validator(mode="after")
@@ -48,7 +48,7 @@ class Figure(BaseModel):
         if self.runs:
             mean = sum(self.runs) / len(self.runs)
             if abs(self.value - mean) > 1e-3 * abs(mean) + 0.005:
-                raise ValueError(f"value {self.value} is not the mean of runs {self.runs} ({mean:.4g})")
+                raise InvalidValue(f"value {self.value} is not the mean of runs {self.runs} ({mean:.4g})")
         return self
 
 
@@ -70,7 +70,7 @@ class Source(BaseModel):
     @model_validator(mode="after")
     def _says_something(self) -> Source:
         if not self.figures and not self.remark:
-            raise ValueError("a source needs figures or, for a statement without figures, a remark")
+            raise InvalidValue("a source needs figures or, for a statement without figures, a remark")
         return self
 
 
@@ -84,7 +84,7 @@ class References(BaseModel):
         seen: set[str] = set()
         for s in self.sources:
             if s.id in seen:
-                raise ValueError(f"duplicate source id '{s.id}'")
+                raise InvalidValue(f"duplicate source id '{s.id}'")
             seen.add(s.id)
         return self
 

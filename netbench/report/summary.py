@@ -1,8 +1,12 @@
-"""The per-mode summary every report view shares: pod throughput and latency against the host baseline."""
+"""Summaries of a run's tidy table, their figures and columns picked from `netbench.metrics`: per scenario and
+test (`netbench run`'s table and --json), and per mode (every report view: pod throughput and latency
+against the host baseline)."""
 
 from __future__ import annotations
 
 import pandas as pd
+
+from netbench import metrics
 
 BASELINE = "host (baseline)"  # the mode label of the host-to-host row that per_mode appends
 
@@ -12,20 +16,29 @@ def _med(df: pd.DataFrame, scenario: str, test: str, metric: str) -> float | Non
     return float(v.median()) if not v.empty else None
 
 
+def per_test(df: pd.DataFrame) -> list[dict]:
+    """Per scenario and test: the median over pairs (and repeats) of the test's SUMMARY headline metrics."""
+    if df.empty:
+        return []
+    rows = []
+    for (scenario, test), group in df.groupby(["scenario", "test"], sort=False):
+        row = {"scenario": scenario, "test": test, "pairs": group[["src", "dst"]].drop_duplicates().shape[0]}
+        for m in metrics.headline(metrics.SUMMARY, test):
+            values = group[group.metric == m.name].value
+            if not values.empty:
+                row[m.name] = float(values.median())
+        rows.append(row)
+    return rows
+
+
 def _metrics(g: pd.DataFrame, scenario: str) -> dict:
-    """The headline medians of one scenario; CPU is both ends' iperf3 % of a host per Gbit/s delivered."""
+    """The medians of one scenario for the measured columns of metrics.MODE_COLUMNS, and cpu_per_gbps: both
+    ends' iperf3 CPU (% of a host) per TCP Gbit/s delivered."""
+    out = {c.key: _med(g, scenario, c.test, c.metric) for c in metrics.MODE_COLUMNS if c.metric}
     tcp = _med(g, scenario, "tcp", "gbps")
     cpu = [_med(g, scenario, "tcp", m) for m in ("cpu_snd_pct", "cpu_rcv_pct")]
-    return {
-        "tcp_gbps": tcp,
-        "tcp_multi_gbps": _med(g, scenario, "tcp_multi", "gbps"),
-        "udp_gbps": _med(g, scenario, "udp", "gbps"),
-        "udp_loss_pct": _med(g, scenario, "udp", "loss_pct"),
-        "rtt_p50_us": _med(g, scenario, "udp_rr", "rtt_p50_us"),
-        "rtt_p99_us": _med(g, scenario, "udp_rr", "rtt_p99_us"),
-        "cpu_per_gbps": sum(cpu) / tcp if tcp and None not in cpu else None,
-        "loss_pct": _med(g, scenario, "udp_rr", "loss_pct"),
-    }
+    out["cpu_per_gbps"] = sum(cpu) / tcp if tcp and None not in cpu else None
+    return out
 
 
 def per_mode(df: pd.DataFrame) -> list[dict]:
@@ -65,16 +78,12 @@ def borrowed_baseline(rows: list[dict]) -> list[str]:
     return [r["mode"] for r in rows if r.get("host_baseline") == "run"]
 
 
-COLUMNS = [("mode", "mode", "{}"), ("tcp_gbps", "TCP Gbit/s", "{:.2f}"), ("tcp_vs_host", "vs host", "{:.2f}"),
-           ("tcp_multi_gbps", "TCP ×P Gbit/s", "{:.2f}"), ("udp_gbps", "UDP Gbit/s", "{:.2f}"),
-           ("udp_loss_pct", "UDP loss %", "{:.2f}"), ("rtt_p50_us", "RTT p50 µs", "{:.0f}"),
-           ("rtt_p99_us", "RTT p99 µs", "{:.0f}"), ("cpu_per_gbps", "CPU %/Gbit/s", "{:.1f}"),
-           ("loss_pct", "RTT loss %", "{:.1f}")]
+COLUMNS = [(c.key, c.label, c.fmt) for c in metrics.MODE_COLUMNS]  # (row key, heading, format spec)
 
 
 def cell(row: dict, key: str, fmt: str) -> str:
     v = row.get(key)
-    return "–" if v is None else fmt.format(v)
+    return "–" if v is None else format(v, fmt)
 
 
 def markdown(rows: list[dict], title: str) -> str:

@@ -1,5 +1,6 @@
 """Gate rules: parsing and its errors, evaluation on a tidy table, JUnit output."""
 
+import json
 import re
 from pathlib import Path
 
@@ -140,3 +141,47 @@ def test_rules_that_are_not_utf8_are_a_user_error(tmp_path):
     path.write_bytes(b"gates:\n  - name: \xff\n")
     with pytest.raises(UserError, match="not UTF-8"):
         gates.parse_rules(path)
+
+
+def test_every_bad_rule_is_reported_at_once_each_with_file_line_and_field(tmp_path):
+    path = rules_file(tmp_path, "gates:\n"
+                                "  - name: a\n    check: 'udp_rr.rtt_p99 < 5'\n"  # line 2
+                                "  - name: ok\n    reachable: true\n"  # line 4: fine
+                                "  - name: b\n    regression: tcp.gbps\n    tolerance_pct: -1\n    scenario: x\n"  # 6
+                                "  - reachable: true\n    modez: [udp]\n")  # line 10
+    with pytest.raises(gates.GateRulesError) as caught:
+        gates.parse_rules(path)
+    assert caught.value.problems == [
+        f"{path}:2: rule 'a': test udp_rr has no metric 'rtt_p99' in check (known: rtt_min_us, rtt_mean_us, "
+        "rtt_stddev_us, rtt_p50_us, rtt_p90_us, rtt_p99_us, rtt_max_us, loss_pct)",
+        f"{path}:6: rule 'b': unknown scenario 'x' (known: pod-pod, pod-pod-same-node, host-host)",
+        f"{path}:6: rule 'b': tolerance_pct must be a number >= 0",
+        f"{path}:10: unknown key 'modez' (known: check, modes, name, path, reachable, regression, scenario, "
+        "tolerance_pct)",
+        f"{path}:10: rule without a name",
+    ]
+    assert isinstance(caught.value, UserError) and str(caught.value).count("\n") == 4
+
+
+def run_dir(tmp_path):
+    from netbench.results import RunDir
+    run = RunDir.create(tmp_path, "t")
+    run.write_meta({"mode": "vxlan"})
+    with open(run.records_file, "w") as f:
+        for row in RUN.to_dict("records"):
+            f.write(json.dumps(row) + "\n")
+    return run
+
+
+def test_apply_keeps_the_runs_verdicts_as_data_beside_its_junit(tmp_path):
+    run = run_dir(tmp_path)
+    rules = gates.parse_rules(rules_file(tmp_path, "gates:\n  - name: p99\n    check: 'udp_rr.rtt_p99_us < 500'\n"
+                                                   "  - name: reg\n    regression: tcp.gbps\n"))
+    elsewhere = tmp_path / "ci.xml"
+    gates.apply(run.path, rules, junit_path=elsewhere)
+    assert elsewhere.exists() and run.gates() == []  # another JUnit file is not the run's own verdict
+    outcomes = gates.apply(run.path, rules)
+    assert (run.path / "gates.xml").exists()
+    assert run.gates() == [o.as_dict() for o in outcomes]
+    assert [(g["name"], g["mode"], g["passed"]) for g in run.gates()] == [("p99", "vxlan", False),
+                                                                          ("reg", "vxlan", None)]

@@ -1,8 +1,9 @@
 import pandas as pd
 import pytest
 
+from netbench.report.summary import per_test as summary
 from netbench.results import COLUMNS, RunDir
-from netbench.run import RunOptions, summary
+from netbench.run import RunOptions
 
 
 @pytest.mark.parametrize("kw, field", [
