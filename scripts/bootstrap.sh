@@ -7,7 +7,7 @@ PYTHON=${PYTHON:-python3}
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(iproute2 iputils-ping iperf3 tcpdump openssh-server openssh-client etcd-server etcd-client
-              frr nftables socat sockperf procps util-linux psmisc
+              frr nftables iptables socat sockperf procps util-linux psmisc
               chromium fonts-dejavu-core)  # chromium: the report is checked in a real browser
 
 missing=()
