@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import xmlschema
 
-from netbench import gates
+from netbench import gates, metrics
 from netbench.errors import UserError
 from netbench.results import COLUMNS
 
@@ -151,9 +151,10 @@ def test_every_bad_rule_is_reported_at_once_each_with_file_line_and_field(tmp_pa
                                 "  - reachable: true\n    modez: [udp]\n")  # line 10
     with pytest.raises(gates.GateRulesError) as caught:
         gates.parse_rules(path)
+    known = metrics.gateable("udp_rr")
+    assert known[:3] == ["rtt_min_us", "rtt_mean_us", "rtt_stddev_us"] and "reachable" not in known
     assert caught.value.problems == [
-        f"{path}:2: rule 'a': test udp_rr has no metric 'rtt_p99' in check (known: rtt_min_us, rtt_mean_us, "
-        "rtt_stddev_us, rtt_p50_us, rtt_p90_us, rtt_p99_us, rtt_max_us, loss_pct)",
+        f"{path}:2: rule 'a': test udp_rr has no metric 'rtt_p99' in check (known: {', '.join(known)})",
         f"{path}:6: rule 'b': unknown scenario 'x' (known: pod-pod, pod-pod-same-node, host-host)",
         f"{path}:6: rule 'b': tolerance_pct must be a number >= 0",
         f"{path}:10: unknown key 'modez' (known: check, modes, name, path, reachable, regression, scenario, "
