@@ -62,6 +62,7 @@ CATALOGUE: tuple[Metric, ...] = (
     Metric("rtt_p90_us", "us", LATENCY, LOWER, "p90 µs", ".0f", stat=90.0),
     Metric("rtt_p99_us", "us", LATENCY, LOWER, "p99 µs", ".0f", stat=99.0,
            headline=_all(*_HEAD, tests=("udp_rr",))),
+    Metric("rtt_p999_us", "us", LATENCY, LOWER, "p99.9 µs", ".0f", stat=99.9, headline=_all(*_HEAD, tests=LATENCY)),
     Metric("rtt_max_us", "us", LATENCY, LOWER, "max µs", ".0f", stat="max"),
     Metric("gbps", "Gbit/s", THROUGHPUT, HIGHER, "Gbit/s", ".3f",
            headline={**_all(*_HEAD, tests=THROUGHPUT), HEATMAP: ("tcp",)}),
@@ -98,6 +99,7 @@ MODE_COLUMNS: tuple[Column, ...] = (
     Column("udp_loss_pct", "UDP loss %", ".2f", "udp", "loss_pct"),
     Column("rtt_p50_us", "RTT p50 µs", ".0f", "udp_rr", "rtt_p50_us"),
     Column("rtt_p99_us", "RTT p99 µs", ".0f", "udp_rr", "rtt_p99_us"),
+    Column("rtt_p999_us", "RTT p99.9 µs", ".0f", "udp_rr", "rtt_p999_us"),
     Column("cpu_per_gbps", "CPU %/Gbit/s", ".1f"),
     Column("loss_pct", "RTT loss %", ".1f", "udp_rr", "loss_pct"),
 )
