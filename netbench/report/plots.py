@@ -12,6 +12,8 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from netbench import metrics  # noqa: E402
+
 
 def _png(fig) -> str:
     buf = io.BytesIO()
@@ -70,7 +72,7 @@ def heatmap(df: pd.DataFrame, mode: str, test: str, metric: str, label: str) -> 
     grid = sel.groupby(["src", "dst"]).value.median().unstack()
     nodes = sorted(set(grid.index) | set(grid.columns))
     grid = grid.reindex(index=nodes, columns=nodes)
-    if test in ("udp_rr", "icmp"):  # RTT is one figure per unordered pair: show it both ways
+    if test in metrics.LATENCY:  # RTT is one figure per unordered pair: show it both ways
         grid = grid.combine_first(grid.T)
     fig, ax = plt.subplots(figsize=(1.2 + 0.9 * len(nodes), 0.9 + 0.8 * len(nodes)))
     im = ax.imshow(grid.values.astype(float), cmap="viridis")
