@@ -10,37 +10,73 @@ import json
 from dataclasses import dataclass
 from enum import Enum
 
+from netbench.errors import InvalidValue
+
 DEFAULT_PREFIX = "/coreos.com/network"
-UDP_PORT = 8285
-VXLAN_PORT = 8472
-VXLAN_VNI = 1
 LEASE_TTL_S = 24 * 3600
 
 
+@dataclass(frozen=True)
+class Backend:
+    """What one mode puts on a node and on the wire: the one declaration of device names, link kinds,
+    ports, VNI and overheads. The lab builds from it; facts, doctor and trace read it."""
+
+    type: str = "alloc"  # the Backend.Type flannel stores; static/frr/none only allocate subnets
+    device: str | None = None  # the overlay device flannel makes
+    kind: str | None = None  # that device's link kind, as `ip -d link` reports it
+    encap: str | None = None  # what a pod's packet is wrapped in on the underlay
+    port: int | None = None  # the UDP port of that encapsulation
+    overhead: int = 0  # bytes the encapsulation costs
+    vni: int | None = None
+
+
 class Mode(str, Enum):
-    udp = "udp"
-    vxlan = "vxlan"
-    host_gw = "host-gw"
+    """The data paths netbench knows (DESIGN §2), each with its Backend: adding a mode is one line here,
+    its lab class (lab/datapaths/) and its expected path (trace/paths.py)."""
+
+    def __new__(cls, value: str, backend: Backend = Backend()) -> "Mode":
+        member = str.__new__(cls, value)
+        member._value_ = value
+        member.backend = backend
+        return member
+
+    # 20 IP + 8 UDP for udp (the pod's IP packet is the payload), + 8 VXLAN + 14 Ethernet for vxlan
+    udp = "udp", Backend("udp", device="flannel0", kind="tun", encap="udp", port=8285, overhead=28)
+    vxlan = "vxlan", Backend("vxlan", device="flannel.1", kind="vxlan", encap="vxlan", port=8472, overhead=50,
+                             vni=1)
+    host_gw = "host-gw", Backend("host-gw")
     static = "static"
     frr = "frr"
     none = "none"
 
     @property
     def backend_type(self) -> str:
-        """The Backend.Type flannel stores; static/frr/none only allocate subnets (flannel's `alloc`)."""
-        return {"udp": "udp", "vxlan": "vxlan", "host-gw": "host-gw"}.get(self.value, "alloc")
+        return self.backend.type
 
     @property
     def overhead(self) -> int:
-        """Bytes the encapsulation costs: 20 IP + 8 UDP for udp, + 8 VXLAN + 14 Ethernet for vxlan."""
-        return {"udp": 28, "vxlan": 50}.get(self.value, 0)
+        return self.backend.overhead
 
     def mtu(self, underlay_mtu: int = 1500) -> int:
         return underlay_mtu - self.overhead
 
     @property
     def device(self) -> str | None:
-        return {"udp": "flannel0", "vxlan": "flannel.1"}.get(self.value)
+        return self.backend.device
+
+
+def backend_of(mode: "str | Mode") -> Backend:
+    """A mode's Backend from its name; a name that is no mode (a cluster found `mixed`) has none."""
+    try:
+        return Mode(mode).backend
+    except ValueError:
+        return Backend()
+
+
+UDP_PORT = Mode.udp.backend.port
+VXLAN_PORT = Mode.vxlan.backend.port
+VXLAN_VNI = Mode.vxlan.backend.vni
+ENCAP_PORTS: tuple[int, ...] = tuple(m.backend.port for m in Mode if m.backend.port)  # udp's, then vxlan's
 
 
 def parse_mode(value: str) -> Mode:
@@ -48,15 +84,15 @@ def parse_mode(value: str) -> Mode:
         return Mode(value)
     except ValueError:
         choices = ", ".join(m.value for m in Mode)
-        raise ValueError(f"unknown mode {value!r} (choose one of: {choices})") from None
+        raise InvalidValue(f"unknown mode {value!r} (choose one of: {choices})") from None
 
 
 def network_config(network: str, mode: Mode, subnet_len: int = 24) -> dict:
     backend: dict = {"Type": mode.backend_type}
-    if mode is Mode.udp:
-        backend["Port"] = UDP_PORT
-    elif mode is Mode.vxlan:
-        backend.update(VNI=VXLAN_VNI, Port=VXLAN_PORT)
+    if mode.backend.vni is not None:
+        backend["VNI"] = mode.backend.vni
+    if mode.backend.port is not None:
+        backend["Port"] = mode.backend.port
     return {"Network": network, "SubnetLen": subnet_len, "Backend": backend}
 
 
@@ -70,7 +106,7 @@ def subnet_from_key(key: str) -> str:
 
 
 def lease_value(public_ip: str, mode: Mode, vtep_mac: str | None = None) -> dict:
-    data = {"VNI": VXLAN_VNI, "VtepMAC": vtep_mac} if mode is Mode.vxlan else None
+    data = {"VNI": mode.backend.vni, "VtepMAC": vtep_mac} if mode.backend.vni is not None else None
     return {"PublicIP": public_ip, "BackendType": mode.backend_type, "BackendData": data}
 
 
@@ -97,7 +133,7 @@ class SubnetEnv:
                 values[key.strip()] = value.strip().strip('"')
         missing = [k for k in ("FLANNEL_NETWORK", "FLANNEL_SUBNET", "FLANNEL_MTU") if k not in values]
         if missing:
-            raise ValueError(f"subnet.env lacks {', '.join(missing)}")
+            raise InvalidValue(f"subnet.env lacks {', '.join(missing)}")
         ipaddress.ip_network(values["FLANNEL_NETWORK"])
         ipaddress.ip_interface(values["FLANNEL_SUBNET"])
         return cls(

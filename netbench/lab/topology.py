@@ -9,6 +9,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from netbench.errors import InvalidValue
 from netbench.flannel import Mode
 from netbench.frr import ROUTINGS
 
@@ -46,11 +47,11 @@ class LinkShape:
 
     def __post_init__(self) -> None:
         if self.rate and not _RATE.match(self.rate):
-            raise ValueError(f"link rate {self.rate!r}: use a tc rate such as 100mbit or 1gbit")
+            raise InvalidValue(f"link rate {self.rate!r}: use a tc rate such as 100mbit or 1gbit")
         if self.delay and not _TIME.match(self.delay):
-            raise ValueError(f"link delay {self.delay!r}: use a time such as 500us or 2ms")
+            raise InvalidValue(f"link delay {self.delay!r}: use a time such as 500us or 2ms")
         if self.loss is not None and not 0 <= self.loss <= 100:
-            raise ValueError(f"link loss {self.loss}: a percentage from 0 to 100")
+            raise InvalidValue(f"link loss {self.loss}: a percentage from 0 to 100")
 
     @property
     def shaped(self) -> bool:
@@ -123,13 +124,13 @@ class LabTopology:
         routing: str = "ospf",
     ) -> "LabTopology":
         if not 2 <= n_nodes <= MAX_NODES:
-            raise ValueError(f"nodes: {n_nodes} is out of range (2 to {MAX_NODES})")
+            raise InvalidValue(f"nodes: {n_nodes} is out of range (2 to {MAX_NODES})")
         if not 0 <= pods_per_node <= 20:
-            raise ValueError(f"pods per node: {pods_per_node} is out of range (0 to 20)")
+            raise InvalidValue(f"pods per node: {pods_per_node} is out of range (0 to 20)")
         if not 1 <= segments <= min(MAX_SEGMENTS, n_nodes):
-            raise ValueError(f"segments: {segments} is out of range (1 to {min(MAX_SEGMENTS, n_nodes)})")
+            raise InvalidValue(f"segments: {segments} is out of range (1 to {min(MAX_SEGMENTS, n_nodes)})")
         if routing not in ROUTINGS:
-            raise ValueError(f"routing: {routing!r} is not one of {', '.join(ROUTINGS)}")
+            raise InvalidValue(f"routing: {routing!r} is not one of {', '.join(ROUTINGS)}")
         subnets = allocate_subnets(n_nodes, random.Random(seed))
         nodes = []
         for i in range(n_nodes):

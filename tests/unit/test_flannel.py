@@ -54,3 +54,24 @@ def test_parse_mode_lists_choices():
     assert flannel.parse_mode("host-gw") is Mode.host_gw
     with pytest.raises(ValueError, match="udp, vxlan, host-gw, static, frr, none"):
         flannel.parse_mode("gre")
+
+
+def test_every_mode_declares_its_backend_once():
+    """Devices, ports, VNI and overheads come from Mode's one declaration (DESIGN §2's table)."""
+    assert (Mode.udp.device, Mode.udp.backend.kind, Mode.udp.backend.port) == ("flannel0", "tun", 8285)
+    assert (Mode.vxlan.device, Mode.vxlan.backend.kind, Mode.vxlan.backend.port) == ("flannel.1", "vxlan", 8472)
+    assert Mode.vxlan.backend.vni == flannel.VXLAN_VNI == 1
+    assert flannel.ENCAP_PORTS == (flannel.UDP_PORT, flannel.VXLAN_PORT) == (8285, 8472)
+    for mode in (Mode.host_gw, Mode.static, Mode.frr, Mode.none):
+        assert mode.device is None and mode.backend.port is None and mode.overhead == 0
+    assert [m.backend_type for m in Mode] == ["udp", "vxlan", "host-gw", "alloc", "alloc", "alloc"]
+    assert flannel.backend_of("vxlan") is Mode.vxlan.backend and flannel.backend_of(Mode.host_gw).device is None
+    assert flannel.backend_of("mixed") == flannel.Backend()  # not a mode: no overlay
+
+
+def test_bad_values_are_netbench_errors_and_value_errors():
+    from netbench.errors import NetbenchError
+    with pytest.raises(NetbenchError):
+        flannel.parse_mode("gre")
+    with pytest.raises(ValueError):
+        SubnetEnv.parse("")
