@@ -7,10 +7,11 @@ from __future__ import annotations
 import base64
 
 from netbench.errors import NetbenchError
+from netbench.flannel import ENCAP_PORTS
 from netbench.probes import SAFE_WORKDIR, WORKDIR
 from netbench.remote import Runner
 
-FILTER = "icmp or udp port 8285 or udp port 8472"
+FILTER = " or ".join(["icmp", *(f"udp port {port}" for port in ENCAP_PORTS)])  # every overlay's wire
 SNAPLEN = "512"  # headers of a VXLAN-in-UDP probe plus its marker; lengths keep the wire size
 
 _START = SAFE_WORKDIR + r"""

@@ -9,6 +9,7 @@ import statistics
 from dataclasses import asdict, dataclass, field
 
 from netbench.facts import NodeFacts, off_link
+from netbench.flannel import Mode, backend_of
 from netbench.trace.correlate import Sighting
 from netbench.trace.paths import Hop
 
@@ -212,7 +213,7 @@ def _request_lost(stop: Hop, nxt: Hop, src: NodeFacts, dst: NodeFacts, mode: str
                            src.name, stop.label, ["sysctl net.ipv4.ip_forward = 0"] + errors)
         if mode == "udp" and not src.has_daemon("flanneld", "flannel_udp"):
             return Verdict("overlay-daemon-down", False, f"no flannel (udp) daemon runs on {src.name}: nothing "
-                           "reads flannel0, so nothing crosses to the peer", src.name, stop.label,
+                           f"reads {Mode.udp.device}, so nothing crosses to the peer", src.name, stop.label,
                            [f"route: {route or 'none'}", "no flanneld/flannel_udp process"] + errors)
         if route is None or route.dst == "default":  # only udp gets here: the branch above took the others
             return _no_route(src, dst, peer_subnet, route, stop, errors)
@@ -233,7 +234,7 @@ def _request_lost(stop: Hop, nxt: Hop, src: NodeFacts, dst: NodeFacts, mode: str
         blocked = _firewall(dst, mode)
         if mode == "udp" and not dst.has_daemon("flanneld", "flannel_udp"):
             return Verdict("overlay-daemon-down", False, f"no flannel (udp) daemon runs on {dst.name} to receive "
-                           "UDP 8285", dst.name, stop.label, blocked + errors)
+                           f"UDP {Mode.udp.backend.port}", dst.name, stop.label, blocked + errors)
         return Verdict("encap-blocked", False, f"encapsulated packets reach {dst.name}'s {stop.iface} but are not "
                        f"accepted: nothing comes out of {nxt.iface}", dst.name, stop.label,
                        (blocked or ["no firewall rule found: the overlay does not take them"]) + errors)
@@ -304,11 +305,11 @@ def _loss_evidence(src: NodeFacts, dst: NodeFacts) -> list[str]:
 
 
 def _firewall(node: NodeFacts, mode: str) -> list[str]:
-    port = {"udp": "8285", "vxlan": "8472"}.get(mode)
+    port = backend_of(mode).port
     if not port:
         return []
     return [f"{node.name} nftables: {line.strip()}" for line in node.nft.splitlines()
-            if port in line and "drop" in line]
+            if str(port) in line and "drop" in line]
 
 
 def _rp_filter(node: NodeFacts, iface: str, src_subnet: str | None) -> list[str]:

@@ -1,4 +1,5 @@
-"""The hops a probe should cross, per mode, named from the nodes' facts (plain data, no I/O).
+"""The hops a probe should cross, per mode, named from the nodes' facts (plain data, no I/O). A mode's
+overlay device, its link kind and its encapsulation come from its declaration (flannel.Mode.backend).
 
 Request path, pod to pod:
   udp      pod veth > bridge > flannel0 (TUN) > eth0 [UDP 8285] | eth0 > flannel0 > bridge > pod veth
@@ -12,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from netbench.facts import NodeFacts
-from netbench.flannel import Mode
+from netbench.flannel import backend_of
 
 
 @dataclass(frozen=True)
@@ -29,11 +30,11 @@ class Hop:
 
 
 def overlay_device(facts: NodeFacts, mode: str) -> str | None:
-    kind = {"udp": "tun", "vxlan": "vxlan"}.get(mode)
-    if not kind:
+    backend = backend_of(mode)
+    if not backend.kind:
         return None
-    names = [i.name for i in facts.interfaces.values() if i.kind == kind]
-    preferred = {"udp": "flannel0", "vxlan": "flannel.1"}[mode]
+    names = [i.name for i in facts.interfaces.values() if i.kind == backend.kind]
+    preferred = backend.device
     return preferred if preferred in names else (names[0] if names else preferred)
 
 
@@ -42,7 +43,7 @@ def expected_hops(mode: str, src: NodeFacts, dst: NodeFacts, src_veth: str | Non
     """The request's hops in order. `host`: node to node over the underlay (no pods, no overlay)."""
     if host:
         return [Hop(src.name, src.underlay, "out", "underlay"), Hop(dst.name, dst.underlay, "in", "underlay")]
-    encap = {Mode.udp.value: "udp", Mode.vxlan.value: "vxlan"}.get(mode)
+    encap = backend_of(mode).encap
     hops = [Hop(src.name, src_veth, "in", "pod"), Hop(src.name, src.bridge, "in", "bridge")]
     if src.name == dst.name:  # same node: the bridge switches it port to port; its own device never sees it
         return [hops[0], Hop(dst.name, dst_veth, "out", "pod")]

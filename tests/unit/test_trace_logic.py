@@ -159,3 +159,16 @@ def test_a_default_route_does_not_hide_a_missing_pod_route():
     r = diagnose.analyse(req, rep, seen, main, {}, f["n1"], f["n2"], "host-gw")
     assert (r.verdict.kind, r.verdict.node) == ("no-route", "n1")
     assert "default route" in r.verdict.message
+
+
+def test_trace_reads_devices_and_ports_from_the_mode_declaration():
+    """The capture filter and the firewall evidence follow flannel.Mode's ports, the hops its devices."""
+    from netbench.trace import capture
+    assert capture.FILTER == "icmp or udp port 8285 or udp port 8472"
+    from types import SimpleNamespace
+    node = SimpleNamespace(name="n2", interfaces={}, nft="udp dport 8472 counter drop\nudp dport 8285 drop\n")
+    assert diagnose._firewall(node, "vxlan") == ["n2 nftables: udp dport 8472 counter drop"]
+    assert diagnose._firewall(node, "udp") == ["n2 nftables: udp dport 8285 drop"]
+    assert diagnose._firewall(node, "host-gw") == diagnose._firewall(node, "mixed") == []
+    assert paths.overlay_device(node, "udp") == "flannel0" and paths.overlay_device(node, "vxlan") == "flannel.1"
+    assert paths.overlay_device(node, "static") is None
