@@ -157,7 +157,7 @@ def fault_list() -> None:
     from netbench.lab.faults import KINDS, Fault
 
     lab = Lab()
-    faults = lab._require().faults
+    faults = lab.require_up().faults
     for f in faults:
         console.print(Fault(**f).describe())
     if not faults:

@@ -1,5 +1,6 @@
-"""The real daemons a lab node runs — OpenSSH sshd, etcd, the udp overlay — each as a small class
-that knows how to start on a node, when it is ready, and how it stops (ipmininet's daemon model).
+"""The real daemons a lab node runs — OpenSSH sshd, etcd, FRR — each as a small class that knows how
+to start on a node, when it is ready, and how it stops (ipmininet's daemon model). The udp overlay's
+daemon lives with its data path, in datapaths/udp.py.
 """
 
 from __future__ import annotations
@@ -185,39 +186,6 @@ class EtcdServer:
     def ready(self, node: LabNode, timeout: float = 15.0) -> None:
         client = Etcd(f"http://{node.spec.address}:2379", timeout=0.5)
         wait_for("etcd", client.healthy, timeout, node, "etcd")
-
-
-# -- the udp overlay ---------------------------------------------------------------------------
-
-class FlannelUdp:
-    name = "flannel-udp"
-
-    def __init__(self, etcd_endpoint: str, prefix: str, probes_dir: Path) -> None:
-        self.etcd_endpoint, self.prefix, self.probes_dir = etcd_endpoint, prefix, probes_dir
-
-    def argv(self, node: LabNode) -> list[str]:
-        return [NODE_PYTHON, str(self.probes_dir / "flannel_udp.py"), "--etcd-endpoints", self.etcd_endpoint,
-                "--etcd-prefix", self.prefix, "--public-ip", node.spec.address, "--iface", "eth0"]
-
-    def start(self, node: LabNode) -> int:
-        return node.spawn(self.name, self.argv(node))
-
-    def ready(self, node: LabNode, timeout: float = 10.0) -> None:
-        def up() -> bool:
-            with node.ipr() as ipr:
-                idx = ipr.link_lookup(ifname="flannel0")
-                return bool(idx) and bool(ipr.get_addr(index=idx[0]))
-        wait_for("flannel-udp (flannel0)", up, timeout, node, self.name)
-
-    def stop(self, pid: int | None, node: LabNode, timeout: float = 5.0) -> None:
-        """Stop the daemon and wait until flannel0 is gone: the TUN disappears only when the last
-        process holding it has closed its files, so port 8285 is free for whoever binds it next."""
-        stop_daemon(pid, node)
-
-        def gone() -> bool:
-            with node.ipr() as ipr:
-                return not ipr.link_lookup(ifname="flannel0")
-        wait_for("flannel-udp to release flannel0", gone, timeout, node, self.name)
 
 
 # -- FRR ---------------------------------------------------------------------------------------

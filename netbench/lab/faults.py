@@ -17,7 +17,7 @@ KINDS = {
     "no-route": "delete the node's routes to the pod subnets of its peers (or only --peer's)",
     "asymmetric": "delete only the node's route back to --peer's pod subnet (replies get lost)",
     "daemon-stop": "stop the udp overlay daemon on the node (udp mode)",
-    "block-encap": "drop incoming UDP 8285 and 8472 on the node with nftables",
+    "block-encap": f"drop incoming UDP {' and '.join(map(str, flannel.ENCAP_PORTS))} on the node with nftables",
     "mtu": "lower the node's underlay MTU (--mtu, default 1400): larger packets to it vanish",
     "forwarding-off": "net.ipv4.ip_forward=0 on the node",
     "rp-filter": "strict reverse-path filtering on the node, and no route back to --peer",
@@ -93,7 +93,7 @@ def apply(fault: Fault, node: LabNode, peers: dict[str, str], stop_daemon) -> No
     elif kind == "block-encap":
         node.run(["nft", "-f", "-"], input=(
             "table inet nb_fault_block {\n  chain input {\n    type filter hook input priority 0; policy accept;\n"
-            f"    udp dport {{ {flannel.UDP_PORT}, {flannel.VXLAN_PORT} }} counter drop\n  }}\n}}\n"))
+            f"    udp dport {{ {', '.join(map(str, flannel.ENCAP_PORTS))} }} counter drop\n  }}\n}}\n"))
     elif kind == "mtu":
         node.run(["ip", "link", "set", "dev", "eth0", "mtu", str(fault.mtu or 1400)])
     elif kind == "forwarding-off":

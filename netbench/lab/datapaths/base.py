@@ -1,0 +1,142 @@
+"""A mode's data path on the lab, as a class (ipmininet's daemons): which mode it is (its device and MTU
+overhead come from that mode's declaration in flannel.Mode), a check before anything changes, and what
+it does on the lab's nodes: apply, ready (it works, or a LabError says why not), clear.
+
+A switch of mode (Lab._apply_mode) runs: the new path's `check`; every path's `clear` (whatever the last
+mode, a failed switch or a fault left; each is idempotent); `publish` (flannel's etcd config, leases and
+subnet.env, with what the path `prepare`d first); then the new path's `apply` and `ready`.
+"""
+
+from __future__ import annotations
+
+import errno
+import ipaddress
+import os
+import socket
+import time
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+from pyroute2.netlink.exceptions import NetlinkError
+from pyroute2.netlink.rtnl import rt_proto
+
+from netbench import flannel
+from netbench.flannel import Mode, SubnetEnv
+from netbench.lab.node import LabNode
+from netbench.lab.state import LabState
+from netbench.lab.topology import BRIDGE, POD_NETWORK, LabTopology
+from probes.etcdv3 import Etcd
+
+
+class LabView(Protocol):
+    """What a data path uses of the Lab (builder.Lab is one)."""
+
+    state: LabState
+    probes_dir: Path
+
+    @property
+    def topology(self) -> LabTopology: ...
+    @property
+    def etcd(self) -> Etcd: ...
+    @property
+    def nodes(self) -> list[LabNode]: ...
+    @property
+    def router(self) -> LabNode | None: ...
+    def save(self) -> None: ...
+
+
+class DataPath:
+    mode: ClassVar[Mode]
+    daemon: ClassVar[str | None] = None  # the daemon it runs on each node, by the name the state records
+
+    @property
+    def device(self) -> str | None:
+        return self.mode.device
+
+    @property
+    def overhead(self) -> int:
+        return self.mode.overhead
+
+    def check(self, lab: LabView) -> None:
+        """Refuse, with a LabError, before anything on the lab changes."""
+
+    def prepare(self, lab: LabView) -> dict[str, str]:
+        """What must exist before the leases are written; returns node -> its lease's VtepMAC."""
+        return {}
+
+    def apply(self, lab: LabView) -> None:
+        """Program the nodes (etcd already holds this mode's config and leases)."""
+
+    def ready(self, lab: LabView) -> None:
+        """Return once the data path works on every node."""
+
+    def clear(self, lab: LabView) -> None:
+        """Remove what `apply` (or a part of it) left; a no-op when there is nothing."""
+
+
+def publish(lab: LabView, path: DataPath) -> dict[str, str]:
+    """flannel's side of a mode: etcd's network config, then (after `path.prepare`) a lease per node
+    and its /run/flannel/subnet.env. Returns the VTEP MACs the leases carry."""
+    mode, etcd = path.mode, lab.etcd
+    _put_both(etcd, f"{flannel.DEFAULT_PREFIX}/config", flannel.network_config(str(POD_NETWORK), mode))
+    vtep = path.prepare(lab)
+    lease_id = etcd.grant(flannel.LEASE_TTL_S)
+    for node in lab.nodes:
+        value = flannel.lease_value(node.spec.address, mode, vtep.get(node.name))
+        _put_both(etcd, flannel.subnet_key(flannel.DEFAULT_PREFIX, node.spec.subnet), value, lease_id)
+        env = SubnetEnv(network=str(POD_NETWORK), subnet=node.spec.bridge_address, mtu=mode.mtu())
+        env_file = node.path("/run/flannel/subnet.env")
+        env_file.parent.mkdir(exist_ok=True)
+        env_file.write_text(env.render())
+    return vtep
+
+
+def _put_both(etcd: Etcd, key: str, value: dict, lease_id: str | None = None) -> None:
+    """flannel >= 0.18 reads the v3 store, flannel <= 0.17 (the seed's) the v2 one: write both."""
+    etcd.put(key, flannel.dumps(value), lease_id)
+    etcd.put_v2(key, flannel.dumps(value), flannel.LEASE_TTL_S if lease_id else None)
+
+
+# -- pyroute2 helpers shared by the kernel data paths ----------------------------------------------
+
+def index(ipr, name: str) -> int | None:
+    found = ipr.link_lookup(ifname=name)
+    return found[0] if found else None
+
+
+def clear_pod_routes(node: LabNode) -> None:
+    """Remove every route into the pod network except the node's own subnet on its bridge."""
+    with node.ipr() as ipr:
+        bridge = index(ipr, BRIDGE)
+        for route in ipr.get_routes(family=socket.AF_INET, table=254):
+            dst = route.get_attr("RTA_DST")
+            if not dst or route["dst_len"] < POD_NETWORK.prefixlen:
+                continue
+            if ipaddress.ip_network(f"{dst}/{route['dst_len']}").subnet_of(POD_NETWORK) and \
+                    route.get_attr("RTA_OIF") != bridge:
+                ipr.route("del", dst=f"{dst}/{route['dst_len']}", table=254)
+
+
+def program_routes(node: LabNode, peers: list[tuple[str, str]], proto: str, dev: str | None = "eth0") -> list[str]:
+    """peers: (subnet, next hop). host-gw writes them like flannel (proto boot); static as proto static.
+
+    Returns the routes the kernel refused because the next hop is not on a link of the node: flannel's
+    host-gw logs those and carries on, and so does the lab (the trace then finds the gap)."""
+    refused = []
+    with node.ipr() as ipr:
+        oif = {"oif": index(ipr, dev)} if dev else {}
+        for subnet, via in peers:
+            try:
+                ipr.route("add", dst=subnet, gateway=via, proto=rt_proto[proto], **oif)
+            except NetlinkError as exc:
+                if exc.code != errno.ENETUNREACH:
+                    raise
+                refused.append(f"{subnet} via {via}: {os.strerror(exc.code)} (next hop not on-link)")
+    return refused
+
+
+def log(node: LabNode, name: str, lines: list[str]) -> None:
+    """Append to the node's log/<name>.log, as the daemon it stands for would."""
+    if lines:
+        with open(node.dir / "log" / f"{name}.log", "a") as f:
+            f.write("".join(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {line}\n" for line in lines))
