@@ -77,6 +77,7 @@ UDP_PORT = Mode.udp.backend.port
 VXLAN_PORT = Mode.vxlan.backend.port
 VXLAN_VNI = Mode.vxlan.backend.vni
 ENCAP_PORTS: tuple[int, ...] = tuple(m.backend.port for m in Mode if m.backend.port)  # udp's, then vxlan's
+OVERLAY_KINDS: dict[str, Mode] = {m.backend.kind: m for m in Mode if m.backend.kind}  # tun: udp, vxlan: vxlan
 
 
 def parse_mode(value: str) -> Mode:

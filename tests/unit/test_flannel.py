@@ -62,6 +62,7 @@ def test_every_mode_declares_its_backend_once():
     assert (Mode.vxlan.device, Mode.vxlan.backend.kind, Mode.vxlan.backend.port) == ("flannel.1", "vxlan", 8472)
     assert Mode.vxlan.backend.vni == flannel.VXLAN_VNI == 1
     assert flannel.ENCAP_PORTS == (flannel.UDP_PORT, flannel.VXLAN_PORT) == (8285, 8472)
+    assert flannel.OVERLAY_KINDS == {"tun": Mode.udp, "vxlan": Mode.vxlan}
     for mode in (Mode.host_gw, Mode.static, Mode.frr, Mode.none):
         assert mode.device is None and mode.backend.port is None and mode.overhead == 0
     assert [m.backend_type for m in Mode] == ["udp", "vxlan", "host-gw", "alloc", "alloc", "alloc"]
