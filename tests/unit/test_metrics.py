@@ -97,7 +97,7 @@ def test_every_per_mode_column_is_in_the_report_summary(run, column):
 
 
 def test_the_run_table_shows_every_table_headline(run):
-    from netbench import cli
+    from netbench.cli import measure as cli
     outcome = type("Outcome", (), {"run_dir": run, "mode": "vxlan", "failures": []})()
     with cli.console.capture() as captured:
         cli._print_summary(summary.per_test(run.frame()), outcome)

@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from netbench import facts, frr, routes
-from netbench.cli_routes import routes_app
+from netbench.cli.routes import routes_app
 from netbench.cluster import ClusterNode
 from netbench.errors import UserError
 from netbench.fleet import SshTarget

@@ -1,5 +1,5 @@
 """`netbench routes apply static|frr` and `netbench routes revert`: the command-line face of
-netbench.routes. Registered in netbench/cli.py with `app.add_typer(routes_app, name="routes")`."""
+netbench.routes. Registered on the root app here."""
 
 from __future__ import annotations
 
@@ -7,23 +7,17 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+
+from netbench.cli.common import HOST_KEYS_HELP, INVENTORY_HELP, app, console, err
 
 routes_app = typer.Typer(
     no_args_is_help=True,
     help="Route pod subnets without flannel's overlay (static routes or FRR), from flannel's leases; "
          "undo exactly with `routes revert`.")
+app.add_typer(routes_app, name="routes")
 
-# Its own consoles (not cli.py's): cli.py imports this module, so importing cli here would be circular.
-console = Console()
-if not console.is_terminal:
-    console.width = 120
-err = Console(stderr=True, soft_wrap=True, highlight=False)
-
-INVENTORY_HELP = "cluster inventory (default: the lab's)"
-HOST_KEYS_HELP = "add unknown host keys to known_hosts (never changed ones)"
 STATUS_STYLE = {"applied": "green", "reverted": "green", "planned": "cyan", "nothing to revert": "dim",
                 "failed": "red"}
 

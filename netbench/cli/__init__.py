@@ -1,0 +1,47 @@
+"""netbench's one command tree (typer + rich). The only place that prints and chooses exit codes.
+
+common.py holds the root app and consoles; lab.py the lab commands, measure.py run/trace/doctor/clean,
+results.py report/compare/gate, routes.py `netbench routes`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from netbench.cli import lab, measure, results, routes  # noqa: F401 — each registers its commands
+from netbench.cli.common import app, err
+from netbench.cli.measure import print_mode_comparison
+from netbench.errors import NetbenchError
+
+__all__ = ["app", "main", "print_mode_comparison"]
+
+
+def main() -> None:
+    try:
+        # standalone_mode=False returns a command's typer.Exit code instead of raising it
+        code = app(standalone_mode=False)
+    except NetbenchError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(exc.exit_code)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        sys.exit(130)
+    except Exception as exc:
+        # click's usage errors (typer vendors click, so match by shape) show themselves; bugs keep
+        # their traceback.
+        if callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""`netbench run`, `trace`, `doctor` and `clean`: the commands that reach the nodes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from netbench.cli.common import HOST_KEYS_HELP, INVENTORY_HELP, app, console, err
+from netbench.cli.common import csv as _csv
+from netbench.cli.common import pair_list as _pairs
+from netbench.cli.common import parse_mode_option as _mode
+from netbench.cli.lab import _lab_switch
+from netbench.cli.results import _gates_exit_code, _print_gates
+from netbench.errors import NetbenchError, UserError
+
+
+@app.command("run")
+def run_cmd(
+    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help=INVENTORY_HELP),
+    out: Path = typer.Option(Path("reports"), help="where run directories are written"),
+    samples: int = typer.Option(200, help="latency samples per pair and test"),
+    interval: float = typer.Option(0.01, help="seconds between latency samples"),
+    size: int = typer.Option(64, help="latency payload bytes"),
+    duration: float = typer.Option(2.0, help="seconds per iperf3 test"),
+    repeats: int = typer.Option(3, help="iperf3 repeats per pair and test (median and spread)"),
+    streams: int = typer.Option(4, help="parallel TCP streams for tcp_multi"),
+    udp_rate: str = typer.Option("500M", help="iperf3 UDP target rate"),
+    scenarios: Optional[str] = typer.Option(None, help="comma list: pod-pod,pod-pod-same-node,host-host"),
+    tests: Optional[str] = typer.Option(None, help="comma list: udp_rr,icmp,tcp,tcp_multi,udp"),
+    pairs: Optional[str] = typer.Option(None, help="only these pairs, e.g. n1:n2,n2:n3"),
+    parallel_pairs: bool = typer.Option(False, help="throughput of disjoint pairs at once (independent links)"),
+    trace: bool = typer.Option(False, "--trace", help="also trace every pod pair hop by hop (kept in the run)"),
+    modes: Optional[str] = typer.Option(None, help="lab only: measure these data paths in turn, one run "
+                                        "(e.g. udp,vxlan,host-gw,static,frr)"),
+    gates: Optional[Path] = typer.Option(None, help="gate rules (YAML) applied to the run at the end"),
+    baseline: Optional[Path] = typer.Option(None, help="a stored run to compare against, for regression gates"),
+    accept_new_host_keys: bool = typer.Option(False, help=HOST_KEYS_HELP),
+    command_timeout: Optional[float] = typer.Option(None, help="seconds before a remote command is abandoned"),
+    as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
+) -> None:
+    """Measure latency and throughput between every pair of nodes (pods and hosts)."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from netbench import cluster
+    from netbench.plan import LATENCY_TESTS, SCENARIOS, THROUGHPUT_TESTS
+    from netbench.report.summary import per_test
+    from netbench.run import RunOptions, Session
+
+    inv, nodes = cluster.load(inventory, command_timeout)
+    mode_list = tuple(_mode(m, "--modes").value for m in _csv(modes))
+    switch, restore = _lab_switch(inventory) if mode_list else (None, None)
+    rules = None
+    if gates:  # a bad rule file or baseline is said before an hour of measuring, not after
+        from netbench import gates as gates_mod
+        from netbench.results import RunDir
+        rules = gates_mod.parse_rules(gates)
+        if baseline:
+            RunDir.open(baseline)
+    try:
+        options = RunOptions(samples=samples, interval=interval, size=size, duration=duration, repeats=repeats,
+                             streams=streams, udp_rate=udp_rate, scenarios=_csv(scenarios) or SCENARIOS,
+                             tests=_csv(tests) or LATENCY_TESTS + THROUGHPUT_TESTS, parallel_pairs=parallel_pairs,
+                             pairs=_pairs(pairs), trace=trace, modes=mode_list)
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    progress = Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(),
+                        TimeElapsedColumn(), console=err, transient=as_json)
+    session = Session(nodes, str(inv.cluster.pod_network), options, out, inv.redacted(), label=inv.cluster.name,
+                      accept_new_host_keys=accept_new_host_keys)
+    try:
+        total = session.estimate_steps()
+    except ValueError as exc:
+        raise UserError(str(exc)) from None
+    with progress:
+        task = progress.add_task("connecting", total=total)
+        session.progress = lambda what, n: progress.update(task, description=what[:40], advance=n)
+        try:
+            outcome = session.execute(switch)
+        finally:
+            if restore:
+                progress.update(task, description="restoring the lab's mode")
+                try:
+                    restore()
+                except NetbenchError as exc:  # the run stands; say what the lab is left in
+                    err.print(f"[red]could not put the lab back in its mode[/]: {exc}")
+    df = outcome.run_dir.frame()
+    rows = per_test(df)
+    gate_outcomes = []
+    if rules:
+        gate_outcomes = gates_mod.apply(outcome.run_dir.path, rules, baseline)
+    if as_json:
+        print(json.dumps({"run_dir": str(outcome.run_dir.path), "mode": outcome.mode, "summary": rows,
+                          "failures": [f.__dict__ for f in outcome.failures], "nodes_down": outcome.nodes_down},
+                         indent=2))
+    else:
+        if len(mode_list) > 1:
+            print_mode_comparison(df, console)
+            _print_outcome(outcome)
+        else:
+            _print_summary(rows, outcome)
+        if gate_outcomes:
+            _print_gates(gate_outcomes)
+    raise typer.Exit(outcome.exit_code or _gates_exit_code(gate_outcomes))
+
+
+def print_mode_comparison(df, out: Console) -> None:
+    """Every mode side by side (pod to pod), with the host baseline: what the report's summary shows."""
+    from netbench.report import summary as report_summary
+    rows = report_summary.per_mode(df)
+    columns = [c for c in report_summary.COLUMNS if any(r.get(c[0]) is not None for r in rows)]  # measured ones
+    table = Table(title="modes side by side: pod to pod, medians over pairs (host = the underlay baseline)")
+    for _, head, _ in columns:
+        table.add_column(head, justify="left" if head == "mode" else "right", no_wrap=head == "mode")
+    for r in rows:
+        table.add_row(*[report_summary.cell(r, key, fmt) for key, _, fmt in columns])
+    out.print(table)
+
+
+def _print_summary(rows: list[dict], outcome) -> None:
+    """`netbench run`'s table: the catalogue's TABLE headline metrics, Gbit/s also against host-host."""
+    from netbench import metrics
+    base = {r["test"]: r for r in rows if r["scenario"] == "host-host"}
+
+    def vs_host(r: dict) -> float | None:
+        host = base.get(r["test"], {}).get("gbps")
+        return r["gbps"] / host if "gbps" in r and host else None
+    cells = []  # (heading, the value of a row, format spec)
+    for m in metrics.columns(metrics.TABLE):
+        cells.append((m.label, lambda r, name=m.name: r.get(name), m.fmt))
+        if m.name == "gbps":
+            cells.append(("vs host", vs_host, ".2f"))
+    table = Table(title=f"run {outcome.run_dir.run_id}: mode {outcome.mode} (medians over pairs and repeats)")
+    for col in ("scenario", "test", "pairs", *(head for head, _, _ in cells)):
+        table.add_column(col, justify="right" if col not in ("scenario", "test") else "left")
+    for r in rows:
+        values = [(value(r), spec) for _, value, spec in cells]
+        table.add_row(r["scenario"], r["test"], str(r["pairs"]),
+                      *(format(v, spec) if v is not None else "-" for v, spec in values))
+    console.print(table)
+    _print_outcome(outcome)
+
+
+def _print_outcome(outcome) -> None:
+    for f in outcome.failures:
+        console.print(f"[red]failed[/] {f.where} {f.what}: {f.cause}")
+    console.print(f"results: {outcome.run_dir.path}")
+
+
+@app.command("trace")
+def trace_cmd(
+    src: Optional[str] = typer.Argument(None, help="source node"),
+    dst: Optional[str] = typer.Argument(None, help="destination node"),
+    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help=INVENTORY_HELP),
+    host: bool = typer.Option(False, "--host", help="node to node over the underlay instead of pod to pod"),
+    all_pairs: bool = typer.Option(False, "--all", help="every ordered pair, summarised as a matrix of verdicts"),
+    probes: int = typer.Option(20, help="timing probes per trace"),
+    mtu: bool = typer.Option(True, "--mtu/--no-mtu", help="sweep don't-fragment probe sizes for the path MTU"),
+    mode: Optional[str] = typer.Option(None, help="the mode the path should follow (default: what most nodes run)"),
+    accept_new_host_keys: bool = typer.Option(False, help=HOST_KEYS_HELP),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Follow marked probes hop by hop through both nodes; name where and why a path breaks."""
+    from netbench import cluster
+    from netbench.trace import render
+    from netbench.trace.tracer import TraceOptions, trace_pairs
+
+    inv, nodes = cluster.load(inventory)
+    names = [n.target.name for n in nodes]
+    if all_pairs:
+        pairs = [(a, b) for a in names for b in names if a != b]
+    elif src and dst:
+        if src == dst:
+            raise UserError(f"trace {src} {dst}: source and destination must be different nodes")
+        pairs = [(src, dst)]
+    else:
+        raise UserError("trace needs SRC and DST nodes, or --all")
+    if mode is not None:
+        _mode(mode)
+    if probes < 1:
+        raise UserError("--probes: at least 1")
+    options = TraceOptions(probes=probes, mtu_sweep=mtu, host=host)
+    with console.status("tracing") as status:
+        reports, failed = trace_pairs(nodes, str(inv.cluster.pod_network), pairs, options, mode,
+                                      accept_new_host_keys, progress=status.update)
+    if as_json:
+        print(json.dumps({"traces": [r.as_dict() for r in reports], "nodes_failed": failed}, indent=2, default=str))
+    elif all_pairs:
+        render.matrix(reports, names, failed, console)
+    else:
+        for report in reports:
+            render.report(report, console)
+        for name, why in failed.items():
+            console.print(f"[red]{name}[/]: {why}")
+    bad = failed or any(not r.delivered or any(not v.ok for v in r.verdicts) for r in reports)
+    raise typer.Exit(1 if bad else 0)
+
+
+@app.command("doctor")
+def doctor_cmd(
+    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help=INVENTORY_HELP),
+    accept_new_host_keys: bool = typer.Option(False, help=HOST_KEYS_HELP),
+    as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
+) -> None:
+    """Per node: tools, privileges, forwarding, interfaces, routes to every peer pod subnet, the flannel
+    lease, and the data path detected, with the evidence."""
+    from netbench import cluster, doctor
+
+    inv, nodes = cluster.load(inventory)
+    report = doctor.examine(inv, nodes, accept_new_host_keys)
+    if as_json:
+        print(json.dumps(report, indent=2, default=str))
+    else:
+        doctor.render(report, console)
+    raise typer.Exit(0 if report["healthy"] else 1)
+
+
+@app.command("clean")
+def clean_cmd(
+    inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help=INVENTORY_HELP),
+    accept_new_host_keys: bool = typer.Option(False, help=HOST_KEYS_HELP),
+) -> None:
+    """Remove probe pods and processes a killed run left on the nodes."""
+    from netbench import cluster, probes
+
+    _, nodes = cluster.load(inventory)
+    result = probes.clean_nodes([n.target for n in nodes], accept_new_host_keys)
+    for name, value in result.items():
+        if isinstance(value, BaseException):
+            console.print(f"[red]{name}[/]: {value}")
+        else:
+            console.print(f"{name}: removed {value['pods']} probe pods, {value['processes']} processes")
+    raise typer.Exit(0 if result.ok else 1)

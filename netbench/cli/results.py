@@ -1,0 +1,92 @@
+"""`netbench report`, `compare` and `gate`: what is read back from stored run directories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import pandas as pd
+import typer
+from rich.table import Table
+
+from netbench.cli.common import app, console, err
+from netbench.errors import UserError
+
+
+@app.command("report")
+def report_cmd(run_dir: Path = typer.Argument(..., help="a run directory (reports/<run-id>)")) -> None:
+    """Write RUN_DIR/index.html (self-contained, charts embedded), summary.md and table.csv."""
+    from netbench.report import html
+
+    out = html.write(run_dir)
+    console.print(f"report: {out['html']} ({out['html'].stat().st_size // 1024} KiB); summary: {out['summary']}")
+
+
+@app.command("compare")
+def compare_cmd(
+    run_dirs: list[Path] = typer.Argument(..., help="two or more run directories; the first is the reference"),
+    html: Optional[Path] = typer.Option(None, help="also write the comparison as an HTML table here"),
+) -> None:
+    """Runs side by side per mode, scenario and metric: ratios to the first, and which differences are
+    beyond the run-to-run spread."""
+    from netbench.report.compare import compare
+
+    if len(run_dirs) < 2:
+        raise UserError("compare needs at least two run directories")
+    names, df = compare(run_dirs)
+    table = Table(title=f"compare (reference: {names[0]})")
+    for col in ("mode", "scenario", "test", "metric", *names):
+        table.add_column(col)
+    colours = {"better": "green", "worse": "red", "within spread": "dim", "not comparable": "yellow", "new": "yellow"}
+    for _, r in df.iterrows():
+        cells = []
+        for i, name in enumerate(names):
+            v = r.get(name)
+            text = "–" if v is None or pd.isna(v) else f"{v:.3g}"
+            if i and r.get(f"{name} ratio") is not None and not pd.isna(r.get(f"{name} ratio")):
+                text += f" ×{r[f'{name} ratio']:.2f}"
+            verdict = r.get(f"{name} verdict") or ""
+            cells.append(f"[{colours.get(verdict, 'default')}]{text} {verdict}[/]" if verdict else text)
+        table.add_row(r["mode"], r["scenario"], r["test"], r["metric"], *cells)
+    console.print(table)
+    if html:
+        html.write_text(df.to_html(index=False, na_rep="–", float_format=lambda x: f"{x:.3g}"))
+        console.print(f"comparison: {html}")
+    worse = any((df.get(f"{n} verdict") == "worse").any() for n in names[1:] if f"{n} verdict" in df)
+    raise typer.Exit(0 if not worse else 1)
+
+
+@app.command("gate")
+def gate_cmd(
+    run_dir: Path = typer.Argument(..., help="a run directory (reports/<run-id>)"),
+    rules: Path = typer.Option(Path("configs/gates.yaml"), help="gate rules (YAML)"),
+    baseline: Optional[Path] = typer.Option(None, help="a stored run to compare against, for regression rules"),
+    junit: Optional[Path] = typer.Option(None, help="JUnit XML output (default RUN_DIR/gates.xml)"),
+) -> None:
+    """Apply gate rules to a stored run: exit 0 when all pass, 1 when one fails, 2 when unreadable."""
+    from netbench import gates
+
+    outcomes = gates.apply(run_dir, gates.parse_rules(rules), baseline, junit)
+    _print_gates(outcomes)
+    raise typer.Exit(_gates_exit_code(outcomes))
+
+
+def _gates_exit_code(outcomes) -> int:
+    """1 when a rule failed, or when rules were given and none could be evaluated; else 0."""
+    if outcomes and all(o.passed is None for o in outcomes):
+        err.print("[red]no rule could be evaluated[/]: the run holds none of what the rules judge")
+        return 1
+    return 1 if any(o.passed is False for o in outcomes) else 0
+
+
+def _print_gates(outcomes) -> None:
+    table = Table(title="gates")
+    for col in ("verdict", "rule", "mode", "result"):
+        table.add_column(col)
+    for o in outcomes:
+        verdict = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "[yellow]n/a[/]"}[o.passed]
+        table.add_row(verdict, o.rule.name, o.mode, o.summary)
+    console.print(table)
+    for o in outcomes:
+        for v in o.violations:
+            console.print(f"[red]{o.rule.name}[/] ({o.mode}): {v}")
