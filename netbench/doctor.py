@@ -1,25 +1,36 @@
-"""`netbench doctor`: what each node has and how it reaches its peers, as data first, then printed."""
+"""`netbench doctor`: what each node has and how it reaches its peers, and every inconsistency between
+the nodes' control planes, flannel's leases and the MTUs (netbench.controlplane), as data first, then
+printed. Healthy only when no node has a problem or a finding."""
 
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
-from netbench import cluster, routes
+from netbench import cluster, controlplane
 from netbench.cluster import ClusterNode
 from netbench.errors import UserError
 from netbench.fleet import Connection, Fleet
 from netbench.inventory import Inventory
+from netbench.routes.leases import Lease, lease_table
 
 
-def _leases(inv: Inventory) -> dict[str, dict] | None:
-    """flannel's leases straight from etcd when it answers from here (the lab's does); else None."""
+def _leases(inv: Inventory) -> tuple[dict[str, Lease] | None, str]:
+    """flannel's leases straight from etcd when it answers from here (the lab's does), and where they came
+    from; (None, why) when they cannot be read, so the lease checks are skipped, not failed."""
     if not inv.cluster.etcd:
-        return None
+        return None, "no cluster.etcd in the inventory: leases not checked"
     try:
-        return routes.lease_values(inv, timeout=2)
-    except UserError:
-        return None
+        table = lease_table(inv, timeout=2)
+    except UserError as exc:
+        return None, f"{exc}: leases not checked"
+    return table, f"etcd {', '.join(inv.cluster.etcd.endpoints)}"
+
+
+def _lease_json(lease: Lease) -> dict:
+    return {"PublicIP": lease.public_ip, "BackendType": lease.backend, "VtepMAC": lease.vtep_mac, "VNI": lease.vni,
+            "ttl_s": lease.ttl_s, "source": lease.source, "key": lease.key}
 
 
 def examine(inv: Inventory, nodes: list[ClusterNode], accept_new_host_keys: bool = False,
@@ -27,8 +38,14 @@ def examine(inv: Inventory, nodes: list[ClusterNode], accept_new_host_keys: bool
     with Fleet([n.target for n in nodes], accept_new_host_keys, transport=transport) as fleet:
         # privileged: uid 0 when root or `sudo -n` works, else sudo is off
         node_facts, failed = cluster.gather_facts(fleet, nodes, str(inv.cluster.pod_network))
-    report: dict = {"nodes": {}, "healthy": not failed, "leases": _leases(inv)}
+    leases, lease_source = _leases(inv)
+    report: dict = {"nodes": {}, "healthy": not failed, "lease_source": lease_source,
+                    "leases": {s: _lease_json(lease) for s, lease in leases.items()} if leases is not None else None}
     mode = cluster.detect(node_facts)
+    unreached = {n.address for n in nodes if n.name in failed}
+    findings = [f for f in controlplane.check(node_facts, leases, mode.likely)
+                if f.extra.get("lease_ip") not in unreached or f.cause != "lease-stale"]  # its owner did not answer
+    report["findings"] = [f.as_dict() for f in findings]
     for name in (n.name for n in nodes):
         if name in failed:
             report["nodes"][name] = {"error": str(failed[name])}
@@ -45,7 +62,7 @@ def examine(inv: Inventory, nodes: list[ClusterNode], accept_new_host_keys: bool
         if not f.pod_subnet:
             problems.append("no pod subnet found (no subnet.env, no bridge in the pod network)")
         for peer, route in verdict.peer_routes.items():
-            if route is None:
+            if route is None and mode.likely not in cluster.DATA_PATHS:  # else a finding names it
                 problems.append(f"no route to {peer}'s pod subnet {node_facts[peer].pod_subnet}")
         interesting = [i for i in f.interfaces.values()
                        if i.name in (f.bridge, f.underlay) or i.kind in ("tun", "vxlan")]
@@ -61,40 +78,56 @@ def examine(inv: Inventory, nodes: list[ClusterNode], accept_new_host_keys: bool
             "mode": verdict.name, "evidence": verdict.evidence,
             "learned_routes": f.learned_summary(),
             "problems": problems,
+            "findings": [x.as_dict() for x in findings if x.node == name],
         }
-        if problems:
+        if problems or report["nodes"][name]["findings"]:
             report["healthy"] = False
     report["mode"] = mode.name
     report["mode_dissenters"] = mode.dissenters
     return report
 
 
+def _e(value) -> str:
+    """A node-supplied value as text: rich never reads markup ([red], [/]) in it."""
+    return escape(str(value))
+
+
 def render(report: dict, console: Console) -> None:
     for name, node in report["nodes"].items():
         if "error" in node:
-            console.print(f"[bold red]{name}[/]: {node['error']}")
+            console.print(f"[bold red]{_e(name)}[/]: {_e(node['error'])}")
             continue
-        table = Table(title=f"{name} ({node['hostname']}, {node['address']}): mode [bold]{node['mode']}[/]",
-                      show_header=False, title_justify="left")
+        table = Table(title=f"{_e(name)} ({_e(node['hostname'])}, {_e(node['address'])}): "
+                            f"mode [bold]{_e(node['mode'])}[/]", show_header=False, title_justify="left")
         table.add_column(style="bold")
         table.add_column()
-        tools = " ".join(f"{'[green]' if path else '[red]'}{tool}[/]" for tool, path in node["tools"].items())
+        tools = " ".join(f"{'[green]' if path else '[red]'}{_e(tool)}[/]" for tool, path in node["tools"].items())
         table.add_row("tools", tools)
         privileges = "root" if node["uid"] == 0 else ("sudo -n" if node["privileged"] else "[red]none[/]")
         table.add_row("privileges", privileges)
         table.add_row("forwarding", "on" if node["ip_forward"] else "[red]off[/]")
-        table.add_row("interfaces", "\n".join(f"{i['name']} ({i['kind']}) mtu {i['mtu']} {' '.join(i['addrs'])}"
+        table.add_row("interfaces", "\n".join(_e(f"{i['name']} ({i['kind']}) mtu {i['mtu']} {' '.join(i['addrs'])}")
                                               for i in node["interfaces"]))
-        table.add_row("pod subnet", f"{node['pod_subnet']} on {node['bridge']}")
+        table.add_row("pod subnet", _e(f"{node['pod_subnet']} on {node['bridge']}"))
         env = node["subnet_env"]
-        table.add_row("subnet.env", f"{env['subnet']} mtu {env['mtu']}" if env else "-")
+        table.add_row("subnet.env", _e(f"{env['subnet']} mtu {env['mtu']}") if env else "-")
         lease = node["lease"]
-        table.add_row("lease", f"PublicIP {lease['PublicIP']} backend {lease['BackendType']}" if lease else "-")
-        table.add_row("peer routes", "\n".join(f"{p}: {r or '[red]none[/]'}" for p, r in node["peer_routes"].items()))
-        table.add_row("evidence", "\n".join(node["evidence"]))
+        table.add_row("lease", _e(f"PublicIP {lease['PublicIP']} backend {lease['BackendType']}") if lease else "-")
+        table.add_row("peer routes", "\n".join(f"{_e(p)}: {_e(r) if r else '[red]none[/]'}"
+                                               for p, r in node["peer_routes"].items()))
+        table.add_row("evidence", "\n".join(map(_e, node["evidence"])))
         if node["problems"]:
-            table.add_row("[red]problems[/]", "\n".join(node["problems"]))
+            table.add_row("[red]problems[/]", "\n".join(map(_e, node["problems"])))
         console.print(table)
+        for finding in node.get("findings", []):
+            console.print(f"  [red]{_e(finding['node'])}: {_e(finding['cause'])}[/]: {_e(finding['message'])}")
+            for line in finding["evidence"]:
+                console.print(f"      {_e(line)}")
+            if finding["hint"]:
+                console.print(f"      see: [bold]{_e(finding['hint'])}[/]")
     odd = ", ".join(f"{n}: {m}" for n, m in sorted(report.get("mode_dissenters", {}).items()))
-    console.print(f"cluster mode: [bold]{report['mode']}[/]" + (f" (differing: {odd})" if odd else "") + "; "
-                  + ("[green]healthy[/]" if report["healthy"] else "[red]problems found[/]"))
+    count = len(report.get("findings", []))
+    console.print(f"leases: {_e(report.get('lease_source', '-'))}")
+    console.print(f"cluster mode: [bold]{_e(report['mode'])}[/]" + (f" (differing: {_e(odd)})" if odd else "") + "; "
+                  + ("[green]healthy[/]" if report["healthy"] else
+                     f"[red]problems found[/] ({count} finding{'s' * (count != 1)})"))

@@ -46,6 +46,23 @@ class Interface:
     up: bool
     addrs: list[str] = field(default_factory=list)  # CIDR
     details: dict = field(default_factory=dict)
+    mac: str = ""  # `ip -j link`'s address: the VTEP MAC of a vxlan device
+    master: str | None = None  # the bridge this interface is a port of
+
+
+@dataclass(frozen=True)
+class Neighbour:
+    dst: str
+    dev: str | None
+    lladdr: str | None
+    state: str  # PERMANENT, REACHABLE, STALE, FAILED, INCOMPLETE… (`ip -j neigh` lists them; joined by ",")
+
+    @property
+    def failed(self) -> bool:
+        return bool({"FAILED", "INCOMPLETE"} & set(self.state.split(",")))
+
+    def __str__(self) -> str:
+        return f"{self.dst} dev {self.dev} " + (f"lladdr {self.lladdr} " if self.lladdr else "") + self.state
 
 
 @dataclass
@@ -70,6 +87,7 @@ class NodeFacts:
     qdiscs: list[dict] = field(default_factory=list)
     boot_id: str = ""
     frr: dict | None = None  # FRR's daemons and neighbours, when FRR runs on the node
+    neighbours: list[Neighbour] = field(default_factory=list)
 
     @property
     def learned_routes(self) -> list[Route]:
@@ -109,6 +127,22 @@ class NodeFacts:
                 if self.pod_subnet and ipaddress.ip_interface(cidr).ip in ipaddress.ip_network(self.pod_subnet):
                     return str(ipaddress.ip_interface(cidr).ip)
         return None
+
+    def neighbour(self, dst: str, dev: str | None = None) -> Neighbour | None:
+        """The neighbour entry for an address (on one device, when given)."""
+        return next((n for n in self.neighbours if n.dst == dst and (dev is None or n.dev == dev)), None)
+
+    def bridge_ports(self) -> list[Interface]:
+        """The interfaces plugged into the pod bridge: the host ends of the pods' veths."""
+        return [i for i in self.interfaces.values() if self.bridge and i.master == self.bridge]
+
+    def device_of_kind(self, kind: str, default: str | None = None) -> Interface | None:
+        """The overlay device, found by kind (tun, vxlan): the one named `default` when there are several,
+        else the one the routes to other pod subnets use, else the first."""
+        found = [i for i in self.interfaces.values() if i.kind == kind]
+        routed = {r.dev for r in self.routes}
+        return next((i for i in found if i.name == default), None) or next(
+            (i for i in found if i.name in routed), None) or (found[0] if found else None)
 
     def has_daemon(self, *names: str) -> bool:
         return any(n in d["cmdline"] for d in self.daemons for n in names)
@@ -152,7 +186,8 @@ def analyse(name: str, address: str, raw: dict, pod_network: str, subnet: str | 
     for link in raw.get("links", []):
         interfaces[link["ifname"]] = Interface(
             name=link["ifname"], kind=_kind(link), mtu=int(link.get("mtu", 0)),
-            up="UP" in link.get("flags", []), details=link.get("linkinfo", {}).get("info_data", {}))
+            up="UP" in link.get("flags", []), details=link.get("linkinfo", {}).get("info_data", {}),
+            mac=str(link.get("address") or "").lower(), master=link.get("master"))
     for entry in raw.get("addrs", []):
         iface = interfaces.get(entry.get("ifname"))
         for a in entry.get("addr_info", []):
@@ -189,8 +224,15 @@ def analyse(name: str, address: str, raw: dict, pod_network: str, subnet: str | 
         interfaces=interfaces, routes=routes, subnet_env=env, pod_subnet=pod_subnet, bridge=bridge,
         underlay=underlay, daemons=raw.get("daemons", []), fdb=raw.get("fdb", {}), netns=raw.get("netns", []),
         nft=raw.get("nft") or "", qdiscs=raw.get("qdiscs") or [], boot_id=raw.get("boot_id", ""),
-        frr=raw.get("frr"),
+        frr=raw.get("frr"), neighbours=parse_neighbours(raw.get("neigh") or []),
     )
+
+
+def parse_neighbours(entries: list[dict]) -> list[Neighbour]:
+    """`ip -j neigh show` (IPv4 and IPv6 alike) as Neighbours; the MAC in lower case."""
+    return [Neighbour(dst=str(e["dst"]), dev=e.get("dev"), lladdr=(e.get("lladdr") or "").lower() or None,
+                      state=",".join(e.get("state") or []) or "NONE")
+            for e in entries if e.get("dst")]
 
 
 def off_link(facts: NodeFacts, address: str | None) -> bool:

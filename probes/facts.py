@@ -54,8 +54,35 @@ def daemons() -> list:
         except OSError:
             continue
         if DAEMONS.search(cmd):
-            found.append({"pid": int(pid), "cmdline": cmd.replace(b"\0", b" ").decode(errors="replace")[:300]})
+            found.append({"pid": int(pid), "cmdline": cmd.replace(b"\0", b" ").decode(errors="replace")[:300],
+                          "state": process_state(pid), "tun": tun_devices(pid)})
     return found
+
+
+def process_state(pid: str) -> str:
+    """The scheduler state letter of /proc/<pid>/stat: R, S, D, T (stopped), t, Z (zombie)…"""
+    stat = read(f"/proc/{pid}/stat") or ""
+    return stat.rpartition(")")[2].split()[0] if ")" in stat else ""
+
+
+def tun_devices(pid: str) -> list | None:
+    """The TUN/TAP devices a process holds open: each fd on /dev/net/tun names its device in fdinfo's
+    `iff:` line. None when its fds cannot be read (not root): unknown, not "none"."""
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return None
+    held = []
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") != "/dev/net/tun":
+                continue
+        except OSError:
+            continue
+        for line in (read(f"/proc/{pid}/fdinfo/{fd}") or "").splitlines():
+            if line.startswith("iff:") and line.split()[1:] and line.split()[1] not in held:
+                held.append(line.split()[1])
+    return held
 
 
 def fdb(links: list) -> dict:

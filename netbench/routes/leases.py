@@ -3,16 +3,17 @@ split into a node's own lease and the peers it routes to."""
 
 from __future__ import annotations
 
+import base64
 import ipaddress
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Iterable, Mapping
 
 from netbench import flannel
 from netbench.errors import UserError
 from netbench.inventory import Inventory
 from netbench.routes.errors import RoutesError
-from probes.etcdv3 import Etcd, EtcdError
+from probes.etcdv3 import Etcd, EtcdError, _b64, _prefix_end
 
 
 @dataclass(frozen=True)
@@ -20,6 +21,20 @@ class Lease:
     subnet: str  # 10.1.93.0/24
     public_ip: str
     backend: str = ""
+    vtep_mac: str | None = None  # BackendData.VtepMAC (vxlan), lower case
+    vni: int | None = None  # BackendData.VNI (vxlan)
+    # seconds left before the lease expires, when the source tells (etcd v3: LeaseTimeToLive; <= 0: expired)
+    ttl_s: int | None = field(default=None, compare=False)
+    source: str = field(default="", compare=False)  # where it was read: "etcd http://198.18.0.1:2379"
+    key: str = field(default="", compare=False)  # its key there: /coreos.com/network/subnets/10.1.93.0-24
+
+    def describe(self) -> str:
+        """The lease as an evidence line: what it says, and where it was read."""
+        data = f" VtepMAC {self.vtep_mac}" if self.vtep_mac else ""
+        data += f" VNI {self.vni}" if self.vni is not None else ""
+        ttl = f", TTL {self.ttl_s}s" if self.ttl_s is not None else ""
+        where = f" ({self.source}{' ' + self.key if self.key else ''})" if self.source or self.key else ""
+        return f"lease {self.subnet}: PublicIP {self.public_ip} BackendType {self.backend or '-'}{data}{ttl}{where}"
 
 
 def parse_leases(values: Mapping[str, Mapping]) -> dict[str, Lease]:
@@ -33,8 +48,52 @@ def parse_leases(values: Mapping[str, Mapping]) -> dict[str, Lease]:
         except (ValueError, KeyError, TypeError):
             raise UserError(f"flannel lease {subnet}: no valid subnet and PublicIP in "
                             f"{json.dumps(data)[:160]}") from None
-        leases[net] = Lease(net, public_ip, str(data.get("BackendType") or ""))
+        backend_data = data.get("BackendData") if isinstance(data.get("BackendData"), Mapping) else {}
+        vni = backend_data.get("VNI")
+        leases[net] = Lease(net, public_ip, str(data.get("BackendType") or ""),
+                            vtep_mac=str(backend_data["VtepMAC"]).lower() if backend_data.get("VtepMAC") else None,
+                            vni=vni if isinstance(vni, int) else None)
     return dict(sorted(leases.items(), key=lambda kv: ipaddress.IPv4Network(kv[0])))
+
+
+class _LeaseReader(Etcd):
+    """etcd's range with each key's lease id, and the leases' time to live: what a lease table needs."""
+
+    def leased_prefix(self, prefix: str) -> dict[str, tuple[str, str]]:
+        reply = self._post("/v3/kv/range", {"key": _b64(prefix), "range_end": _prefix_end(prefix)})
+        return {base64.b64decode(kv["key"]).decode(): (base64.b64decode(kv.get("value", "")).decode(),
+                                                       str(kv.get("lease") or "0"))
+                for kv in reply.get("kvs", [])}
+
+
+def lease_table(inv: Inventory, timeout: float = 3.0) -> dict[str, Lease]:
+    """flannel's leases from the inventory's etcd with what checks need: BackendData (VtepMAC, VNI), the
+    seconds each has left (one LeaseTimeToLive per etcd lease, flannel grants one per node), and where it
+    was read. UserError as `lease_values`. An empty table is not an error here: every subnet lacks a lease."""
+    settings = inv.cluster.etcd
+    if settings is None:
+        return lease_values(inv, timeout)  # raises the UserError that names what to add
+    endpoints = list(settings.endpoints)
+    reader = _LeaseReader(endpoints, timeout=timeout)
+    try:
+        raw = reader.leased_prefix(f"{settings.prefix}/subnets/")
+        ttls = {lid: reader.lease_ttl(lid) for lid in {lid for _, lid in raw.values()} if lid != "0"}
+    except EtcdError as exc:
+        raise UserError(f"cannot read flannel's leases from etcd at {_shown(endpoints)}: {exc}") from None
+    values, keys = {}, {}
+    for key, (value, _) in raw.items():
+        try:
+            values[flannel.subnet_from_key(key)] = json.loads(value)
+        except ValueError:
+            raise UserError(f"etcd at {_shown(endpoints)}: {key} is not a flannel lease ({value[:120]!r})") from None
+        keys[str(ipaddress.ip_network(flannel.subnet_from_key(key), strict=False))] = key
+    source = f"etcd {_shown(endpoints)}"
+    table = {}
+    for subnet, lease in parse_leases(values).items():
+        lid = raw[keys[subnet]][1]
+        table[subnet] = Lease(lease.subnet, lease.public_ip, lease.backend, lease.vtep_mac, lease.vni,
+                              ttl_s=ttls.get(lid), source=source, key=keys[subnet])
+    return table
 
 
 def lease_values(inv: Inventory, timeout: float = 3.0) -> dict[str, dict]:

@@ -106,3 +106,41 @@ def test_the_bridge_found_is_the_one_holding_the_known_pod_subnet():
     raw["addrs"].append({"ifname": "cni0", "addr_info": [{"family": "inet", "local": "10.1.250.1", "prefixlen": 24}]})
     f = facts.analyse("n1", data["addresses"]["n1"], raw, "10.1.0.0/16")
     assert (f.bridge, f.pod_subnet) == ("docker0", data["subnets"]["n1"])
+
+
+def recorded_controlplane(mode: str, node: str = "n1"):
+    data = json.loads((DATA / "controlplane" / f"{mode}.json").read_text())
+    return facts.analyse(node, data["addresses"][node], data["raw"][node], "10.1.0.0/16"), data
+
+
+def test_neighbours_macs_and_bridge_ports_are_parsed():
+    f, data = recorded_controlplane("vxlan")
+    vx = f.device_of_kind("vxlan", "flannel.1")
+    assert vx.name == "flannel.1" and vx.mac == vx.mac.lower() and len(vx.mac) == 17
+    assert {p.name for p in f.bridge_ports()} == {x["ifname"] for x in data["raw"]["n1"]["links"]
+                                                  if x.get("master") == "docker0"}
+    assert len(f.bridge_ports()) == 2 and all(p.kind == "veth" for p in f.bridge_ports())
+    permanent = [n for n in f.neighbours if n.dev == "flannel.1"]
+    assert len(permanent) == 2 and all(n.state == "PERMANENT" and n.lladdr and not n.failed for n in permanent)
+    n2 = f.neighbour("198.18.0.2", "eth0")
+    assert n2 and str(n2).startswith("198.18.0.2 dev eth0 lladdr ")
+    assert f.neighbour("198.18.0.2", "flannel.1") is None
+    assert facts.parse_neighbours([{"dst": "198.18.0.9", "dev": "eth0", "state": ["FAILED"]}])[0].failed
+
+
+def test_daemons_carry_their_state_and_the_tun_devices_they_hold():
+    f, _ = recorded_controlplane("udp-daemon-stopped")
+    udp = [d for d in f.daemons if "flannel_udp" in d["cmdline"]]
+    assert len(udp) == 2 and all(d["state"] == "T" and d["tun"] == ["flannel0"] for d in udp)
+    assert f.device_of_kind("tun", "flannel0").name == "flannel0"
+    assert f.device_of_kind("vxlan") is None
+
+
+def test_the_probe_reads_process_state_and_tun_fds_of_a_process():
+    import os
+
+    from probes import facts as probe
+
+    assert probe.process_state(str(os.getpid())) in ("R", "S")
+    assert probe.tun_devices(str(os.getpid())) == []  # no /dev/net/tun open here
+    assert probe.tun_devices("999999999") is None and probe.process_state("999999999") == ""
