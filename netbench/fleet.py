@@ -189,6 +189,26 @@ class GroupResult(dict, Generic[T]):
         return not self.failed
 
 
+class Halted(NodeError):
+    """The group this command belonged to was interrupted: no new command starts on the node."""
+
+
+class _Halting:
+    """A connection as one Fleet.each call hands it to its workers: refuses new commands once the call
+    is interrupted, so an interrupted group stops at the command it is in."""
+
+    def __init__(self, conn: Connection, halt: threading.Event) -> None:
+        self._conn, self._halt = conn, halt
+
+    def run(self, *args, **kwargs) -> CommandResult:
+        if self._halt.is_set():
+            raise Halted(self._conn.name, "interrupted: no new command is started")
+        return self._conn.run(*args, **kwargs)
+
+    def __getattr__(self, name: str):
+        return getattr(self._conn, name)
+
+
 class Fleet:
     """Connections to many nodes. `transport` makes one per target: paramiko's `Connection` by default,
     a scripted node in orchestration tests (anything with `open`, `run`, `close`, `name`, `target`)."""
@@ -214,10 +234,20 @@ class Fleet:
             return result
         pool = ThreadPoolExecutor(max_workers=min(self.max_parallel, len(chosen)),
                                   thread_name_prefix="fleet")
-        futures = {pool.submit(fn, self.connections[n]): n for n in chosen}
+        halt = threading.Event()
+        futures = {pool.submit(fn, _Halting(self.connections[n], halt)): n for n in chosen}
         limit = timeout or max(self.connections[n].target.connect_timeout + self.connections[n].target.command_timeout
                                for n in chosen) * 2
-        done, pending = wait(futures, timeout=limit)
+        try:
+            done, pending = wait(futures, timeout=limit)
+        except BaseException:
+            # Ctrl-C (or SIGTERM turned into an exception) while nodes work: no worker may start another
+            # command, and the ones running finish theirs before the caller cleans up — else a worker
+            # would create pods on a node right after its cleanup.
+            halt.set()
+            pool.shutdown(wait=False, cancel_futures=True)
+            wait(futures, timeout=limit)
+            raise
         for future in done:
             name = futures[future]
             try:
