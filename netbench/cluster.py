@@ -15,12 +15,13 @@ from typing import Callable, Iterable, Mapping
 
 from netbench import facts
 from netbench.errors import UserError
+from netbench.flannel import Mode
 from netbench.fleet import Fleet, SshTarget
 from netbench.inventory import Inventory, load_inventory
 from netbench.lab.topology import default_state_dir
 
 # The data paths a trace knows how to expect; "none", "mixed" and "unknown" are states, not paths.
-DATA_PATHS = ("udp", "vxlan", "host-gw", "static", "frr")
+DATA_PATHS: tuple[str, ...] = tuple(m.value for m in Mode if m is not Mode.none)
 
 
 @dataclass(frozen=True)

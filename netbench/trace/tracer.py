@@ -20,6 +20,7 @@ from netbench import cluster, pods, probes
 from netbench.cluster import DATA_PATHS, ClusterNode
 from netbench.errors import NetbenchError, UserError
 from netbench.facts import NodeFacts
+from netbench.flannel import OVERLAY_KINDS
 from netbench.fleet import Connection, Fleet
 from netbench.trace import capture, correlate, diagnose, paths
 
@@ -89,7 +90,7 @@ class Tracer:
         expected_mode = self.mode if self.mode in DATA_PATHS else "host-gw"  # routed: what "none" fails to be
         request = paths.expected_hops(expected_mode, fs, fd, _veth(a), _veth(b), self.options.host)
         reply = paths.reply_hops(request)
-        extra = {n: [i.name for i in self.facts[n].interfaces.values() if i.kind in ("tun", "vxlan")]
+        extra = {n: [i.name for i in self.facts[n].interfaces.values() if i.kind in OVERLAY_KINDS]
                  for n in {src, dst}}
         points = paths.capture_points(request, extra)
         pod_veths = {_veth(a), _veth(b)}
