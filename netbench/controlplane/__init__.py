@@ -33,7 +33,7 @@ def _node(c: Cluster, node: str) -> list[Finding]:
     found = mtu.node(c, node) + lease_checks.backend(c, node)
     if c.facts[node].pod_subnet:
         found += lease_checks.for_subnet(c, node, node)
-    if c.mode in ("udp", "vxlan"):
+    if c.flannel_mode and c.flannel_mode.backend.kind:  # an overlay: udp's TUN, vxlan's device
         found += overlay.device(c, node)
     if c.mode == "udp":
         found += overlay.udp_daemon(c, node)

@@ -14,8 +14,6 @@ from netbench.flannel import Mode
 if TYPE_CHECKING:
     from netbench.routes.leases import Lease
 
-OVERLAY_KIND = {Mode.udp: "tun", Mode.vxlan: "vxlan"}
-
 
 @dataclass(frozen=True)
 class Cluster:
@@ -44,9 +42,9 @@ class Cluster:
     def overlay(self, node: str) -> Interface | None:
         """The node's overlay device for the cluster's mode, found by kind (flannel's name wins a tie)."""
         mode = self.flannel_mode
-        if mode not in OVERLAY_KIND:
+        if mode is None or not mode.backend.kind:
             return None
-        return self.facts[node].device_of_kind(OVERLAY_KIND[mode], mode.device)
+        return self.facts[node].device_of_kind(mode.backend.kind, mode.device)
 
     def etcd_hint(self) -> str:
         """The etcdctl command that lists the leases where they were read."""

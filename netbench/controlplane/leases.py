@@ -98,7 +98,7 @@ def backend(c: Cluster, node: str) -> list[Finding]:
     """An overlay node's lease must name the backend it runs (udp, vxlan): flannel reads it to decide
     how to reach the node. Routed modes are left alone (`netbench routes` may route over any lease)."""
     mode, lease = c.flannel_mode, c.lease_of(node)
-    if mode is None or mode.value not in ("udp", "vxlan") or lease is None or not lease.backend:
+    if mode is None or not mode.backend.kind or lease is None or not lease.backend:
         return []
     if lease.backend == mode.backend_type:
         return []

@@ -16,7 +16,7 @@ STOPPED = {"T": "stopped", "t": "stopped by a tracer", "Z": "a zombie", "X": "de
 
 def device(c: Cluster, node: str) -> list[Finding]:
     """The overlay device exists and is up."""
-    dev, kind = c.overlay(node), {"udp": "tun", "vxlan": "vxlan"}[c.mode]
+    dev, kind = c.overlay(node), c.flannel_mode.backend.kind
     if dev is None:
         present = [iface_line(i) for i in c.facts[node].interfaces.values() if i.kind not in ("veth", "loopback")]
         return [Finding("overlay-device-missing", node, f"{node} has no {kind} device: the {c.mode} overlay has "
@@ -41,10 +41,11 @@ def udp_daemon(c: Cluster, node: str) -> list[Finding]:
                                   + ", ".join(d["cmdline"].split()[0] for d in f.daemons)[:200],),
                         hint=hint("pgrep", "-a", "flannel"))]
     pids = [str(d["pid"]) for d in daemons]
-    if all(d.get("state") in STOPPED for d in daemons):
-        states = ", ".join(f"{d['pid']} {STOPPED[d['state']]}" for d in daemons)
-        return [Finding("overlay-daemon-stopped", node, f"flanneld on {node} is not running ({states}): pod "
-                        "traffic into the overlay is queued, never sent", hop=dev.name if dev else None,
+    if any(d.get("state") in STOPPED for d in daemons):  # one stopped process of several stops a direction
+        states = ", ".join(f"{d['pid']} {STOPPED[d['state']]}" for d in daemons if d.get("state") in STOPPED)
+        return [Finding("overlay-daemon-stopped", node, f"flanneld on {node} is not running ({states}): "
+                        f"nothing reads {dev.name if dev else 'the TUN device'}, pod traffic into it is dropped",
+                        hop=dev.name if dev else None,
                         evidence=lines, hint=hint("ps", "-o", "pid,stat,cmd", "-p", ",".join(pids)))]
     if dev and all(d.get("tun") is not None for d in daemons) and not any(dev.name in d["tun"] for d in daemons):
         return [Finding("overlay-daemon-detached", node, f"flanneld runs on {node} but does not hold {dev.name} "

@@ -347,3 +347,26 @@ def test_lease_source_and_backend_data_are_kept():
     one = next(iter(lease.values()))
     assert one.vni == 1 and one.vtep_mac and one.backend == "vxlan"
     assert Lease(one.subnet, one.public_ip, "vxlan", one.vtep_mac, 1, ttl_s=5, source="x") == one
+
+
+def test_doctor_prints_findings_with_node_strings_as_text():
+    from rich.console import Console
+
+    from netbench import doctor
+
+    data = recorded("udp-docker0-mtu-1500")
+    data["raw"]["n1"]["hostname"] = "[red]n1[/red]"
+    nodes, table = build(data)
+    found = controlplane.check(nodes, table, "udp")
+    node = {"hostname": nodes["n1"].hostname, "address": "198.18.0.1", "mode": "udp[/]", "tools": {"ip": "/bin/ip"},
+            "uid": 0, "privileged": True, "ip_forward": True, "interfaces": [], "pod_subnet": "10.1.136.0/24",
+            "bridge": "docker0", "subnet_env": None, "lease": None, "peer_routes": {}, "evidence": ["[bold]x"],
+            "problems": [], "findings": [f.as_dict() for f in found]}
+    console = Console(record=True, width=200)
+    doctor.render({"nodes": {"n1": node}, "healthy": False, "mode": "udp", "findings": node["findings"],
+                   "lease_source": "etcd http://198.18.0.1:2379"}, console)
+    out = console.export_text()
+    assert "[red]n1[/red]" in out and "udp[/]" in out and "[bold]x" in out
+    assert "n1: mtu-mismatch: pods on docker0 get MTU 1500 but the path carries 1472" in out
+    assert "docker0 (pod bridge) mtu 1500" in out and "see: ip -o link show" in out
+    assert "problems found (1 finding)" in out
