@@ -207,7 +207,9 @@ def doctor_cmd(
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Per node: tools, privileges, forwarding, interfaces, routes to every peer pod subnet, the flannel
-    lease, and the data path detected, with the evidence."""
+    lease, and the data path detected, with the evidence; then every inconsistency between the nodes'
+    control planes (routes, neighbours, FDB, overlay daemon), flannel's leases and the MTUs, each with
+    node, evidence and a command to see it. Exit 0 when healthy, 1 when anything is found."""
     from netbench import cluster, doctor
 
     inv, nodes = cluster.load(inventory)
