@@ -16,7 +16,7 @@ from netbench.inventory import Inventory
 from netbench.routes.leases import Lease, lease_table
 
 
-def _leases(inv: Inventory) -> tuple[dict[str, Lease] | None, str]:
+def read_leases(inv: Inventory) -> tuple[dict[str, Lease] | None, str]:
     """flannel's leases straight from etcd when it answers from here (the lab's does), and where they came
     from; (None, why) when they cannot be read, so the lease checks are skipped, not failed."""
     if not inv.cluster.etcd:
@@ -38,7 +38,7 @@ def examine(inv: Inventory, nodes: list[ClusterNode], accept_new_host_keys: bool
     with Fleet([n.target for n in nodes], accept_new_host_keys, transport=transport) as fleet:
         # privileged: uid 0 when root or `sudo -n` works, else sudo is off
         node_facts, failed = cluster.gather_facts(fleet, nodes, str(inv.cluster.pod_network))
-    leases, lease_source = _leases(inv)
+    leases, lease_source = read_leases(inv)
     report: dict = {"nodes": {}, "healthy": not failed, "lease_source": lease_source,
                     "leases": {s: _lease_json(lease) for s, lease in leases.items()} if leases is not None else None}
     mode = cluster.detect(node_facts)

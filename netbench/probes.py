@@ -127,13 +127,25 @@ def upload_agent(runner: Runner) -> None:
                input=AGENT_SOURCE.read_text())
 
 
+def pod_mtu(facts: NodeFacts) -> int | None:
+    """The MTU the node's own pods have: the largest of the pod bridge's and of the pods' veths plugged
+    into it (not ours), so a probe pod is what real pods are; subnet.env's only when there is no bridge.
+    A bridge left at 1500 on a 1472 overlay then shows in the trace as the mismatch it is."""
+    ours = {pods.host_veth(p) for p in PROBE_PODS}
+    bridge = facts.interfaces.get(facts.bridge or "")
+    if bridge is None:
+        return facts.pod_mtu
+    ports = [i.mtu for i in facts.bridge_ports() if i.name not in ours]
+    return max([bridge.mtu, *ports])
+
+
 def create_pods(runner: Runner, facts: NodeFacts, count: int) -> list[tuple[pods.PodSpec, Endpoint]]:
     """Probe pods nb-probe-1… on the node's bridge, with free addresses from its pod subnet."""
     if not (facts.bridge and facts.pod_subnet and facts.bridge_ip):
         raise ProbeError(f"{facts.name}: no pod bridge found (bridge={facts.bridge}, subnet={facts.pod_subnet}); "
                            "set `bridge` and `subnet` for this node in the inventory")
     prefix = ipaddress.ip_network(facts.pod_subnet).prefixlen
-    mtu = facts.pod_mtu or facts.interfaces[facts.bridge].mtu
+    mtu = pod_mtu(facts) or 1500
     made = []
     for name, ip in zip(PROBE_PODS[:count], free_addresses(runner, facts, count), strict=True):
         spec = pods.PodSpec(name=name, bridge=facts.bridge, address=f"{ip}/{prefix}", gateway=facts.bridge_ip,

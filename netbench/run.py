@@ -239,7 +239,7 @@ class Session:
         """Between the passes of a run over several modes the probe pods stay: only the pod MTU, which
         each mode sets (flannel's subnet.env), changes. Deploying afresh would cost seconds per pass."""
         def one(conn) -> None:
-            mtu = self.facts[conn.name].pod_mtu
+            mtu = probes.pod_mtu(self.facts[conn.name])
             if mtu:
                 specs = self.probes[conn.name].specs
                 conn.run(script([c for spec in specs for c in pods.set_mtu_commands(spec, mtu)]))

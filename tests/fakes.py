@@ -46,7 +46,7 @@ from scapy.layers.inet import IP
 from scapy.layers.l2 import Ether
 from scapy.utils import PcapWriter
 
-from netbench import facts, probes
+from netbench import facts, firewall, probes
 from netbench.cluster import ClusterNode
 from netbench.fleet import NodeError, SshTarget
 from netbench.remote import CommandResult
@@ -379,6 +379,8 @@ class FakeCluster:
         if not argv:
             return None
         word = argv[0]
+        if argv == ["python3", "-"] and input == firewall.PROBE.read_text():
+            return "firewall"
         if word == "sh" and len(argv) >= 3 and argv[1] == "-c":
             body, label = argv[2], (argv[3] if len(argv) > 3 else None)
             if label is None and body.rstrip().endswith("python3 -") and input == facts.PROBE.read_text():
@@ -454,6 +456,10 @@ class FakeCluster:
 
     def _facts(self, node, ns, argv, input, dies):
         return 0, json.dumps(node.raw_facts), ""
+
+    def _firewall(self, node, ns, argv, input, dies):
+        """probes/firewall.py on a node with no firewall tools: nothing to blame."""
+        return 0, json.dumps({"nft": None, "iptables": []}), ""
 
     def _clean(self, node, ns, argv, input, dies):
         """probes._CLEAN: kill what the pid files in the work directory name, delete nb-probe-* pods

@@ -184,9 +184,11 @@ def trace_cmd(
     if probes < 1:
         raise UserError("--probes: at least 1")
     options = TraceOptions(probes=probes, mtu_sweep=mtu, host=host)
+    from netbench.doctor import read_leases
+    leases, _ = read_leases(inv)  # for the control-plane checks; None when etcd cannot be read from here
     with console.status("tracing") as status:
         reports, failed = trace_pairs(nodes, str(inv.cluster.pod_network), pairs, options, mode,
-                                      accept_new_host_keys, progress=status.update)
+                                      accept_new_host_keys, progress=status.update, leases=leases)
     if as_json:
         print(json.dumps({"traces": [r.as_dict() for r in reports], "nodes_failed": failed}, indent=2, default=str))
     elif all_pairs:

@@ -9,21 +9,11 @@ import statistics
 from dataclasses import asdict, dataclass, field
 
 from netbench.facts import NodeFacts, off_link
+from netbench.findings import Finding
 from netbench.flannel import Mode, backend_of
 from netbench.trace.correlate import Sighting
 from netbench.trace.paths import Hop
-
-
-@dataclass
-class Verdict:
-    kind: str  # delivered, no-route, forwarding-disabled, overlay-daemon-down, encap-not-reaching-peer,
-    #            encap-blocked, not-on-link, mtu-black-hole, reply-path-missing, rp-filter-drop,
-    #            packet-loss, rate-limited, pod-unreachable
-    ok: bool
-    message: str
-    node: str | None = None
-    hop: str | None = None
-    evidence: list[str] = field(default_factory=list)
+from netbench.trace.verdict import Verdict, ranked
 
 
 @dataclass
@@ -104,8 +94,12 @@ def clock_offsets(request: list[Hop], sightings: list[Sighting], src: NodeFacts,
 
 
 def analyse(request: list[Hop], reply: list[Hop], sightings: list[Sighting], main: list[int], sweep: dict[int, int],
-            src: NodeFacts, dst: NodeFacts, mode: str, expected_mtu: int | None = None) -> TraceReport:
-    """expected_mtu: what the path should carry (the pod MTU, or the underlay's for a host trace)."""
+            src: NodeFacts, dst: NodeFacts, mode: str, expected_mtu: int | None = None,
+            findings: list[Finding] | tuple = ()) -> TraceReport:
+    """expected_mtu: what the path should carry (the pod MTU, or the underlay's for a host trace).
+    findings: what the control plane, the devices and the firewalls of both nodes say (controlplane,
+    device_findings, firewall): the one that explains where probes stop becomes the primary verdict,
+    the others follow it as independent findings."""
     offsets, clock = clock_offsets(request, sightings, src, dst)
     at: dict[tuple[str, str, str], dict[int, Sighting]] = {}
     for s in sightings:
@@ -144,6 +138,10 @@ def analyse(request: list[Hop], reply: list[Hop], sightings: list[Sighting], mai
         verdicts.insert(0, Verdict("mtu-black-hole", False, path_mtu["black_hole"]["message"],
                                    path_mtu["black_hole"]["node"], path_mtu["black_hole"]["hop"],
                                    path_mtu["black_hole"]["evidence"]))
+    elif _mtu_short(path_mtu, verdicts):
+        verdicts.append(_mtu_mismatch(path_mtu, src, request))
+    verdicts = _wrong_destination(hops, dst, mode) + verdicts
+    verdicts = ranked(verdicts, list(findings))
     verdicts += _shaping(src, dst)
     return TraceReport(src.name, dst.name, mode, len(main), hops, verdicts, differences, errors, clock, path_mtu)
 
@@ -361,3 +359,32 @@ def _shaping(src: NodeFacts, dst: NodeFacts) -> list[Verdict]:
                                    f.name, f"{f.name}:{q['dev']}:out",
                                    [str(q.get("options", {}))]))
     return out
+
+
+def _mtu_short(path_mtu: dict, verdicts: list[Verdict]) -> bool:
+    largest, expected = path_mtu.get("largest_delivered"), path_mtu.get("expected_mtu")
+    return bool(largest and expected and largest < expected and all(v.ok for v in verdicts))
+
+
+def _mtu_mismatch(path_mtu: dict, src: NodeFacts, request: list[Hop]) -> Verdict:
+    largest, expected = path_mtu["largest_delivered"], path_mtu["expected_mtu"]
+    evidence = [f"don't-fragment sizes tried: {', '.join(map(str, path_mtu['sizes']))}; largest delivered {largest}"]
+    if path_mtu.get("signalled"):
+        evidence.append(f"ICMP: {path_mtu['signalled']}")
+    where = src.bridge or "the pod bridge"
+    return Verdict("mtu-mismatch", False, f"pods on {src.name}'s {where} send {expected} bytes but the path carries "
+                   f"{largest}: don't-fragment packets over {largest} are refused", src.name,
+                   request[0].label if request else None, evidence, f"ip link show {where}")
+
+
+def _wrong_destination(hops: list[HopReport], dst: NodeFacts, mode: str) -> list[Verdict]:
+    """Encapsulated probes leaving the source for another address than the peer's: sent to the wrong node."""
+    for h in hops:
+        outer = h.encap.get("outer_dst")
+        if h.hop.node != dst.name and h.hop.role == "underlay" and outer and outer != dst.address:
+            return [Verdict("encap-wrong-destination", False, f"{h.hop.node} sends the probes for {dst.name} to "
+                            f"{outer}, not to {dst.name}'s address {dst.address}", h.hop.node, h.hop.label,
+                            [f"{h.hop.label}: {h.encap.get('type')} {h.encap.get('outer_src')}→{outer} port "
+                             f"{h.encap.get('port')}", f"{dst.name} address: {dst.address}"],
+                            f"ip route get {dst.pod_subnet.split('/')[0] if dst.pod_subnet else dst.address}")]
+    return []

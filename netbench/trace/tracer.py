@@ -16,13 +16,13 @@ from dataclasses import dataclass
 from scapy.layers.inet import ICMP, IP
 from scapy.packet import Raw
 
-from netbench import cluster, pods, probes
+from netbench import cluster, controlplane, firewall, pods, probes
 from netbench.cluster import DATA_PATHS, ClusterNode
 from netbench.errors import NetbenchError, UserError
 from netbench.facts import NodeFacts
-from netbench.flannel import OVERLAY_KINDS
+from netbench.flannel import OVERLAY_KINDS, Mode
 from netbench.fleet import Connection, Fleet
-from netbench.trace import capture, correlate, diagnose, paths
+from netbench.trace import capture, correlate, diagnose, paths, verdict
 
 SWEEP_SIZES = (576, 1000, 1200, 1280, 1350, 1400, 1420, 1450, 1472, 1500, 8950, 9000)
 
@@ -60,8 +60,9 @@ def craft(src_ip: str, dst_ip: str, trace_id: int, count: int, size: int, sweep:
 
 class Tracer:
     def __init__(self, fleet: Fleet, facts: dict[str, NodeFacts], mode: str | None = None,
-                 options: TraceOptions | None = None) -> None:
+                 options: TraceOptions | None = None, leases: dict | None = None) -> None:
         self.fleet, self.facts = fleet, facts
+        self.leases = leases  # subnet -> Lease, for the control-plane checks; None: not known
         self.options = options or TraceOptions()
         self.mode = mode or cluster.detect(facts).likely
         self.endpoints: dict[str, probes.Endpoint] = {}
@@ -94,15 +95,24 @@ class Tracer:
                  for n in {src, dst}}
         points = paths.capture_points(request, extra)
         pod_veths = {_veth(a), _veth(b)}
-        for node, ifaces in points.items():  # a device the node lacks (overlay down) cannot be captured
-            points[node] = [i for i in ifaces if i in self.facts[node].interfaces or i in pod_veths]
+        for node, ifaces in points.items():  # a device the node lacks or holds down cannot be captured
+            have = self.facts[node].interfaces
+            points[node] = [i for i in ifaces if (i in have and have[i].up) or i in pod_veths]
+        findings = verdict.device_findings(request, self.facts, pod_veths)
+        if not self.options.host:
+            findings += controlplane.check_pair(src, dst, self.facts, self.leases, self.mode)
         trace_id = random.randint(1, 0xFFFF)
-        mtu = (fs.interfaces[fs.underlay].mtu if self.options.host else fs.pod_mtu) or 1500
-        sweep = sorted({s for s in SWEEP_SIZES if s <= mtu} | {mtu}) if self.options.mtu_sweep else []
+        # what the node's own pods send (the bridge and their veths), and at least what subnet.env says
+        mtu = (fs.interfaces[fs.underlay].mtu if self.options.host else probes.pod_mtu(fs)) or 1500
+        top = max(mtu, fs.pod_mtu or 0)
+        sweep = sorted({s for s in SWEEP_SIZES if s <= top} | {mtu, top}) if self.options.mtu_sweep else []
         packets, main, sized, ids = craft(a.ip, b.ip, trace_id, self.options.probes, self.options.size, sweep)
 
+        def start(node: str) -> firewall.Snapshot:
+            capture.start(self.fleet[node], points[node])
+            return firewall.snapshot(self.fleet[node])
         with ThreadPoolExecutor(max_workers=2) as pool:
-            list(pool.map(lambda n: capture.start(self.fleet[n], points[n]), points))
+            before = dict(zip(points, pool.map(start, points), strict=True))
         try:
             self.fleet[src].run(a.wrap(["python3", probes.AGENT, "send-raw", "--interval", str(self.options.interval)]),
                                 input=json.dumps(packets), timeout=60)
@@ -113,12 +123,55 @@ class Tracer:
                                  strict=True))
         seen = [s for node, by_iface in pcaps.items() for iface, data in by_iface.items()
                 for s in correlate.sightings(node, iface, data, trace_id, ids)]
-        return diagnose.analyse(request, reply, seen, main, sized, fs, fd, self.mode, mtu)
+        report = diagnose.analyse(request, reply, seen, main, sized, fs, fd, self.mode, mtu, findings)
+        if all(v.ok for v in report.verdicts):
+            return report
+        # probes went missing: did a firewall take them? The counters read before the probes, against now
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            after = dict(zip(points, pool.map(lambda n: firewall.snapshot(self.fleet[n]), points), strict=True))
+        blamed = self._firewall(src, dst, a, b, request, before, after)
+        if blamed:
+            report = diagnose.analyse(request, reply, seen, main, sized, fs, fd, self.mode, mtu, findings + blamed)
+        return report
+
+    def _firewall(self, src: str, dst: str, a: probes.Endpoint, b: probes.Endpoint, request: list,
+                  before: dict, after: dict) -> list:
+        """The rule or policy that dropped the probes: the pod packets where a node forwards them, the
+        encapsulated ones where the peer takes them in (and the same for the replies)."""
+        fs, fd = self.facts[src], self.facts[dst]
+        backend = Mode(self.mode).backend if self.mode in {m.value for m in Mode} else None
+        hop_of = {(h.node, h.role): h.iface for h in request}
+        checks = []
+        if self.options.host:
+            checks += [(dst, firewall.Packet(fs.address, fd.address, "icmp", iif=fd.underlay), "input"),
+                       (src, firewall.Packet(fd.address, fs.address, "icmp", icmp_type="echo-reply",
+                                             ct_state="established", iif=fs.underlay), "input")]
+        else:
+            for node, pkt in ((src, firewall.Packet(a.ip, b.ip, "icmp", iif=hop_of.get((src, "bridge")))),
+                              (dst, firewall.Packet(a.ip, b.ip, "icmp", oif=hop_of.get((dst, "bridge")))),
+                              (dst, firewall.Packet(b.ip, a.ip, "icmp", icmp_type="echo-reply", ct_state="established",
+                                                    iif=hop_of.get((dst, "bridge")))),
+                              (src, firewall.Packet(b.ip, a.ip, "icmp", icmp_type="echo-reply", ct_state="established",
+                                                    oif=hop_of.get((src, "bridge"))))):
+                checks.append((node, pkt, "forward"))
+            if backend and backend.port:
+                checks += [(dst, firewall.Packet(fs.address, fd.address, "udp", dport=backend.port,
+                                                 iif=fd.underlay), "input"),
+                           (src, firewall.Packet(fd.address, fs.address, "udp", dport=backend.port,
+                                                 iif=fs.underlay), "input")]
+        found = []
+        for node, pkt, hook in checks:
+            if node in before and node in after:
+                blame = firewall.blame(before[node], after[node], self.options.probes, pkt, hook, node)
+                if blame and blame not in found:
+                    found.append(blame)
+        return found
 
 
 def trace_pairs(nodes: list[ClusterNode], pod_network: str, pairs: list[tuple[str, str]], options: TraceOptions,
                 mode: str | None = None, accept_new_host_keys: bool = False,
-                progress=None, transport=Connection) -> tuple[list[diagnose.TraceReport], dict[str, str]]:
+                progress=None, transport=Connection, leases: dict | None = None,
+                ) -> tuple[list[diagnose.TraceReport], dict[str, str]]:
     """Connect, learn facts, prepare the nodes the pairs need, trace each pair; always clean up.
     Returns the reports and, per node, why it could not take part."""
     names = [n.name for n in nodes]
@@ -128,7 +181,7 @@ def trace_pairs(nodes: list[ClusterNode], pod_network: str, pairs: list[tuple[st
     with Fleet([n.target for n in nodes], accept_new_host_keys, transport=transport) as fleet:
         node_facts, errors = cluster.gather_facts(fleet, nodes, pod_network)
         failed = {name: str(error) for name, error in errors.items()}
-        tracer = Tracer(fleet, node_facts, mode, options)
+        tracer = Tracer(fleet, node_facts, mode, options, leases)
         involved = sorted({x for p in pairs for x in p} - set(failed))
         reports = []
         try:
