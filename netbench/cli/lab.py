@@ -24,7 +24,10 @@ lab_app.add_typer(fault_app, name="fault")
 @lab_app.command("up")
 def lab_up(
     nodes: int = typer.Option(3, "--nodes", "-n", help="number of nodes (2-50)"),
-    mode: str = typer.Option("udp", "--mode", "-m", help="udp | vxlan | host-gw | static | frr | none"),
+    mode: Optional[str] = typer.Option(None, "--mode", "-m", help="udp | vxlan | host-gw | static | frr | none "
+                                        "(default: udp, or vxlan for --flavour k8s)"),
+    flavour: str = typer.Option("flannel", "--flavour", help="the nodes' names: flannel (docker0, eth0, "
+                                "10.1.0.0/16) or k8s (cni0, ens4, 10.244.0.0/16, as kube-flannel)"),
     segments: int = typer.Option(1, help="L2 segments of the underlay; 2+ joins them with a router namespace"),
     routing: str = typer.Option("ospf", help="what the frr mode runs: ospf, or bgp (iBGP between the nodes)"),
     link_rate: Optional[str] = typer.Option(None, help="underlay rate per node, tc syntax (1gbit)"),
@@ -33,13 +36,14 @@ def lab_up(
     pods: int = typer.Option(1, help="pods created on every node (nb-pod1, nb-pod2, …)"),
     seed: Optional[int] = typer.Option(None, help="seed for the lease allocation (default: random)"),
 ) -> None:
-    """Build the lab: switch, N nodes with docker0, etcd, sshd, pods, and the chosen data path."""
+    """Build the lab: switch, N nodes with a pod bridge, etcd, sshd, pods, and the chosen data path."""
     from netbench.lab.builder import Lab
     from netbench.lab.topology import LabTopology, LinkShape
 
     try:
         shape = LinkShape(rate=link_rate, delay=link_delay, loss=link_loss)
-        topo = LabTopology.build(nodes, _mode(mode), shape, pods, seed, segments, routing)
+        topo = LabTopology.build(nodes, _mode(mode) if mode else None, shape, pods, seed, segments, routing,
+                                 flavour)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     lab = Lab()
@@ -47,7 +51,7 @@ def lab_up(
     with console.status("building the lab") as status:
         lab.up(topo, step=lambda s: status.update(f"lab up: {s}"))
     console.print(f"[green]lab up[/] in {time.monotonic() - start:.1f}s: {len(topo.nodes)} nodes, mode "
-                  f"[bold]{topo.mode.value}[/]")
+                  f"[bold]{topo.mode.value}[/], flavour {topo.flavour.name}")
     _print_status(lab.status())
 
 
@@ -202,4 +206,7 @@ def _print_status(status: dict) -> None:
     link = {k: v for k, v in status["link"].items() if v}
     if link:
         console.print(f"link shaping: {link}")
+    if names := status.get("flavour"):
+        console.print(f"flavour {names['name']}: bridge {names['bridge']}, underlay {names['underlay']}, "
+                      f"pod network {names['pod_network']}")
     console.print(f"inventory: {status['inventory']}")

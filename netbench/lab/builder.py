@@ -27,9 +27,7 @@ from netbench.lab.node import LabNode
 from netbench.lab.procs import alive, cmdline, in_netns
 from netbench.lab.state import LabState
 from netbench.lab.topology import (
-    BRIDGE,
     MGMT_LINK,
-    POD_NETWORK,
     ROUTINGS,
     SWITCH_NS,
     UNDERLAY_SPAN,
@@ -232,7 +230,7 @@ class Lab:
         if topo.link.shaped:
             step(f"link shaping {topo.link}")
             for node in nodes:
-                linkem.apply(node, topo.link)
+                linkem.apply(node, topo.link, topo.flavour.underlay)
 
         step("ssh keys, sshd and etcd")
         self.keys.generate(nodes)
@@ -272,7 +270,8 @@ class Lab:
         netns.create(name)
 
     def pod_spec(self, node: LabNode, index: int, mtu: int) -> pods.PodSpec:
-        return pods.PodSpec(name=f"nb-pod{index}", bridge=BRIDGE, address=node.spec.pod_address(index),
+        return pods.PodSpec(name=f"nb-pod{index}", bridge=self.topology.flavour.bridge,
+                            address=node.spec.pod_address(index),
                             gateway=node.spec.bridge_address.split("/")[0], mtu=mtu)
 
     def _create_pod(self, node: LabNode, index: int, mtu: int) -> None:
@@ -286,7 +285,7 @@ class Lab:
         inventory = {
             "cluster": {
                 "name": "netbench-lab",
-                "pod_network": str(POD_NETWORK),
+                "pod_network": str(topo.flavour.pod_network),
                 "etcd": {"endpoints": [topo.etcd_endpoint], "prefix": flannel.DEFAULT_PREFIX},
             },
             "ssh": {"user": "root", "identity_file": str(self.keys.identity),
@@ -334,7 +333,7 @@ class Lab:
 
     def _set_node_mtu(self, node: LabNode, mtu: int) -> None:
         with node.ipr() as ipr:
-            ipr.link("set", index=ipr.link_lookup(ifname=BRIDGE)[0], mtu=mtu)
+            ipr.link("set", index=ipr.link_lookup(ifname=self.topology.flavour.bridge)[0], mtu=mtu)
         commands = [c for i in range(1, self.topology.pods_per_node + 1)
                     for c in pods.set_mtu_commands(self.pod_spec(node, i, mtu), mtu)]
         if commands:
@@ -351,7 +350,7 @@ class Lab:
             peers = {n.name: n.subnet for n in state.nodes if n.name != fault.node}
 
             with _lab_errors(f"fault {fault.kind}"):
-                faults.apply(fault, node, peers, lambda: datapaths.Udp().stop(self, node))
+                faults.apply(fault, node, peers, lambda: datapaths.Udp().stop(self, node), state.topology.flavour)
             state.faults.append(fault.__dict__)
             self.save()
 
@@ -362,10 +361,11 @@ class Lab:
         with lab_lock():
             state = self._fresh()
             count = len(state.faults)
+            topo = state.topology
             for node in self.nodes:
-                faults.reset(node)
-                if state.topology.link.shaped:
-                    linkem.apply(node, state.topology.link)
+                faults.reset(node, topo.flavour)
+                if topo.link.shaped:
+                    linkem.apply(node, topo.link, topo.flavour.underlay)
             with _lab_errors("fault clear"):
                 self._apply_mode(Mode(state.mode), fresh=False)
             state.faults = []

@@ -11,7 +11,7 @@ from netbench.errors import UserError
 from netbench.flannel import Mode
 from netbench.lab import linkem
 from netbench.lab.node import LabNode
-from netbench.lab.topology import POD_NETWORK, LinkShape
+from netbench.lab.topology import Flavour, LinkShape
 
 KINDS = {
     "no-route": "delete the node's routes to the pod subnets of its peers (or only --peer's)",
@@ -21,8 +21,8 @@ KINDS = {
     "mtu": "lower the node's underlay MTU (--mtu, default 1400): larger packets to it vanish",
     "forwarding-off": "net.ipv4.ip_forward=0 on the node",
     "rp-filter": "strict reverse-path filtering on the node, and no route back to --peer",
-    "loss": "drop --percent of the packets leaving the node's eth0 (nftables numgen)",
-    "rate": "limit the node's eth0 to --rate with tbf",
+    "loss": "drop --percent of the packets leaving the node's underlay interface (nftables numgen)",
+    "rate": "limit the node's underlay interface to --rate with tbf",
 }
 NEEDS_PEER = {"asymmetric", "rp-filter"}
 
@@ -64,7 +64,7 @@ def validate(fault: Fault, nodes: list[str], mode: Mode) -> None:
             raise UserError(f"--rate: {exc}") from None
 
 
-def _drop_routes(node: LabNode, subnets: list[str]) -> None:
+def _drop_routes(node: LabNode, subnets: list[str], names: Flavour) -> None:
     """Delete the routes the node would use for these pod subnets (udp: the one /16 into flannel0)."""
     own = ipaddress.ip_network(node.spec.subnet)
     targets = [ipaddress.ip_network(s) for s in subnets]
@@ -74,7 +74,7 @@ def _drop_routes(node: LabNode, subnets: list[str]) -> None:
             dst = route.get_attr("RTA_DST")
             if dst:
                 net = ipaddress.ip_network(f"{dst}/{route['dst_len']}")
-                if net.subnet_of(POD_NETWORK) and net != own and any(t.subnet_of(net) for t in targets):
+                if net.subnet_of(names.pod_network) and net != own and any(t.subnet_of(net) for t in targets):
                     doomed[net] = route
         for net, route in doomed.items():
             # the route's own scope and protocol: pyroute2 would send scope "universe", which a kernel
@@ -83,11 +83,12 @@ def _drop_routes(node: LabNode, subnets: list[str]) -> None:
                       oif=route.get_attr("RTA_OIF"))
 
 
-def apply(fault: Fault, node: LabNode, peers: dict[str, str], stop_daemon) -> None:
-    """peers: name -> pod subnet of the other nodes; stop_daemon: how the lab stops the udp daemon."""
-    kind = fault.kind
+def apply(fault: Fault, node: LabNode, peers: dict[str, str], stop_daemon, names: Flavour) -> None:
+    """peers: name -> pod subnet of the other nodes; stop_daemon: how the lab stops the udp daemon;
+    names: the lab's flavour (its underlay interface and pod network)."""
+    kind, dev = fault.kind, names.underlay
     if kind in ("no-route", "asymmetric"):
-        _drop_routes(node, [peers[fault.peer]] if fault.peer else list(peers.values()))
+        _drop_routes(node, [peers[fault.peer]] if fault.peer else list(peers.values()), names)
     elif kind == "daemon-stop":
         stop_daemon()
     elif kind == "block-encap":
@@ -95,23 +96,24 @@ def apply(fault: Fault, node: LabNode, peers: dict[str, str], stop_daemon) -> No
             "table inet nb_fault_block {\n  chain input {\n    type filter hook input priority 0; policy accept;\n"
             f"    udp dport {{ {', '.join(map(str, flannel.ENCAP_PORTS))} }} counter drop\n  }}\n}}\n"))
     elif kind == "mtu":
-        node.run(["ip", "link", "set", "dev", "eth0", "mtu", str(fault.mtu or 1400)])
+        node.run(["ip", "link", "set", "dev", dev, "mtu", str(fault.mtu or 1400)])
     elif kind == "forwarding-off":
         node.run(["sysctl", "-qw", "net.ipv4.ip_forward=0"])
     elif kind == "rp-filter":
         node.run(["sysctl", "-qw", "net.ipv4.conf.all.rp_filter=1"])
-        _drop_routes(node, [peers[fault.peer]])
+        _drop_routes(node, [peers[fault.peer]], names)
     elif kind == "loss":
-        node.run(["nft", "-f", "-"], input=linkem.loss_table("nb_fault_loss", fault.percent))
+        node.run(["nft", "-f", "-"], input=linkem.loss_table("nb_fault_loss", fault.percent, dev))
     elif kind == "rate":
-        for cmd in linkem.commands(LinkShape(rate=fault.rate))[0]:
+        for cmd in linkem.commands(LinkShape(rate=fault.rate), dev)[0]:
             node.run(cmd)
 
 
-def reset(node: LabNode) -> None:
+def reset(node: LabNode, names: Flavour) -> None:
     """Undo whatever any fault did to the node, except routes and daemons (the mode re-programs those)."""
+    dev = names.underlay
     node.run(["sh", "-c", "nft delete table inet nb_fault_block 2>/dev/null; "
               "nft delete table inet nb_fault_loss 2>/dev/null; "
-              "tc qdisc del dev eth0 root 2>/dev/null; "
+              f"tc qdisc del dev {dev} root 2>/dev/null; "
               "sysctl -qw net.ipv4.ip_forward=1 net.ipv4.conf.all.rp_filter=0; "
-              "ip link set dev eth0 mtu 1500; true"])
+              f"ip link set dev {dev} mtu 1500; true"])

@@ -17,7 +17,7 @@ from pyroute2 import netns
 
 from netbench.errors import UserError
 from netbench.lab.node import LabNode
-from netbench.lab.topology import MGMT_ADDRESS, LinkShape
+from netbench.lab.topology import FLANNEL, MGMT_ADDRESS, LinkShape
 
 NETEM_PROBE_NS = "nb-netem-probe"
 
@@ -51,7 +51,7 @@ def _burst(rate: str) -> str:
     return str(max(128 * 1024, int(bytes_per_s / 250)))
 
 
-def loss_table(table: str, percent: float, dev: str = "eth0") -> str:
+def loss_table(table: str, percent: float, dev: str = FLANNEL.underlay) -> str:
     """An nft script dropping `percent` of what leaves `dev`, except traffic to the management address."""
     per_10k = int(round(percent * 100))
     return (  # declare, delete, define: loading it again (fault clear re-applies the shape) replaces the rule
@@ -65,7 +65,7 @@ def loss_table(table: str, percent: float, dev: str = "eth0") -> str:
     )
 
 
-def commands(shape: LinkShape, dev: str = "eth0") -> tuple[list[list[str]], str | None]:
+def commands(shape: LinkShape, dev: str = FLANNEL.underlay) -> tuple[list[list[str]], str | None]:
     """(tc commands, nft script) that give `dev` this shape."""
     tc: list[list[str]] = []
     if shape.delay:
@@ -80,8 +80,9 @@ def commands(shape: LinkShape, dev: str = "eth0") -> tuple[list[list[str]], str 
     return tc, nft
 
 
-def apply(node: LabNode, shape: LinkShape) -> None:
-    tc, nft = commands(shape)
+def apply(node: LabNode, shape: LinkShape, dev: str) -> None:
+    """Shape the node's underlay interface `dev`."""
+    tc, nft = commands(shape, dev)
     for cmd in tc:
         node.run(cmd)
     if nft:

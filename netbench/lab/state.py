@@ -8,11 +8,11 @@ import time
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
-from netbench.errors import UserError
+from netbench.errors import InvalidValue, UserError
 from netbench.flannel import Mode
-from netbench.lab.topology import LabTopology, LinkShape, NodeSpec
+from netbench.lab.topology import FLANNEL, LabTopology, LinkShape, NodeSpec, flavour_named
 
 SCHEMA_VERSION = 1
 
@@ -48,6 +48,7 @@ class LabState(BaseModel):
     builder_pid: int = Field(default_factory=os.getpid)
     created: float = Field(default_factory=time.time)
     mode: str
+    flavour: str = FLANNEL.name  # labs built before flavours existed are flannel's
     link: dict
     pods_per_node: int
     segments: int = 1
@@ -59,10 +60,18 @@ class LabState(BaseModel):
     faults: list[dict] = Field(default_factory=list)
     frr_applied: bool = False  # netbench's FRR configuration is (or may be, mid-switch) on the nodes
 
+    @field_validator("flavour")
+    @classmethod
+    def _known_flavour(cls, name: str) -> str:
+        return flavour_named(name).name  # an InvalidValue (a ValueError) for a name this version lacks
+
     @classmethod
     def from_topology(cls, topo: LabTopology) -> "LabState":
+        if flavour_named(topo.flavour.name) != topo.flavour:  # the state names it; later commands look it up
+            raise InvalidValue(f"flavour {topo.flavour.name!r} differs from the lab's flavour of that name")
         return cls(
             mode=topo.mode.value,
+            flavour=topo.flavour.name,
             link={"rate": topo.link.rate, "delay": topo.link.delay, "loss": topo.link.loss},
             pods_per_node=topo.pods_per_node,
             segments=topo.segments,
@@ -76,6 +85,7 @@ class LabState(BaseModel):
         return LabTopology(
             nodes=tuple(n.spec for n in self.nodes),
             mode=Mode(self.mode),
+            flavour=flavour_named(self.flavour),
             link=LinkShape(**self.link),
             pods_per_node=self.pods_per_node,
             segments=self.segments,

@@ -12,7 +12,7 @@ from netbench.lab import datapaths
 from netbench.lab.daemons import tcp_banner
 from netbench.lab.node import LabNode
 from netbench.lab.procs import alive
-from netbench.lab.topology import POD_NETWORK, router_address
+from netbench.lab.topology import router_address
 
 OVERLAY_DEVICES = tuple(m.device for m in Mode if m.device)
 
@@ -20,6 +20,7 @@ OVERLAY_DEVICES = tuple(m.device for m in Mode if m.device)
 def report(lab) -> dict:
     """lab: a builder.Lab that is up."""
     state = lab.require_up()
+    names = state.topology.flavour
     etcd_ok = lab.etcd.healthy()
     leases = {}
     if etcd_ok:
@@ -29,32 +30,35 @@ def report(lab) -> dict:
     for node in lab.nodes:
         ns = state.node(node.name)
         with node.ipr() as ipr:
-            routes = _pod_routes(ipr)
+            routes = _pod_routes(ipr, names.pod_network)
             devices = [d for d in OVERLAY_DEVICES if ipr.link_lookup(ifname=d)]
+            links = {d: bool(ipr.link_lookup(ifname=d)) for d in (names.bridge, names.underlay)}
         daemons = {name: alive(pid) and _serving(name, node, devices, etcd_ok)
                    for name, pid in ns.daemons.items()}
         rows.append({
             "name": node.name, "address": node.spec.address, "subnet": node.spec.subnet,
             "roles": list(node.spec.roles), "node": node.alive(), "daemons": daemons,
-            "devices": devices, "pod_routes": len(routes),
+            "devices": devices, "links": links, "pod_routes": len(routes),
             "lease": leases.get(node.spec.subnet),
         })
     router = None
     if (r := lab.router) is not None:
         with r.ipr() as ipr:
-            pod_routes = _pod_routes(ipr)
+            pod_routes = _pod_routes(ipr, names.pod_network)
         router = {"name": r.name, "addresses": [router_address(k) for k in range(state.segments)],
                   "daemons": {n: alive(p) for n, p in state.router.daemons.items()},
                   "pod_routes": len(pod_routes)}
-    return {"mode": state.mode, "routing": state.routing, "segments": state.segments, "router": router,
+    return {"mode": state.mode, "flavour": {"name": names.name, "bridge": names.bridge, "underlay": names.underlay,
+                                            "pod_network": str(names.pod_network)},
+            "routing": state.routing, "segments": state.segments, "router": router,
             "state_dir": str(lab.dir), "inventory": str(lab.inventory_file),
             "etcd": {"endpoint": lab.topology.etcd_endpoint, "healthy": etcd_ok},
             "link": state.link, "nodes": rows}
 
 
-def _pod_routes(ipr) -> list:
+def _pod_routes(ipr, network: ipaddress.IPv4Network) -> list:
     return [r for r in ipr.get_routes(family=2, table=254)
-            if r.get_attr("RTA_DST") and ipaddress.ip_address(r.get_attr("RTA_DST")) in POD_NETWORK]
+            if r.get_attr("RTA_DST") and ipaddress.ip_address(r.get_attr("RTA_DST")) in network]
 
 
 def _serving(daemon: str, node: LabNode, devices: list[str], etcd_ok: bool) -> bool:

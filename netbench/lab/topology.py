@@ -22,10 +22,53 @@ UNDERLAY_SPAN = ipaddress.ip_network("198.18.0.0/22")  # every segment the lab m
 MGMT_ADDRESS = "198.18.0.254"
 ROUTER_HOST = 253  # the router's address on every segment: 198.18.k.253
 MAX_SEGMENTS = 4
-POD_NETWORK = ipaddress.ip_network("10.1.0.0/16")
-SUBNET_LEN = 24
-BRIDGE = "docker0"
 MAX_NODES = 50
+IFNAME_MAX = 15  # the kernel's IFNAMSIZ - 1
+# DESIGN §5: the only pod networks the lab's pods may have (the seed's, Kubernetes' usual one)
+POD_NETWORKS = (ipaddress.ip_network("10.1.0.0/16"), ipaddress.ip_network("10.244.0.0/16"))
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """The names a lab's nodes use, as one kind of flannel node spells them: the pod bridge, the node's
+    underlay interface, the pod network and the lease size, and the mode `lab up` runs by default.
+    Everything else (etcd's layout, the modes, the nb- names of the switch side) is the same."""
+
+    name: str
+    bridge: str
+    underlay: str
+    pod_network: ipaddress.IPv4Network
+    subnet_len: int = 24
+    default_mode: Mode = Mode.udp
+
+    def __post_init__(self) -> None:
+        for what, ifname in (("bridge", self.bridge), ("underlay", self.underlay)):
+            if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]*", ifname) or len(ifname) > IFNAME_MAX:
+                raise InvalidValue(f"flavour {self.name}: {what} {ifname!r} is not an interface name "
+                                   f"(up to {IFNAME_MAX} letters, digits, '.', '-', '_')")
+        taken = {"lo", *(m.device for m in Mode if m.device)}  # what else the node has
+        if self.bridge == self.underlay or {self.bridge, self.underlay} & taken or \
+                self.bridge.startswith(PREFIX) or self.underlay.startswith(PREFIX):
+            raise InvalidValue(f"flavour {self.name}: bridge and underlay need two names of their own "
+                               f"(not {', '.join(sorted(taken))}, not starting {PREFIX})")
+        if not self.pod_network.prefixlen < self.subnet_len <= 30:
+            raise InvalidValue(f"flavour {self.name}: /{self.subnet_len} leases do not fit {self.pod_network}")
+        if not any(self.pod_network.subnet_of(allowed) for allowed in POD_NETWORKS):
+            raise InvalidValue(f"flavour {self.name}: pod network {self.pod_network} is outside the lab's "
+                               f"pod networks ({', '.join(map(str, POD_NETWORKS))})")
+
+
+# The seed's nodes (docker0 on flanneld's lease), and a kube-flannel node (cni0, a cloud VM's ens4).
+FLANNEL = Flavour("flannel", bridge="docker0", underlay="eth0", pod_network=POD_NETWORKS[0])
+K8S = Flavour("k8s", bridge="cni0", underlay="ens4", pod_network=POD_NETWORKS[1], default_mode=Mode.vxlan)
+FLAVOURS = {f.name: f for f in (FLANNEL, K8S)}
+
+
+def flavour_named(name: str) -> Flavour:
+    try:
+        return FLAVOURS[name]
+    except KeyError:
+        raise InvalidValue(f"flavour {name!r}: choose one of {', '.join(FLAVOURS)}") from None
 
 
 def default_state_dir() -> Path:
@@ -86,6 +129,7 @@ class NodeSpec:
 class LabTopology:
     nodes: tuple[NodeSpec, ...]
     mode: Mode = Mode.udp
+    flavour: Flavour = FLANNEL  # the names on the nodes: bridge, underlay interface, pod network
     link: LinkShape = field(default_factory=LinkShape)
     pods_per_node: int = 1
     segments: int = 1
@@ -116,13 +160,16 @@ class LabTopology:
     def build(
         cls,
         n_nodes: int = 3,
-        mode: Mode = Mode.udp,
+        mode: Mode | None = None,
         link: LinkShape | None = None,
         pods_per_node: int = 1,
         seed: int | None = None,
         segments: int = 1,
         routing: str = "ospf",
+        flavour: Flavour | str = FLANNEL,
     ) -> "LabTopology":
+        """mode: the flavour's default (udp for flannel, vxlan for k8s) when not given."""
+        flavour = flavour_named(flavour) if isinstance(flavour, str) else flavour
         if not 2 <= n_nodes <= MAX_NODES:
             raise InvalidValue(f"nodes: {n_nodes} is out of range (2 to {MAX_NODES})")
         if not 0 <= pods_per_node <= 20:
@@ -131,7 +178,7 @@ class LabTopology:
             raise InvalidValue(f"segments: {segments} is out of range (1 to {min(MAX_SEGMENTS, n_nodes)})")
         if routing not in ROUTINGS:
             raise InvalidValue(f"routing: {routing!r} is not one of {', '.join(ROUTINGS)}")
-        subnets = allocate_subnets(n_nodes, random.Random(seed))
+        subnets = allocate_subnets(n_nodes, random.Random(seed), flavour.pod_network, flavour.subnet_len)
         nodes = []
         for i in range(n_nodes):
             seg = i % segments  # n1, n3, … on segment 0; n2, n4, … on segment 1 (with 2 segments)
@@ -143,8 +190,8 @@ class LabTopology:
                 segment=seg,
                 gateway=router_address(seg) if segments > 1 else None,
             ))
-        return cls(nodes=tuple(nodes), mode=mode, link=link or LinkShape(), pods_per_node=pods_per_node,
-                   segments=segments, routing=routing)
+        return cls(nodes=tuple(nodes), mode=mode or flavour.default_mode, flavour=flavour, link=link or LinkShape(),
+                   pods_per_node=pods_per_node, segments=segments, routing=routing)
 
 
 def segment_network(index: int) -> ipaddress.IPv4Network:
@@ -155,7 +202,8 @@ def router_address(segment: int) -> str:
     return str(segment_network(segment).network_address + ROUTER_HOST)
 
 
-def allocate_subnets(count: int, rng: random.Random) -> list[str]:
+def allocate_subnets(count: int, rng: random.Random, network: ipaddress.IPv4Network = FLANNEL.pod_network,
+                     prefixlen: int = FLANNEL.subnet_len) -> list[str]:
     """Leases picked at random from the pod network, like flanneld does (SubnetMin..SubnetMax)."""
-    candidates = list(POD_NETWORK.subnets(new_prefix=SUBNET_LEN))[1:-1]
+    candidates = list(network.subnets(new_prefix=prefixlen))[1:-1]
     return [str(s) for s in rng.sample(candidates, count)]

@@ -1,6 +1,7 @@
 """The lab's underlay, wired with pyroute2: the switch namespace with one bridge per L2 segment, the
 root namespace's one management veth (guarded by nftables on the switch), the router joining the
-segments, and each node's eth0 and docker0. The Lab records every namespace and root link in its state
+segments, and each node's underlay interface and pod bridge (named by the topology's flavour: eth0 and
+docker0, or ens4 and cni0). The Lab records every namespace and root link in its state
 file before calling these."""
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from pyroute2.netlink.rtnl import rt_proto
 
 from netbench.lab.node import LabNode
 from netbench.lab.topology import (
-    BRIDGE,
     MGMT_ADDRESS,
     MGMT_LINK,
     SWITCH_BRIDGE,
@@ -26,7 +26,7 @@ from netbench.lab.topology import (
 
 # The switch lets the root namespace's management veth talk to the nodes' underlay addresses and
 # nothing else: without it a pod could reach the root namespace through its node (ip_forward), and
-# the reply to its 10.1.x.x address would follow the host's default route out of the machine.
+# the reply to its pod address would follow the host's default route out of the machine.
 MGMT_GUARD = f"""table bridge nb_guard {{
   chain forward {{
     type filter hook forward priority 0; policy accept;
@@ -91,30 +91,31 @@ def wire_router(router: LabNode, topo: LabTopology) -> None:
 
 
 def wire_node(node: LabNode, topo: LabTopology) -> None:
-    """eth0 on the node's segment (routes to the other segments via its router), docker0 with its lease."""
-    spec = node.spec
+    """The underlay interface on the node's segment (routes to the other segments via its router), the
+    pod bridge with its lease."""
+    spec, names = node.spec, topo.flavour
     with IPRoute(netns=SWITCH_NS) as sw:
-        sw.link("add", ifname=spec.name, kind="veth", peer={"ifname": "eth0", "net_ns_fd": spec.netns})
+        sw.link("add", ifname=spec.name, kind="veth", peer={"ifname": names.underlay, "net_ns_fd": spec.netns})
     plug(spec.name, spec.segment)
     with node.ipr() as ipr:
         ipr.link("set", index=ipr.link_lookup(ifname="lo")[0], state="up")
-        eth0 = ipr.link_lookup(ifname="eth0")[0]
-        ipr.addr("add", index=eth0, address=spec.address, prefixlen=segment_network(spec.segment).prefixlen)
-        ipr.link("set", index=eth0, state="up")
+        under = ipr.link_lookup(ifname=names.underlay)[0]
+        ipr.addr("add", index=under, address=spec.address, prefixlen=segment_network(spec.segment).prefixlen)
+        ipr.link("set", index=under, state="up")
     if spec.gateway:
         others = [str(segment_network(k)) for k in range(topo.segments) if k != spec.segment]
-        route_segments(node, others, spec.gateway)
+        route_segments(node, others, spec.gateway, names.underlay)
     with node.ipr() as ipr:
-        ipr.link("add", ifname=BRIDGE, kind="bridge")
-        br = ipr.link_lookup(ifname=BRIDGE)[0]
+        ipr.link("add", ifname=names.bridge, kind="bridge")
+        br = ipr.link_lookup(ifname=names.bridge)[0]
         iface = ipaddress.ip_interface(spec.bridge_address)
         ipr.link("set", index=br, mtu=topo.mode.mtu(), state="up")
         ipr.addr("add", index=br, address=str(iface.ip), prefixlen=iface.network.prefixlen)
 
 
-def route_segments(node: LabNode, networks: list[str], via: str) -> None:
-    """The underlay's own routes between segments, through the lab's router."""
+def route_segments(node: LabNode, networks: list[str], via: str, dev: str) -> None:
+    """The underlay's own routes between segments, through the lab's router, out of `dev`."""
     with node.ipr() as ipr:
-        eth0 = ipr.link_lookup(ifname="eth0")[0]
+        oif = ipr.link_lookup(ifname=dev)[0]
         for net in networks:
-            ipr.route("add", dst=net, gateway=via, oif=eth0, proto=rt_proto["boot"])
+            ipr.route("add", dst=net, gateway=via, oif=oif, proto=rt_proto["boot"])

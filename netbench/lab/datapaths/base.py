@@ -24,7 +24,7 @@ from netbench import flannel
 from netbench.flannel import Mode, SubnetEnv
 from netbench.lab.node import LabNode
 from netbench.lab.state import LabState
-from netbench.lab.topology import BRIDGE, POD_NETWORK, LabTopology
+from netbench.lab.topology import Flavour, LabTopology
 from probes.etcdv3 import Etcd
 
 
@@ -77,14 +77,14 @@ class DataPath:
 def publish(lab: LabView, path: DataPath) -> dict[str, str]:
     """flannel's side of a mode: etcd's network config, then (after `path.prepare`) a lease per node
     and its /run/flannel/subnet.env. Returns the VTEP MACs the leases carry."""
-    mode, etcd = path.mode, lab.etcd
-    _put_both(etcd, f"{flannel.DEFAULT_PREFIX}/config", flannel.network_config(str(POD_NETWORK), mode))
+    mode, etcd, network = path.mode, lab.etcd, str(lab.topology.flavour.pod_network)
+    _put_both(etcd, f"{flannel.DEFAULT_PREFIX}/config", flannel.network_config(network, mode))
     vtep = path.prepare(lab)
     lease_id = etcd.grant(flannel.LEASE_TTL_S)
     for node in lab.nodes:
         value = flannel.lease_value(node.spec.address, mode, vtep.get(node.name))
         _put_both(etcd, flannel.subnet_key(flannel.DEFAULT_PREFIX, node.spec.subnet), value, lease_id)
-        env = SubnetEnv(network=str(POD_NETWORK), subnet=node.spec.bridge_address, mtu=mode.mtu())
+        env = SubnetEnv(network=network, subnet=node.spec.bridge_address, mtu=mode.mtu())
         env_file = node.path("/run/flannel/subnet.env")
         env_file.parent.mkdir(exist_ok=True)
         env_file.write_text(env.render())
@@ -104,21 +104,23 @@ def index(ipr, name: str) -> int | None:
     return found[0] if found else None
 
 
-def clear_pod_routes(node: LabNode) -> None:
+def clear_pod_routes(node: LabNode, names: Flavour) -> None:
     """Remove every route into the pod network except the node's own subnet on its bridge."""
+    network = names.pod_network
     with node.ipr() as ipr:
-        bridge = index(ipr, BRIDGE)
+        bridge = index(ipr, names.bridge)
         for route in ipr.get_routes(family=socket.AF_INET, table=254):
             dst = route.get_attr("RTA_DST")
-            if not dst or route["dst_len"] < POD_NETWORK.prefixlen:
+            if not dst or route["dst_len"] < network.prefixlen:
                 continue
-            if ipaddress.ip_network(f"{dst}/{route['dst_len']}").subnet_of(POD_NETWORK) and \
+            if ipaddress.ip_network(f"{dst}/{route['dst_len']}").subnet_of(network) and \
                     route.get_attr("RTA_OIF") != bridge:
                 ipr.route("del", dst=f"{dst}/{route['dst_len']}", table=254)
 
 
-def program_routes(node: LabNode, peers: list[tuple[str, str]], proto: str, dev: str | None = "eth0") -> list[str]:
-    """peers: (subnet, next hop). host-gw writes them like flannel (proto boot); static as proto static.
+def program_routes(node: LabNode, peers: list[tuple[str, str]], proto: str, dev: str | None) -> list[str]:
+    """peers: (subnet, next hop), out of `dev` (the node's underlay interface; None: where the next hop
+    is). host-gw writes them like flannel (proto boot); static as proto static.
 
     Returns the routes the kernel refused because the next hop is not on a link of the node: flannel's
     host-gw logs those and carries on, and so does the lab (the trace then finds the gap)."""

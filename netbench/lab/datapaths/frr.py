@@ -51,7 +51,8 @@ class Frr(DataPath):
         """The lab's nodes (and router) as frr.plans' members; the router, when there is one, is the
         route reflector, reached from each node at its address on that node's segment."""
         topo, nodes, router = lab.topology, lab.nodes, lab.router
-        members = [frr.FrrMember(n.name, n.spec.address, (str(segment_network(n.spec.segment)),), ("eth0",),
+        underlay = (topo.flavour.underlay,)
+        members = [frr.FrrMember(n.name, n.spec.address, (str(segment_network(n.spec.segment)),), underlay,
                                  n.spec.subnet, reflector_address=n.spec.gateway) for n in nodes]
         reflector = None
         if router:

@@ -14,14 +14,15 @@ class HostGw(DataPath):
     mode = Mode.host_gw
 
     def apply(self, lab: LabView) -> None:
-        nodes = lab.nodes
+        nodes, dev = lab.nodes, lab.topology.flavour.underlay
         for node in nodes:
-            refused = program_routes(node, [(p.spec.subnet, p.spec.address) for p in nodes if p is not node], "boot")
+            refused = program_routes(node, [(p.spec.subnet, p.spec.address) for p in nodes if p is not node], "boot",
+                                     dev)
             log(node, self.mode.value, [f"Error adding route to {r}" for r in refused])
 
     def clear(self, lab: LabView) -> None:
         for node in lab.nodes:
-            clear_pod_routes(node)
+            clear_pod_routes(node, lab.topology.flavour)
 
 
 class Static(DataPath):
@@ -31,17 +32,17 @@ class Static(DataPath):
     mode = Mode.static
 
     def apply(self, lab: LabView) -> None:
-        nodes, router = lab.nodes, lab.router
+        nodes, router, dev = lab.nodes, lab.router, lab.topology.flavour.underlay
         for node in nodes:
             peers = [(p.spec.subnet, p.spec.address if p.spec.segment == node.spec.segment else node.spec.gateway)
                      for p in nodes if p is not node]
-            program_routes(node, peers, "static")
+            program_routes(node, peers, "static", dev)
         if router:
             program_routes(router, [(n.spec.subnet, n.spec.address) for n in nodes], "static", dev=None)
 
     def clear(self, lab: LabView) -> None:
         for node in lab.nodes + ([lab.router] if lab.router else []):
-            clear_pod_routes(node)
+            clear_pod_routes(node, lab.topology.flavour)
 
 
 class NoDataPath(DataPath):

@@ -10,6 +10,7 @@ from netbench.flannel import Mode
 from netbench.lab.daemons import NODE_PYTHON, stop_daemon, wait_for
 from netbench.lab.datapaths.base import DataPath, LabView
 from netbench.lab.node import LabNode
+from netbench.lab.topology import FLANNEL
 
 
 class FlannelUdp:
@@ -18,12 +19,13 @@ class FlannelUdp:
     name = "flannel-udp"
     device = Mode.udp.device
 
-    def __init__(self, etcd_endpoint: str, prefix: str, probes_dir: Path) -> None:
+    def __init__(self, etcd_endpoint: str, prefix: str, probes_dir: Path, iface: str = FLANNEL.underlay) -> None:
         self.etcd_endpoint, self.prefix, self.probes_dir = etcd_endpoint, prefix, probes_dir
+        self.iface = iface  # the node's underlay interface: the daemon's public address and MTU
 
     def argv(self, node: LabNode) -> list[str]:
         return [NODE_PYTHON, str(self.probes_dir / "flannel_udp.py"), "--etcd-endpoints", self.etcd_endpoint,
-                "--etcd-prefix", self.prefix, "--public-ip", node.spec.address, "--iface", "eth0"]
+                "--etcd-prefix", self.prefix, "--public-ip", node.spec.address, "--iface", self.iface]
 
     def start(self, node: LabNode) -> int:
         return node.spawn(self.name, self.argv(node))
@@ -71,4 +73,5 @@ class Udp(DataPath):
 
     @staticmethod
     def _daemon(lab: LabView) -> FlannelUdp:
-        return FlannelUdp(lab.topology.etcd_endpoint, flannel.DEFAULT_PREFIX, lab.probes_dir)
+        topo = lab.topology
+        return FlannelUdp(topo.etcd_endpoint, flannel.DEFAULT_PREFIX, lab.probes_dir, topo.flavour.underlay)

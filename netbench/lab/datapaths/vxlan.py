@@ -21,7 +21,8 @@ class Vxlan(DataPath):
 
     def prepare(self, lab: LabView) -> dict[str, str]:
         """The device comes first: its MAC is the VtepMAC of the node's lease."""
-        return {node.name: create_vxlan(node, self.mode.mtu()) for node in lab.nodes}
+        underlay = lab.topology.flavour.underlay
+        return {node.name: create_vxlan(node, self.mode.mtu(), underlay) for node in lab.nodes}
 
     def apply(self, lab: LabView) -> None:
         nodes, vtep = lab.nodes, lab.state.vtep_macs
@@ -36,14 +37,15 @@ class Vxlan(DataPath):
                     ipr.link("del", index=idx)
 
 
-def create_vxlan(node: LabNode, mtu: int) -> str:
-    """The device as flannel's vxlan backend makes it; returns its MAC (the lease's VtepMAC)."""
+def create_vxlan(node: LabNode, mtu: int, underlay: str) -> str:
+    """The device as flannel's vxlan backend makes it, on the node's underlay interface; returns its MAC
+    (the lease's VtepMAC)."""
     backend = Mode.vxlan.backend
     subnet = ipaddress.ip_network(node.spec.subnet)
     with node.ipr() as ipr:
-        eth0 = index(ipr, "eth0")
         ipr.link("add", ifname=backend.device, kind=backend.kind, vxlan_id=backend.vni,
-                 vxlan_local=node.spec.address, vxlan_link=eth0, vxlan_port=backend.port, vxlan_learning=0)
+                 vxlan_local=node.spec.address, vxlan_link=index(ipr, underlay), vxlan_port=backend.port,
+                 vxlan_learning=0)
         idx = index(ipr, backend.device)
         ipr.link("set", index=idx, mtu=mtu)
         ipr.addr("add", index=idx, address=str(subnet.network_address), prefixlen=32)
