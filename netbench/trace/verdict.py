@@ -53,7 +53,9 @@ def ranked(verdicts: list[Verdict], findings: list[Finding]) -> list[Verdict]:
         return verdicts
     order = {cause: i for i, cause in enumerate(PRIORITY)}
     findings = sorted(findings, key=lambda f: order.get(f.cause, len(order)))
-    broken = next((i for i, v in enumerate(verdicts) if not v.ok and v.kind != "packet-loss"), None)
+    # where the path broke: not loss (some probes got through) nor an MTU the small probes do not feel
+    broken = next((i for i, v in enumerate(verdicts) if not v.ok and v.kind not in ("packet-loss", "mtu-mismatch")),
+                  None)
     primary: Finding | None = None
     if broken is not None:
         stop = verdicts[broken]
