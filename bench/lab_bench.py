@@ -21,7 +21,8 @@ from rich.table import Table
 from netbench.errors import LabError
 from netbench.flannel import Mode
 from netbench.lab.builder import Lab
-from netbench.lab.daemons import FlannelUdp, wait_for
+from netbench.lab.daemons import wait_for
+from netbench.lab.datapaths.udp import FlannelUdp
 from netbench.lab.topology import LabTopology
 
 console = Console(width=None if Console().is_terminal else 130)
@@ -100,7 +101,8 @@ def start_socat(lab: Lab, node: str, peer: str, attempts: int = 5) -> int:
 def bench_forwarder(lab: Lab) -> dict:
     """Same two nodes, same pods, same path: flannel0 served by our daemon or by socat."""
     lab.set_mode(Mode.udp)
-    daemon = FlannelUdp(lab.topology.etcd_endpoint, "/coreos.com/network", lab.probes_dir)
+    daemon = FlannelUdp(lab.topology.etcd_endpoint, "/coreos.com/network", lab.probes_dir,
+                        lab.topology.flavour.underlay)
     pair = [("n1", "n2"), ("n2", "n1")]
     results: dict[str, list[dict]] = {"netbench flannel_udp (python)": [], "socat TUN<->UDP (C)": []}
     for _ in range(ROUNDS):
