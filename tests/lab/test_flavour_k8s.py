@@ -107,3 +107,30 @@ def test_faults_act_on_the_flavours_underlay(lab):
     assert "mtu 1500" in lab.node("n2").run(["ip", "link", "show", "ens4"]).stdout
     assert "tbf" not in lab.node("n3").run(["tc", "qdisc", "show", "dev", "ens4"]).stdout
     assert ping(lab, "n1", lab.pod_ip("n2")).exit_code == 0
+
+
+def test_trace_names_faults_made_by_hand_with_kube_flannels_names(lab):
+    """No check leans on docker0/eth0: an FDB entry deleted on flannel.1 and a forward chain with policy
+    drop are named on this lab's cni0/ens4 nodes too."""
+    in_mode(lab, Mode.vxlan)
+    mac, n2 = lab.state.vtep_macs["n2"], lab.node("n2").spec.address
+    lab.node("n1").run(["bridge", "fdb", "del", mac, "dev", "flannel.1", "dst", n2])
+    try:
+        proc = netbench("trace", "n1", "n2", "--no-mtu", "--json")
+    finally:
+        lab.node("n1").run(["bridge", "fdb", "append", mac, "dev", "flannel.1", "dst", n2, "self", "permanent"])
+    v = next(v for v in json.loads(proc.stdout)["traces"][0]["verdicts"] if not v["ok"])
+    assert proc.returncode == 1 and (v["kind"], v["node"], v["hop"]) == ("fdb-missing", "n1", "n1:flannel.1:out"), v
+    assert any(mac in e for e in v["evidence"]), v
+    lab.node("n2").run(["nft", "add", "table", "inet", "nbtest"])
+    lab.node("n2").run(["nft", "add", "chain", "inet", "nbtest", "forward",
+                        "{ type filter hook forward priority 0 ; policy drop ; }"])
+    try:
+        proc = netbench("trace", "n1", "n2", "--no-mtu", "--json")
+    finally:
+        lab.node("n2").run(["nft", "delete", "table", "inet", "nbtest"])
+    v = next(v for v in json.loads(proc.stdout)["traces"][0]["verdicts"] if not v["ok"])
+    assert (v["kind"], v["node"], v["hop"]) == ("firewall-drop", "n2", "n2:flannel.1:in"), v
+    assert v["hint"] == "nft -a list chain inet nbtest forward", v
+    proc = netbench("trace", "n1", "n2", "--no-mtu", "--probes", "5", "--json")
+    assert proc.returncode == 0, proc.stdout[-2000:]
