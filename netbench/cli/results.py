@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-import pandas as pd
 import typer
 from rich.table import Table
 
@@ -29,6 +28,8 @@ def compare_cmd(
 ) -> None:
     """Runs side by side per mode, scenario and metric: ratios to the first, and which differences are
     beyond the run-to-run spread."""
+    import pandas as pd
+
     from netbench.report.compare import compare
 
     if len(run_dirs) < 2:
