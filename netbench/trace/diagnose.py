@@ -13,7 +13,7 @@ from netbench.findings import Finding
 from netbench.flannel import Mode, backend_of
 from netbench.trace.correlate import Sighting
 from netbench.trace.paths import Hop
-from netbench.trace.verdict import Verdict, ranked
+from netbench.trace.verdict import Verdict, ranked, with_hints
 
 
 @dataclass
@@ -142,7 +142,7 @@ def analyse(request: list[Hop], reply: list[Hop], sightings: list[Sighting], mai
         verdicts.append(_mtu_mismatch(path_mtu, src, request))
     verdicts = _wrong_destination(hops, dst, mode) + verdicts
     verdicts = ranked(verdicts, list(findings))
-    verdicts += _shaping(src, dst)
+    verdicts = with_hints(verdicts + _shaping(src, dst), src, dst)
     return TraceReport(src.name, dst.name, mode, len(main), hops, verdicts, differences, errors, clock, path_mtu)
 
 

@@ -4,10 +4,11 @@ findings. Pure: no I/O."""
 
 from __future__ import annotations
 
+import ipaddress
 from dataclasses import dataclass, field
 
 from netbench.facts import NodeFacts
-from netbench.findings import Finding
+from netbench.findings import Finding, hint
 from netbench.trace.paths import Hop
 
 
@@ -72,8 +73,7 @@ def ranked(verdicts: list[Verdict], findings: list[Finding]) -> list[Verdict]:
             near = [f for f in findings if f.node == stop.node] or findings
             primary = near[0]
         if primary is not None:
-            lead = [e for e in stop.evidence if e.startswith("last hop that saw")]
-            lead.append(f"from the path alone: {stop.kind} ({stop.message})")
+            lead = stop.evidence[:1] + [f"from the path alone: {stop.kind} ({stop.message})"] + stop.evidence[1:]
             verdicts = verdicts[:broken] + [Verdict.of(primary, stop.hop, lead)] + verdicts[broken + 1:]
     seen = {(v.kind, v.node) for v in verdicts}
     extra = [Verdict.of(f) for f in findings if f is not primary and (f.cause, f.node) not in seen]
@@ -98,3 +98,32 @@ def device_findings(request: list[Hop], facts: dict[str, NodeFacts], created: se
                                  hop.label, (f"{hop.node} {hop.iface}: {iface.kind}, mtu {iface.mtu}, state DOWN",),
                                  f"ip link show {hop.iface}"))
     return list(dict.fromkeys(found))
+
+
+def _peer_ip(facts: NodeFacts) -> str:
+    """An address inside the node's pod subnet (a pod's), or the node's own when it has none."""
+    return str(ipaddress.ip_network(facts.pod_subnet)[2]) if facts.pod_subnet else facts.address
+
+
+def with_hints(verdicts: list[Verdict], src: NodeFacts, dst: NodeFacts) -> list[Verdict]:
+    """Every verdict that says something is wrong carries the command to see it on its node."""
+    for v in verdicts:
+        if v.hint or v.kind == "delivered":
+            continue
+        iface = v.hop.split(":")[1] if v.hop and v.hop.count(":") == 2 else None
+        peer = src if v.node == dst.name else dst
+        v.hint = {
+            "no-route": hint("ip", "route", "get", _peer_ip(peer)),
+            "reply-path-missing": hint("ip", "route", "get", _peer_ip(peer)),
+            "not-on-link": hint("ip", "route", "get", peer.address),
+            "forwarding-disabled": hint("sysctl", "net.ipv4.ip_forward"),
+            "rp-filter-drop": hint("sysctl", "net.ipv4.conf.all.rp_filter", f"net.ipv4.conf.{iface}.rp_filter"),
+            "overlay-daemon-down": hint("pgrep", "-af", "flannel"),
+            "underlay-unreachable": hint("ip", "neigh", "show", peer.address),
+            "packet-loss": hint("tc", "-s", "qdisc", "show"),
+            "rate-limited": hint("tc", "qdisc", "show", "dev", iface or ""),
+            "mtu-black-hole": hint("ip", "-d", "link", "show", *([iface] if iface else [])),
+        }.get(v.kind, hint("nft", "list", "ruleset") if v.kind in ("encap-blocked", "encap-not-reaching-peer",
+                                                                   "dropped-at-source", "dropped-at-destination")
+              else hint("ip", "-d", "link", "show", *([iface] if iface else [])))
+    return verdicts

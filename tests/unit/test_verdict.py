@@ -84,3 +84,16 @@ def test_a_device_the_path_needs_missing_or_down_is_a_finding():
     assert [(f.cause, f.node, f.hop) for f in found] == [("device-down", "n1", "n1:docker0:in"),
                                                         ("device-missing", "n2", "n2:flannel0:in")]
     assert found[0].hint == "ip link show docker0"
+
+
+def test_every_verdict_that_finds_a_fault_gets_a_command_to_see_it():
+    from netbench.trace.verdict import with_hints
+    src, dst = facts("n1"), facts("n2")
+    dst.pod_subnet = "10.1.7.0/24"
+    kinds = ["no-route", "forwarding-disabled", "rp-filter-drop", "encap-blocked", "pod-unreachable"]
+    out = with_hints([Verdict("delivered", True, "ok")] + [Verdict(k, False, k, "n1", "n1:docker0:in")
+                                                           for k in kinds], src, dst)
+    assert out[0].hint == ""
+    assert [v.hint for v in out[1:]] == ["ip route get 10.1.7.2", "sysctl net.ipv4.ip_forward",
+                                         "sysctl net.ipv4.conf.all.rp_filter net.ipv4.conf.docker0.rp_filter",
+                                         "nft list ruleset", "ip -d link show docker0"]
