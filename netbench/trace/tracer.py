@@ -108,15 +108,17 @@ class Tracer:
         sweep = sorted({s for s in SWEEP_SIZES if s <= top} | {mtu, top}) if self.options.mtu_sweep else []
         packets, main, sized, ids = craft(a.ip, b.ip, trace_id, self.options.probes, self.options.size, sweep)
 
-        def start(node: str) -> firewall.Snapshot:
-            capture.start(self.fleet[node], points[node])
-            return firewall.snapshot(self.fleet[node])
-        with ThreadPoolExecutor(max_workers=2) as pool:
-            before = dict(zip(points, pool.map(start, points), strict=True))
+        # captures and the firewall counters before the probes, on both nodes at once
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            started = [pool.submit(capture.start, self.fleet[n], points[n]) for n in points]
+            snaps = {n: pool.submit(firewall.snapshot, self.fleet[n]) for n in points}
+            for future in started:
+                future.result()
+            before = {n: f.result() for n, f in snaps.items()}
         try:
             self.fleet[src].run(a.wrap(["python3", probes.AGENT, "send-raw", "--interval", str(self.options.interval)]),
                                 input=json.dumps(packets), timeout=60)
-            time.sleep(0.25)  # the last replies are on their way
+            time.sleep(0.1)  # the last replies are on their way (a LAN's RTT is well under a millisecond)
         finally:
             with ThreadPoolExecutor(max_workers=2) as pool:
                 pcaps = dict(zip(points, pool.map(lambda n: capture.stop(self.fleet[n], points[n]), points),
