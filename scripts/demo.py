@@ -33,6 +33,7 @@ def main() -> int:
     # keeps the whole comparison under 3 minutes on 2 cores (`netbench run` defaults measure more).
     options = RunOptions(samples=100, interval=0.005, duration=2, repeats=1, tests=("udp_rr", "icmp", "tcp"),
                          scenarios=("pod-pod", "host-host"), trace=True, modes=MODES)
+    rules = gates.parse_rules(ROOT / "configs" / "gates.yaml")  # a bad rule file is said before the run
     with Progress(TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console) as bar:
         task = bar.add_task("lab up: 3 nodes, 1gbit links", total=None)
@@ -45,7 +46,7 @@ def main() -> int:
             outcome = session.execute(lambda mode: lab.set_mode(Mode(mode)))
             bar.update(task, description="lab down")
         bar.update(task, description="report and gates")
-        verdicts = gates.apply(outcome.run_dir.path, ROOT / "configs" / "gates.yaml")
+        verdicts = gates.apply(outcome.run_dir.path, rules)
         written = html.write(outcome.run_dir.path)
     df = outcome.run_dir.frame()
     print_mode_comparison(df, console)
