@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from netbench import frr
+from netbench import frr, pods
 from netbench.flannel import Mode, SubnetEnv
 from netbench.remote import Runner
 
@@ -133,8 +133,10 @@ class NodeFacts:
         return next((n for n in self.neighbours if n.dst == dst and (dev is None or n.dev == dev)), None)
 
     def bridge_ports(self) -> list[Interface]:
-        """The interfaces plugged into the pod bridge: the host ends of the pods' veths."""
-        return [i for i in self.interfaces.values() if self.bridge and i.master == self.bridge]
+        """The interfaces plugged into the pod bridge: the host ends of the node's pods' veths (not of
+        netbench's own probe pods, whose MTU a run refits only after reading the facts)."""
+        ours = {pods.host_veth(p) for p in pods.PROBE_PODS}
+        return [i for i in self.interfaces.values() if self.bridge and i.master == self.bridge and i.name not in ours]
 
     def device_of_kind(self, kind: str, default: str | None = None) -> Interface | None:
         """The overlay device, found by kind (tun, vxlan): the one named `default` when there are several,

@@ -15,6 +15,10 @@ from netbench.errors import InvalidValue
 _NAME = re.compile(r"^nb-[a-z0-9][a-z0-9-]{0,40}$")
 
 
+# The probe pods netbench creates on a node (run, trace): never mistaken for the node's own pods.
+PROBE_PODS = ("nb-probe-1", "nb-probe-2")
+
+
 def host_veth(pod_name: str) -> str:
     """The node-side veth: 'nb' + a hash of the pod name, always within IFNAMSIZ (15)."""
     return f"nb{zlib.crc32(pod_name.encode()):08x}"

@@ -26,7 +26,7 @@ AGENT = f"{WORKDIR}/agent.py"
 AGENT_SOURCE = Path(__file__).resolve().parents[1] / "probes" / "agent.py"
 AGENT_PORT = 17777
 IPERF_PORT = 15201
-PROBE_PODS = ("nb-probe-1", "nb-probe-2")
+PROBE_PODS = pods.PROBE_PODS
 
 
 class ProbeError(NetbenchError):
@@ -131,11 +131,10 @@ def pod_mtu(facts: NodeFacts) -> int | None:
     """The MTU the node's own pods have: the largest of the pod bridge's and of the pods' veths plugged
     into it (not ours), so a probe pod is what real pods are; subnet.env's only when there is no bridge.
     A bridge left at 1500 on a 1472 overlay then shows in the trace as the mismatch it is."""
-    ours = {pods.host_veth(p) for p in PROBE_PODS}
     bridge = facts.interfaces.get(facts.bridge or "")
     if bridge is None:
         return facts.pod_mtu
-    ports = [i.mtu for i in facts.bridge_ports() if i.name not in ours]
+    ports = [i.mtu for i in facts.bridge_ports()]
     return max([bridge.mtu, *ports])
 
 

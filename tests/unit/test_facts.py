@@ -144,3 +144,18 @@ def test_the_probe_reads_process_state_and_tun_fds_of_a_process():
     assert probe.process_state(str(os.getpid())) in ("R", "S")
     assert probe.tun_devices(str(os.getpid())) == []  # no /dev/net/tun open here
     assert probe.tun_devices("999999999") is None and probe.process_state("999999999") == ""
+
+
+def test_the_probe_pods_veths_are_not_the_nodes_pods():
+    """A run refits its probe pods' MTU only after reading the facts: their veths must not count as the
+    node's pods, or every pass after a mode switch would report the last mode's MTU as a mismatch."""
+    from netbench import pods, probes
+    from netbench.facts import Interface, NodeFacts
+    ifaces = {"docker0": Interface("docker0", "bridge", 1450, True),
+              "vethapp": Interface("vethapp", "veth", 1450, True, master="docker0"),
+              pods.host_veth("nb-probe-1"): Interface(pods.host_veth("nb-probe-1"), "veth", 1472, True,
+                                                      master="docker0")}
+    f = NodeFacts("n1", "198.18.0.1", "n1", 0, {}, True, {}, ifaces, [], None, "10.1.5.0/24", "docker0", None,
+                  [], {}, [])
+    assert [i.name for i in f.bridge_ports()] == ["vethapp"]
+    assert probes.pod_mtu(f) == 1450
