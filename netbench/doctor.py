@@ -1,6 +1,6 @@
 """`netbench doctor`: what each node has and how it reaches its peers, and every inconsistency between
 the nodes' control planes, flannel's leases and the MTUs (netbench.controlplane), as data first, then
-printed. Healthy only when no node has a problem or a finding."""
+printed. Healthy only when no node has a problem or a finding (ADVISORY ones aside: a FAILED neighbour entry)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from rich.table import Table
 from netbench import cluster, controlplane
 from netbench.cluster import ClusterNode
 from netbench.errors import UserError
+from netbench.findings import ADVISORY
 from netbench.fleet import Connection, Fleet
 from netbench.inventory import Inventory
 from netbench.routes.leases import Lease, lease_table
@@ -80,7 +81,7 @@ def examine(inv: Inventory, nodes: list[ClusterNode], accept_new_host_keys: bool
             "problems": problems,
             "findings": [x.as_dict() for x in findings if x.node == name],
         }
-        if problems or report["nodes"][name]["findings"]:
+        if problems or any(x["cause"] not in ADVISORY for x in report["nodes"][name]["findings"]):
             report["healthy"] = False
     report["mode"] = mode.name
     report["mode_dissenters"] = mode.dissenters

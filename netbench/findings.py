@@ -27,6 +27,12 @@ class Finding:
         return asdict(self)
 
 
+# A FAILED or INCOMPLETE neighbour entry records that the last resolution failed, and stays so until
+# traffic makes the kernel try again: on a path that works it is a stale memory, not a fault. These
+# findings are listed, and name the cause of a path that broke there, but alone make nothing unhealthy.
+ADVISORY = frozenset({"neighbour-failed", "underlay-neighbour-failed"})
+
+
 def hint(*argv: str) -> str:
     """A command line built from quoted arguments, as a person would type it."""
     return shlex.join(argv)

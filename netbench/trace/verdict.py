@@ -8,7 +8,7 @@ import ipaddress
 from dataclasses import dataclass, field
 
 from netbench.facts import NodeFacts
-from netbench.findings import Finding, hint
+from netbench.findings import ADVISORY, Finding, hint
 from netbench.trace.paths import Hop
 
 
@@ -76,7 +76,8 @@ def ranked(verdicts: list[Verdict], findings: list[Finding]) -> list[Verdict]:
             lead = stop.evidence[:1] + [f"from the path alone: {stop.kind} ({stop.message})"] + stop.evidence[1:]
             verdicts = verdicts[:broken] + [Verdict.of(primary, stop.hop, lead)] + verdicts[broken + 1:]
     seen = {(v.kind, v.node) for v in verdicts}
-    extra = [Verdict.of(f) for f in findings if f is not primary and (f.cause, f.node) not in seen]
+    extra = [Verdict.of(f) for f in findings
+             if f is not primary and (f.cause, f.node) not in seen and f.cause not in ADVISORY]
     return verdicts + extra
 
 

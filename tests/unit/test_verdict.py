@@ -97,3 +97,10 @@ def test_every_verdict_that_finds_a_fault_gets_a_command_to_see_it():
     assert [v.hint for v in out[1:]] == ["ip route get 10.1.7.2", "sysctl net.ipv4.ip_forward",
                                          "sysctl net.ipv4.conf.all.rp_filter net.ipv4.conf.docker0.rp_filter",
                                          "nft list ruleset", "ip -d link show docker0"]
+
+
+def test_a_failed_neighbour_entry_alone_does_not_fail_a_delivered_path_but_names_a_break():
+    delivered = Verdict("delivered", True, "all 20 probes crossed 6 hops")
+    assert ranked([delivered], [finding("neighbour-failed")]) == [delivered]  # a stale FAILED entry
+    out = ranked([stop("dropped-at-source")], [finding("neighbour-failed")])
+    assert out[0].kind == "neighbour-failed"  # where the path broke, it is the cause
