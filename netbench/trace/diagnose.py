@@ -377,11 +377,16 @@ def _mtu_mismatch(path_mtu: dict, src: NodeFacts, request: list[Hop]) -> Verdict
                    request[0].label if request else None, evidence, f"ip link show {where}")
 
 
+def _addresses(node: NodeFacts) -> set[str]:
+    """The node's own addresses: the inventory's (an IP or a hostname) and every IPv4 on its interfaces."""
+    return {node.address} | {a.split("/")[0] for i in node.interfaces.values() for a in i.addrs}
+
+
 def _wrong_destination(hops: list[HopReport], dst: NodeFacts, mode: str) -> list[Verdict]:
     """Encapsulated probes leaving the source for another address than the peer's: sent to the wrong node."""
     for h in hops:
         outer = h.encap.get("outer_dst")
-        if h.hop.node != dst.name and h.hop.role == "underlay" and outer and outer != dst.address:
+        if h.hop.node != dst.name and h.hop.role == "underlay" and outer and outer not in _addresses(dst):
             return [Verdict("encap-wrong-destination", False, f"{h.hop.node} sends the probes for {dst.name} to "
                             f"{outer}, not to {dst.name}'s address {dst.address}", h.hop.node, h.hop.label,
                             [f"{h.hop.label}: {h.encap.get('type')} {h.encap.get('outer_src')}→{outer} port "

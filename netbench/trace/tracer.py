@@ -7,6 +7,7 @@ larger probes rides in the same capture window, so one trace costs one capture r
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import random
 import time
@@ -34,6 +35,14 @@ class TraceOptions:
     size: int = 84  # IP packet length of the timing probes (ping's default)
     mtu_sweep: bool = True
     host: bool = False  # node to node over the underlay instead of pod to pod
+
+
+def _is_ip(address: str) -> bool:
+    try:
+        ipaddress.ip_address(address)
+        return True
+    except ValueError:  # the inventory names the node by hostname
+        return False
 
 
 def _veth(ep: probes.Endpoint) -> str | None:
@@ -108,14 +117,15 @@ class Tracer:
         sweep = sorted({s for s in SWEEP_SIZES if s <= top} | {mtu, top}) if self.options.mtu_sweep else []
         packets, main, sized, ids = craft(a.ip, b.ip, trace_id, self.options.probes, self.options.size, sweep)
 
-        # captures and the firewall counters before the probes, on both nodes at once
-        with ThreadPoolExecutor(max_workers=4) as pool:
-            started = [pool.submit(capture.start, self.fleet[n], points[n]) for n in points]
-            snaps = {n: pool.submit(firewall.snapshot, self.fleet[n]) for n in points}
-            for future in started:
-                future.result()
-            before = {n: f.result() for n, f in snaps.items()}
         try:
+            # captures and the firewall counters before the probes, on both nodes at once; inside the
+            # try, so a capture that fails to start on one node never leaves the others running
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                started = [pool.submit(capture.start, self.fleet[n], points[n]) for n in points]
+                snaps = {n: pool.submit(firewall.snapshot, self.fleet[n]) for n in points}
+                for future in started:
+                    future.result()
+                before = {n: f.result() for n, f in snaps.items()}
             self.fleet[src].run(a.wrap(["python3", probes.AGENT, "send-raw", "--interval", str(self.options.interval)]),
                                 input=json.dumps(packets), timeout=60)
             time.sleep(0.1)  # the last replies are on their way (a LAN's RTT is well under a millisecond)
@@ -144,7 +154,7 @@ class Tracer:
         backend = Mode(self.mode).backend if self.mode in {m.value for m in Mode} else None
         hop_of = {(h.node, h.role): h.iface for h in request}
         checks = []
-        if self.options.host:
+        if self.options.host and _is_ip(fs.address) and _is_ip(fd.address):
             checks += [(dst, firewall.Packet(fs.address, fd.address, "icmp", iif=fd.underlay), "input"),
                        (src, firewall.Packet(fd.address, fs.address, "icmp", icmp_type="echo-reply",
                                              ct_state="established", iif=fs.underlay), "input")]
@@ -156,7 +166,7 @@ class Tracer:
                               (src, firewall.Packet(b.ip, a.ip, "icmp", icmp_type="echo-reply", ct_state="established",
                                                     oif=hop_of.get((src, "bridge"))))):
                 checks.append((node, pkt, "forward"))
-            if backend and backend.port:
+            if backend and backend.port and _is_ip(fs.address) and _is_ip(fd.address):
                 checks += [(dst, firewall.Packet(fs.address, fd.address, "udp", dport=backend.port,
                                                  iif=fd.underlay), "input"),
                            (src, firewall.Packet(fd.address, fs.address, "udp", dport=backend.port,

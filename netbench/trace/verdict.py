@@ -67,11 +67,13 @@ def ranked(verdicts: list[Verdict], findings: list[Finding]) -> list[Verdict]:
             verdicts[broken] = Verdict(stop.kind, False, f"{stop.message}: {confirmed.message}", stop.node, stop.hop,
                                        stop.evidence + list(confirmed.evidence), confirmed.hint)
             findings = [f for f in findings if f is not confirmed]
-        elif certain:
+        elif certain and stop.kind not in PROVEN:
             primary = certain[0]
         elif stop.kind not in PROVEN:
-            near = [f for f in findings if f.node == stop.node] or findings
-            primary = near[0]
+            # what small probes can feel: not an MTU; a stale neighbour entry only on the stop's node
+            able = [f for f in findings if f.cause != "mtu-mismatch"]
+            near = [f for f in able if f.node == stop.node] or [f for f in able if f.cause not in ADVISORY]
+            primary = near[0] if near else None
         if primary is not None:
             lead = stop.evidence[:1] + [f"from the path alone: {stop.kind} ({stop.message})"] + stop.evidence[1:]
             verdicts = verdicts[:broken] + [Verdict.of(primary, stop.hop, lead)] + verdicts[broken + 1:]
@@ -103,7 +105,10 @@ def device_findings(request: list[Hop], facts: dict[str, NodeFacts], created: se
 
 def _peer_ip(facts: NodeFacts) -> str:
     """An address inside the node's pod subnet (a pod's), or the node's own when it has none."""
-    return str(ipaddress.ip_network(facts.pod_subnet)[2]) if facts.pod_subnet else facts.address
+    if not facts.pod_subnet:
+        return facts.address
+    net = ipaddress.ip_network(facts.pod_subnet)
+    return str(net.network_address + min(2, net.num_addresses - 1))
 
 
 def with_hints(verdicts: list[Verdict], src: NodeFacts, dst: NodeFacts) -> list[Verdict]:

@@ -70,8 +70,9 @@ def test_a_capture_that_does_not_start_stops_the_others(fake_cluster):  # noqa: 
     with pytest.raises(CaptureError, match="n2: tcpdump did not start: tcpdump: flannel.1: No such device"):
         trace(lab, [("n1", "n2")])
 
-    # n1's four tcpdumps were running; close() killed them with the pod
-    assert json.loads(lab["n1"].ran("clean")[-1].stdout) == {"pods": 1, "processes": 4}
+    # n1's four tcpdumps were stopped by the trace itself (capture-stop); close() then removed the pod
+    assert len(lab["n1"].ran("capture-stop")) == 1
+    assert json.loads(lab["n1"].ran("clean")[-1].stdout) == {"pods": 1, "processes": 0}
     assert lab["n1"].ran("send-raw") == []
     assert_clean(lab["n1"])
     assert_clean(lab["n2"])

@@ -104,3 +104,10 @@ def test_a_failed_neighbour_entry_alone_does_not_fail_a_delivered_path_but_names
     assert ranked([delivered], [finding("neighbour-failed")]) == [delivered]  # a stale FAILED entry
     out = ranked([stop("dropped-at-source")], [finding("neighbour-failed")])
     assert out[0].kind == "neighbour-failed"  # where the path broke, it is the cause
+
+
+def test_what_small_probes_cannot_feel_never_names_a_break():
+    out = ranked([stop("encap-not-reaching-peer")], [finding("mtu-mismatch")])
+    assert [v.kind for v in out] == ["encap-not-reaching-peer", "mtu-mismatch"]
+    certain = finding("firewall-drop", "n3", certain=True)
+    assert ranked([stop("no-route")], [certain])[0].kind == "no-route"  # a proven verdict stands
