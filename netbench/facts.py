@@ -48,6 +48,7 @@ class Interface:
     details: dict = field(default_factory=dict)
     mac: str = ""  # `ip -j link`'s address: the VTEP MAC of a vxlan device
     master: str | None = None  # the bridge this interface is a port of
+    peer_netns: bool = False  # a veth whose other end is in another namespace (a pod's, a container's)
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,15 @@ class NodeFacts:
         ours = {pods.host_veth(p) for p in pods.PROBE_PODS}
         return [i for i in self.interfaces.values() if self.bridge and i.master == self.bridge and i.name not in ours]
 
+    def detached_pod_veths(self) -> list[Interface]:
+        """Host ends of pod veths that are in no bridge: a pod whose traffic reaches nothing (veths that
+        carry an address are routed links, such as a management or underlay veth, not pods')."""
+        ours = {pods.host_veth(p) for p in pods.PROBE_PODS}
+        if not self.bridge or self.bridge not in self.interfaces:
+            return []
+        return [i for i in self.interfaces.values()
+                if i.kind == "veth" and i.peer_netns and not i.master and not i.addrs and i.name not in ours]
+
     def device_of_kind(self, kind: str, default: str | None = None) -> Interface | None:
         """The overlay device, found by kind (tun, vxlan): the one named `default` when there are several,
         else the one the routes to other pod subnets use, else the first."""
@@ -189,7 +199,8 @@ def analyse(name: str, address: str, raw: dict, pod_network: str, subnet: str | 
         interfaces[link["ifname"]] = Interface(
             name=link["ifname"], kind=_kind(link), mtu=int(link.get("mtu", 0)),
             up="UP" in link.get("flags", []), details=link.get("linkinfo", {}).get("info_data", {}),
-            mac=str(link.get("address") or "").lower(), master=link.get("master"))
+            mac=str(link.get("address") or "").lower(), master=link.get("master"),
+            peer_netns="link_netnsid" in link)
     for entry in raw.get("addrs", []):
         iface = interfaces.get(entry.get("ifname"))
         for a in entry.get("addr_info", []):
