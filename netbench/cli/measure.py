@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
@@ -70,8 +71,9 @@ def run_cmd(
         raise UserError(str(exc)) from None
     progress = Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=err, transient=as_json)
+    from netbench.doctor import read_leases
     session = Session(nodes, str(inv.cluster.pod_network), options, out, inv.redacted(), label=inv.cluster.name,
-                      accept_new_host_keys=accept_new_host_keys)
+                      accept_new_host_keys=accept_new_host_keys, read_leases=lambda: read_leases(inv)[0])
     try:
         total = session.estimate_steps()
     except ValueError as exc:
@@ -185,10 +187,13 @@ def trace_cmd(
         raise UserError("--probes: at least 1")
     options = TraceOptions(probes=probes, mtu_sweep=mtu, host=host)
     from netbench.doctor import read_leases
-    leases, _ = read_leases(inv)  # for the control-plane checks; None when etcd cannot be read from here
-    with console.status("tracing") as status:
+    # the leases (for the control-plane checks; None when etcd cannot be read from here) are read
+    # while the nodes are reached and their facts gathered
+    with console.status("tracing") as status, ThreadPoolExecutor(max_workers=1) as pool:
+        leases = pool.submit(read_leases, inv)
         reports, failed = trace_pairs(nodes, str(inv.cluster.pod_network), pairs, options, mode,
-                                      accept_new_host_keys, progress=status.update, leases=leases)
+                                      accept_new_host_keys, progress=status.update,
+                                      read_leases=lambda: leases.result()[0])
     if as_json:
         print(json.dumps({"traces": [r.as_dict() for r in reports], "nodes_failed": failed}, indent=2, default=str))
     elif all_pairs:
