@@ -13,7 +13,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from netbench import frr, pods
+from netbench import frr, pods, redact
 from netbench.flannel import Mode, SubnetEnv
 from netbench.remote import Runner
 
@@ -224,10 +224,17 @@ def analyse(name: str, address: str, raw: dict, pod_network: str, subnet: str | 
         rp_filter={k.removeprefix("net.ipv4.conf.").removesuffix(".rp_filter"): v  # names may hold dots: flannel.1
                    for k, v in sysctl.items() if k.endswith(".rp_filter")},
         interfaces=interfaces, routes=routes, subnet_env=env, pod_subnet=pod_subnet, bridge=bridge,
-        underlay=underlay, daemons=raw.get("daemons", []), fdb=raw.get("fdb", {}), netns=raw.get("netns", []),
+        underlay=underlay, daemons=_redacted(raw.get("daemons") or []), fdb=raw.get("fdb", {}),
+        netns=raw.get("netns", []),
         nft=raw.get("nft") or "", qdiscs=raw.get("qdiscs") or [], boot_id=raw.get("boot_id", ""),
         frr=raw.get("frr"), neighbours=parse_neighbours(raw.get("neigh") or []),
     )
+
+
+def _redacted(daemons: list[dict]) -> list[dict]:
+    """The node's process list with secrets out of every command line, before any of it becomes
+    evidence (mode, doctor, trace, run.json)."""
+    return [{**d, "cmdline": redact.command(str(d.get("cmdline", "")))} for d in daemons]
 
 
 def parse_neighbours(entries: list[dict]) -> list[Neighbour]:
