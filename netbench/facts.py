@@ -19,6 +19,7 @@ from netbench.remote import Runner
 
 PROBE = Path(__file__).resolve().parents[1] / "probes" / "facts.py"
 REQUIRED_TOOLS = ("python3", "ip", "tcpdump", "iperf3")
+CMDLINE_CUT = 300  # probes/facts.py keeps this much of each command line
 ROUTING_DAEMON_PROTOS = {"ospf", "bgp", "zebra", "isis", "rip", "eigrp", "babel", "bird"}
 # Refuses to start when python3 is missing, with a message facts can report, instead of a traceback.
 GATHER = ["sh", "-c", 'command -v python3 >/dev/null 2>&1 || { echo "python3 is missing" >&2; exit 127; }; '
@@ -233,8 +234,11 @@ def analyse(name: str, address: str, raw: dict, pod_network: str, subnet: str | 
 
 def _redacted(daemons: list[dict]) -> list[dict]:
     """The node's process list with secrets out of every command line, before any of it becomes
-    evidence (mode, doctor, trace, run.json)."""
-    return [{**d, "cmdline": redact.command(str(d.get("cmdline", "")))} for d in daemons]
+    evidence (mode, doctor, trace, run.json). A line the probe cut loses its last word: a URL cut before
+    its '@' no longer looks like one with credentials."""
+    def shown(line: str) -> str:
+        return redact.command(line.rsplit(" ", 1)[0] + " …" if len(line) >= CMDLINE_CUT else line)
+    return [{**d, "cmdline": shown(str(d.get("cmdline", "")))} for d in daemons]
 
 
 def parse_neighbours(entries: list[dict]) -> list[Neighbour]:
