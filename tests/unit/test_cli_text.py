@@ -131,3 +131,13 @@ def test_trace_failures_from_nodes_print_as_text(tmp_path, capsys, monkeypatch):
 def test_a_users_value_in_an_error_message_is_printed_as_text(capsys, args, expected):
     code, _, err = cli(capsys, *args)
     assert code == 2 and err.startswith("error: ") and expected in err, err
+
+
+def test_a_damaged_known_hosts_names_file_and_line_and_exits_2(tmp_path, capsys):
+    known = tmp_path / "known_hosts"
+    known.write_text("# ours\n@revoked\n198.18.0.1 ssh-ed25519 [/x]\n")
+    data = inventory(tmp_path)
+    data["ssh"]["known_hosts"] = str(known)
+    code, _, err = cli(capsys, "doctor", "-i", write(tmp_path / "inv.yaml", data))
+    assert code == 2 and f"{known}:2: not a host key line (hosts, key type, base64 key) after @revoked" in err
+    assert f"{known}:3: not a host key line" in err
