@@ -50,7 +50,7 @@ def lab_up(
     lab = Lab()
     start = time.monotonic()
     with console.status("building the lab") as status:
-        lab.up(topo, step=lambda s: status.update(f"lab up: {s}"))
+        lab.up(topo, step=lambda s: status.update(Text(f"lab up: {s}")))
     console.print(Text.assemble(("lab up", "green"), f" in {time.monotonic() - start:.1f}s: {len(topo.nodes)} "
                                 "nodes, mode ", (topo.mode.value, "bold"), f", flavour {topo.flavour.name}"))
     _print_status(lab.status())
