@@ -39,12 +39,15 @@ def test_a_revoked_key_is_never_trusted_and_refused_even_with_accept_new(tmp_pat
         _HostKeyPolicy(known, False).missing_host_key(None, "10.0.0.8", good)
 
 
-def test_a_key_type_paramiko_does_not_know_is_skipped_as_ssh_skips_it(tmp_path, keys):
+def test_hashed_names_work_and_a_key_type_paramiko_does_not_know_is_skipped_as_ssh_skips_it(tmp_path, keys):
     path = tmp_path / "known_hosts"
     path.write_text("10.0.0.9 sk-ssh-ed25519@openssh.com AAAAGnNrLXNzaC1lZDI1NTE5QG9wZW5zc2guY29tAAAAIA==\n"
-                    + line("10.0.0.1", keys[0]))
+                    + line(paramiko.HostKeys.hash_host("[10.0.0.1]:2222"), keys[0]) + "\t\n")
     known = read_known_hosts(path)
-    assert known.keys.lookup("10.0.0.9") is None and known.keys.lookup("10.0.0.1") is not None
+    client = paramiko.SSHClient()
+    known.install(client)
+    assert client.get_host_keys().lookup("[10.0.0.1]:2222")[keys[0].get_name()] == keys[0]
+    assert known.keys.lookup("10.0.0.9") is None and known.keys.lookup("10.0.0.1") is None
 
 
 def test_damaged_lines_and_unknown_markers_are_named_with_file_and_line(tmp_path, keys):

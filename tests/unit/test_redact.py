@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from netbench import facts, redact
+from tests.fakes import fake_cluster  # noqa: F401 — a fixture
 
 FLANNELD = ("/opt/bin/flanneld -etcd-endpoints=https://flannel:Tr0ub4dor@10.0.0.5:2379,https://10.0.0.6:2379 "
             "-etcd-prefix=/coreos.com/network -etcd-username=flannel -etcd-password=Tr0ub4dor "
@@ -64,3 +65,15 @@ def test_a_command_line_the_probe_cut_inside_a_url_leaks_no_part_of_its_password
     assert line.endswith("flannel:Tr0ub")  # as probes/facts.py sends it: cut before the '@'
     f = facts.analyse("n1", "198.18.0.1", {"daemons": [{"pid": 7, "cmdline": line}]}, "10.1.0.0/16")
     assert "Tr0ub" not in f.daemons[0]["cmdline"] and f.daemons[0]["cmdline"].endswith("-v=2 …")
+
+
+def test_run_json_keeps_a_daemons_command_line_only_redacted(fake_cluster, tmp_path):  # noqa: F811
+    from netbench.run import RunOptions, Session
+
+    lab = fake_cluster("vxlan", ["n1", "n2"])
+    lab["n1"].raw_facts["daemons"].append({"pid": 99, "cmdline": FLANNELD})
+    out = Session(lab.nodes(), lab.pod_network, RunOptions(samples=5, repeats=1, scenarios=("pod-pod",),
+                                                           tests=("udp_rr",)), tmp_path, {"path": "fake"},
+                  transport=lab.transport).execute()
+    meta = (out.run_dir.path / "run.json").read_text()
+    assert "Tr0ub4dor" not in meta and "https://***@10.0.0.5:2379" in meta
