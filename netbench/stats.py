@@ -44,7 +44,8 @@ METHODS = {
     VALUES: "distribution-free interval of the median over pairs × repeats (binomial order statistics)",
     DERIVED: "percentile bootstrap of the ratio of medians over pairs × repeats",
 }
-TESTS = {SAMPLES: "bootstrap interval of the ratio", VALUES: "Mann-Whitney U", DERIVED: "bootstrap interval of the ratio"}
+TESTS = {SAMPLES: "bootstrap interval of the ratio", VALUES: "Mann-Whitney U",
+         DERIVED: "bootstrap interval of the ratio"}
 BETTER, WORSE, SAME, UNTESTABLE = "better", "worse", "no significant difference", "not testable"
 
 
@@ -99,7 +100,8 @@ def bootstrap(units: Sequence[Sequence[float]], stats: Sequence[float | str], re
     """Replicates of each statistic (a percentile, "mean" or "std") of the pooled units, shape
     (len(stats), resamples). Two-stage: each replicate draws as many units as there are, with replacement,
     then, in the slots of the i-th unit, that many samples from the drawn unit. Percentiles are read from
-    positions in the sorted pool, counted: no replicate is ever sorted."""
+    positions in the sorted pool, counted: no replicate is ever sorted; percentiles of one unit are drawn
+    from their exact distribution (`_order_statistics`)."""
     arrays = [np.asarray(u, dtype=float) for u in units if len(u)]
     x = np.concatenate(arrays)
     n, k = len(x), len(arrays)
@@ -116,6 +118,8 @@ def bootstrap(units: Sequence[Sequence[float]], stats: Sequence[float | str], re
     hi_k = np.minimum(lo_k + 1, n - 1)
     kth = np.unique(np.concatenate((lo_k, hi_k)))
     rng = _rng(seed)
+    if k == 1 and len(qs) == len(stats):
+        return _order_statistics(xs, lo_k, h - lo_k, resamples, rng)
     out = np.empty((len(stats), resamples))
     step = max(1, _CHUNK // n)
     for first in range(0, resamples, step):
@@ -133,13 +137,32 @@ def bootstrap(units: Sequence[Sequence[float]], stats: Sequence[float | str], re
         cols = {}
         if qs:
             at = np.searchsorted(cum.ravel(), kth[None, :] + rows * (n + 1), side="right") - rows * n
-            found = dict(zip(kth, xs[at].T))
-            cols.update((q, found[lk] + (hq - lk) * (found[hk] - found[lk])) for q, hq, lk, hk in zip(qs, h, lo_k, hi_k))
+            found = dict(zip(kth, xs[at].T, strict=True))
+            for q, hq, lk, hk in zip(qs, h, lo_k, hi_k, strict=True):
+                cols[q] = found[lk] + (hq - lk) * (found[hk] - found[lk])
         if any(isinstance(s, str) for s in stats):
             mean = counts @ xs / n
             cols.update({"mean": mean, "std": np.sqrt(np.maximum(counts @ (xs * xs) / n - mean ** 2, 0))})
         for i, s in enumerate(stats):
             out[i, first:first + b] = cols[s]
+    return out
+
+
+def _order_statistics(xs: np.ndarray, lo_k: np.ndarray, frac: np.ndarray, resamples: int,
+                      rng: np.random.Generator) -> np.ndarray:
+    """The same bootstrap of percentiles of one unit, drawn without resampling: the resample's indices are
+    floor(n·U) of n uniforms, so its (j+1)-th smallest is floor(n·U_(j+1)) with U_(j+1) ~ Beta(j+1, n-j), and
+    the next one is U_(j+1) + (1 - U_(j+1))·Beta(1, n-j-1) (the smallest of the n-j-1 uniforms above it).
+    Exact, and O(resamples) instead of O(resamples·n)."""
+    n = len(xs)
+    out = np.empty((len(lo_k), resamples))
+    for i, (j, f) in enumerate(zip(lo_k, frac, strict=True)):
+        u = rng.beta(j + 1, n - j, resamples)
+        low = xs[np.minimum((u * n).astype(np.int64), n - 1)]
+        if j + 1 < n and f > 0:
+            u = u + (1 - u) * rng.beta(1, n - j - 1, resamples)
+            low = low + f * (xs[np.minimum((u * n).astype(np.int64), n - 1)] - low)
+        out[i] = low
     return out
 
 

@@ -46,9 +46,9 @@ def run_cmd(
     """Measure latency and throughput between every pair of nodes (pods and hosts)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from netbench import cluster
+    from netbench import cluster, stats
     from netbench.plan import LATENCY_TESTS, SCENARIOS, THROUGHPUT_TESTS
-    from netbench.report.summary import per_test
+    from netbench.report.summary import per_test, write_intervals
     from netbench.run import RunOptions, Session
 
     inv, nodes = cluster.load(inventory, command_timeout)
@@ -89,17 +89,20 @@ def run_cmd(
                 except NetbenchError as exc:  # the run stands; say what the lab is left in
                     err.print(f"[red]could not put the lab back in its mode[/]: {exc}")
     df = outcome.run_dir.frame()
-    rows = per_test(df)
+    samples = outcome.run_dir.samples()
+    rows = per_test(df, samples)
+    write_intervals(outcome.run_dir.path, df, samples)
     gate_outcomes = []
     if rules:
         gate_outcomes = gates_mod.apply(outcome.run_dir.path, rules, baseline)
     if as_json:
         print(json.dumps({"run_dir": str(outcome.run_dir.path), "mode": outcome.mode, "summary": rows,
+                          "intervals": {"level": stats.LEVEL, "methods": stats.METHODS},
                           "failures": [f.__dict__ for f in outcome.failures], "nodes_down": outcome.nodes_down},
                          indent=2))
     else:
         if len(mode_list) > 1:
-            print_mode_comparison(df, console)
+            print_mode_comparison(df, console, samples)
             _print_outcome(outcome)
         else:
             _print_summary(rows, outcome)
@@ -108,40 +111,56 @@ def run_cmd(
     raise typer.Exit(outcome.exit_code or _gates_exit_code(gate_outcomes))
 
 
-def print_mode_comparison(df, out: Console) -> None:
-    """Every mode side by side (pod to pod), with the host baseline: what the report's summary shows."""
+def print_mode_comparison(df, out: Console, samples: list[dict] | None = None) -> None:
+    """Every mode side by side (pod to pod), with the host baseline and each figure's interval, then which
+    differences between them are real: what the report's summary shows."""
+    from netbench import stats
     from netbench.report import summary as report_summary
-    rows = report_summary.per_mode(df)
+    rows = report_summary.per_mode(df, samples)
     columns = [c for c in report_summary.COLUMNS if any(r.get(c[0]) is not None for r in rows)]  # measured ones
-    table = Table(title="modes side by side: pod to pod, medians over pairs (host = the underlay baseline)")
+    table = Table(title="modes side by side: pod to pod, over pairs [95% interval] (host = the underlay baseline)")
     for _, head, _ in columns:
         table.add_column(head, justify="left" if head == "mode" else "right", no_wrap=head == "mode")
     for r in rows:
         table.add_row(*[report_summary.cell(r, key, fmt) for key, _, fmt in columns])
     out.print(table)
+    lines = report_summary.difference_lines(report_summary.differences(rows))
+    if lines:
+        out.print("[bold]which differences are real[/] (per mode pair; the later one is the reference):")
+        for line in lines:
+            out.print(f"  {line}")
+    out.print(f"[dim]{stats.described()} A figure without brackets has too few values for an interval.[/]")
 
 
 def _print_summary(rows: list[dict], outcome) -> None:
-    """`netbench run`'s table: the catalogue's TABLE headline metrics, Gbit/s also against host-host."""
-    from netbench import metrics
+    """`netbench run`'s table: the catalogue's TABLE headline metrics with their intervals, Gbit/s also
+    against host-host."""
+    from netbench import metrics, stats
     base = {r["test"]: r for r in rows if r["scenario"] == "host-host"}
 
-    def vs_host(r: dict) -> float | None:
+    def vs_host(r: dict) -> str | None:
         host = base.get(r["test"], {}).get("gbps")
-        return r["gbps"] / host if "gbps" in r and host else None
-    cells = []  # (heading, the value of a row, format spec)
+        return format(r["gbps"] / host, ".2f") if r.get("gbps") is not None and host else None
+
+    def figure(r: dict, name: str, spec: str) -> str | None:
+        v, ci = r.get(name), r.get("ci", {}).get(name)
+        if v is None:
+            return None
+        return format(v, spec) + (f" [{ci[0]:{spec}}–{ci[1]:{spec}}]" if ci else "")
+    cells = []  # (heading, the text of a row)
     for m in metrics.columns(metrics.TABLE):
-        cells.append((m.label, lambda r, name=m.name: r.get(name), m.fmt))
+        cells.append((m.label, lambda r, name=m.name, spec=m.fmt: figure(r, name, spec)))
         if m.name == "gbps":
-            cells.append(("vs host", vs_host, ".2f"))
-    table = Table(title=f"run {outcome.run_dir.run_id}: mode {outcome.mode} (medians over pairs and repeats)")
-    for col in ("scenario", "test", "pairs", *(head for head, _, _ in cells)):
+            cells.append(("vs host", vs_host))
+    table = Table(title=f"run {outcome.run_dir.run_id}: mode {outcome.mode} (over pairs and repeats, "
+                        "[95% interval])")
+    for col in ("scenario", "test", "pairs", *(head for head, _ in cells)):
         table.add_column(col, justify="right" if col not in ("scenario", "test") else "left")
     for r in rows:
-        values = [(value(r), spec) for _, value, spec in cells]
-        table.add_row(r["scenario"], r["test"], str(r["pairs"]),
-                      *(format(v, spec) if v is not None else "-" for v, spec in values))
+        table.add_row(r["scenario"], r["test"], str(r["pairs"]), *(value(r) or "-" for _, value in cells))
     console.print(table)
+    console.print(f"[dim]{stats.described()} A figure without brackets has too few values for an interval "
+                  "(intervals.csv in the run says why).[/]")
     _print_outcome(outcome)
 
 

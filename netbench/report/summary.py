@@ -45,9 +45,10 @@ class Figures:
         m = metrics.METRICS[metric]
         units = self._units.get((mode, scenario, test))
         if m.from_samples and units:
-            key = (mode, scenario, test)
+            # the percentiles in one bootstrap, the moments (mean, stddev: a costlier one) in another
+            key = (mode, scenario, test, isinstance(m.stat, float))
             if key not in self._cache:
-                names = [s for s in metrics.sample_stats() if s.from_samples]
+                names = [s for s in metrics.sample_stats() if s.from_samples and isinstance(s.stat, float) == key[3]]
                 found = stats.from_samples(list(units.values()), [s.stat for s in names], self.level)
                 self._cache[key] = {s.name: e for s, e in zip(names, found, strict=True)}
             return self._cache[key][metric]
@@ -81,12 +82,13 @@ def _add(row: dict, name: str, e: Estimate) -> None:
     row.setdefault("est", {})[name] = e
 
 
-def per_test(df: pd.DataFrame, samples: list[dict] | None = None, level: float = stats.LEVEL) -> list[dict]:
+def per_test(df: pd.DataFrame, samples: list[dict] | None = None, level: float = stats.LEVEL,
+             figures: Figures | None = None) -> list[dict]:
     """Per mode, scenario and test: the test's SUMMARY headline metrics (see the module's docstring), each
     with its interval under "ci" ([lo, hi], None when there is none; "ci_notes" says why)."""
     if df.empty:
         return []
-    fig = Figures(df, samples, level)
+    fig = figures or Figures(df, samples, level)
     rows = []
     for (mode, scenario, test), group in df.groupby(["mode", "scenario", "test"], sort=False):
         row = {"mode": mode, "scenario": scenario, "test": test,
@@ -115,7 +117,8 @@ def _mode_figures(fig: Figures, mode: str | None, scenario: str) -> dict:
     return row
 
 
-def per_mode(df: pd.DataFrame, samples: list[dict] | None = None, level: float = stats.LEVEL) -> list[dict]:
+def per_mode(df: pd.DataFrame, samples: list[dict] | None = None, level: float = stats.LEVEL,
+             figures: Figures | None = None) -> list[dict]:
     """One row per mode in the order the modes were run, then one BASELINE row when host-host was measured.
 
     A mode's "vs host" uses its own host-host figure when its pass measured one, else the figure of every
@@ -125,7 +128,7 @@ def per_mode(df: pd.DataFrame, samples: list[dict] | None = None, level: float =
     """
     if df.empty:
         return []
-    fig = Figures(df, samples, level)
+    fig = figures or Figures(df, samples, level)
     host = df[df.scenario == "host-host"]
     run_tcp = fig.get(None, "host-host", "tcp", "gbps") if not host.empty else stats.NONE
     run_rtt = fig.get(None, "host-host", "udp_rr", "rtt_p50_us") if not host.empty else stats.NONE
@@ -171,7 +174,7 @@ def differences(rows: list[dict], level: float = stats.LEVEL, min_effect: float 
     """For every column compared (each with two modes measured) and every pair of rows (modes, then the
     baseline): the later row as reference, the earlier against it. min_effect None: each metric's own."""
     out = []
-    for key, label, fmt in COLUMNS:
+    for key, label, _ in COLUMNS:
         if key not in _BETTER:
             continue
         measured = [r for r in rows if r.get(key) is not None]
@@ -195,6 +198,9 @@ def difference_lines(found: list[dict]) -> list[str]:
         same = [f"{p['mode']}–{p['reference']}" for p in col["pairs"] if p["difference"].verdict == stats.SAME]
         untested = [f"{p['mode']}–{p['reference']}" for p in col["pairs"]
                     if p["difference"].verdict == stats.UNTESTABLE]
+        if untested and not real and not same:  # nothing could be tested: say why once
+            lines.append(f"{col['label']}: not testable ({col['pairs'][0]['difference'].note})")
+            continue
         parts = [f"real: {'; '.join(real)}" if real else "no real difference"]
         if same and real:
             parts.append(f"no significant difference: {', '.join(same)}")
@@ -204,18 +210,20 @@ def difference_lines(found: list[dict]) -> list[str]:
     return lines
 
 
-def intervals(df: pd.DataFrame, samples: list[dict] | None = None, level: float = stats.LEVEL) -> pd.DataFrame:
+def intervals(df: pd.DataFrame, samples: list[dict] | None = None, level: float = stats.LEVEL,
+              figures: Figures | None = None) -> pd.DataFrame:
     """The tidy table of headline figures with intervals: one row per mode, scenario, test and metric (every
     SUMMARY headline), then the per-mode derived figures (scenario pod-pod, test "mode")."""
+    figures = figures or Figures(df, samples, level)
     out = []
-    for r in per_test(df, samples, level):
+    for r in per_test(df, samples, level, figures):
         fig_rows = {k: v for k, v in r.items() if k in metrics.METRICS}
         for name, value in fig_rows.items():
             ci = r["ci"].get(name)
             out.append({"mode": r["mode"], "scenario": r["scenario"], "test": r["test"], "metric": name,
                         "value": value, "ci_lo": ci[0] if ci else None, "ci_hi": ci[1] if ci else None,
                         "note": r.get("ci_notes", {}).get(name, "")})
-    for r in per_mode(df, samples, level):
+    for r in per_mode(df, samples, level, figures):
         for key in ("tcp_vs_host", "cpu_per_gbps"):
             e = r["est"][key]
             if e.value is not None and r["mode"] != BASELINE:
@@ -226,10 +234,10 @@ def intervals(df: pd.DataFrame, samples: list[dict] | None = None, level: float 
     return table
 
 
-def write_intervals(run_path: Path, df: pd.DataFrame, samples: list[dict] | None,
-                    level: float = stats.LEVEL) -> Path:
+def write_intervals(run_path: Path, df: pd.DataFrame, samples: list[dict] | None, level: float = stats.LEVEL,
+                    figures: Figures | None = None) -> Path:
     path = Path(run_path) / "intervals.csv"
-    intervals(df, samples, level).to_csv(path, index=False)
+    intervals(df, samples, level, figures).to_csv(path, index=False)
     return path
 
 
