@@ -48,7 +48,7 @@ def run_cmd(
 
     from netbench import cluster, stats
     from netbench.plan import LATENCY_TESTS, SCENARIOS, THROUGHPUT_TESTS
-    from netbench.report.summary import per_test, write_intervals
+    from netbench.report.summary import Figures, per_test, write_intervals
     from netbench.run import RunOptions, Session
 
     inv, nodes = cluster.load(inventory, command_timeout)
@@ -89,9 +89,9 @@ def run_cmd(
                 except NetbenchError as exc:  # the run stands; say what the lab is left in
                     err.print(f"[red]could not put the lab back in its mode[/]: {exc}")
     df = outcome.run_dir.frame()
-    samples = outcome.run_dir.samples()
-    rows = per_test(df, samples)
-    write_intervals(outcome.run_dir.path, df, samples)
+    figures = Figures(df, outcome.run_dir.samples())  # each bootstrap once, for the table and intervals.csv
+    rows = per_test(df, figures=figures)
+    write_intervals(outcome.run_dir.path, df, None, figures=figures)
     gate_outcomes = []
     if rules:
         gate_outcomes = gates_mod.apply(outcome.run_dir.path, rules, baseline)
@@ -102,7 +102,7 @@ def run_cmd(
                          indent=2))
     else:
         if len(mode_list) > 1:
-            print_mode_comparison(df, console, samples)
+            print_mode_comparison(df, console, figures=figures)
             _print_outcome(outcome)
         else:
             _print_summary(rows, outcome)
@@ -111,12 +111,12 @@ def run_cmd(
     raise typer.Exit(outcome.exit_code or _gates_exit_code(gate_outcomes))
 
 
-def print_mode_comparison(df, out: Console, samples: list[dict] | None = None) -> None:
+def print_mode_comparison(df, out: Console, samples: list[dict] | None = None, figures=None) -> None:
     """Every mode side by side (pod to pod), with the host baseline and each figure's interval, then which
     differences between them are real: what the report's summary shows."""
     from netbench import stats
     from netbench.report import summary as report_summary
-    rows = report_summary.per_mode(df, samples)
+    rows = report_summary.per_mode(df, samples, figures=figures)
     columns = [c for c in report_summary.COLUMNS if any(r.get(c[0]) is not None for r in rows)]  # measured ones
     table = Table(title="modes side by side: pod to pod, over pairs [95% interval] (host = the underlay baseline)")
     for _, head, _ in columns:
@@ -136,11 +136,7 @@ def _print_summary(rows: list[dict], outcome) -> None:
     """`netbench run`'s table: the catalogue's TABLE headline metrics with their intervals, Gbit/s also
     against host-host."""
     from netbench import metrics, stats
-    base = {r["test"]: r for r in rows if r["scenario"] == "host-host"}
-
-    def vs_host(r: dict) -> str | None:
-        host = base.get(r["test"], {}).get("gbps")
-        return format(r["gbps"] / host, ".2f") if r.get("gbps") is not None and host else None
+    from netbench.report.summary import VS_HOST
 
     def figure(r: dict, name: str, spec: str) -> str | None:
         v, ci = r.get(name), r.get("ci", {}).get(name)
@@ -151,7 +147,7 @@ def _print_summary(rows: list[dict], outcome) -> None:
     for m in metrics.columns(metrics.TABLE):
         cells.append((m.label, lambda r, name=m.name, spec=m.fmt: figure(r, name, spec)))
         if m.name == "gbps":
-            cells.append(("vs host", vs_host))
+            cells.append(("vs host", lambda r: figure(r, VS_HOST, ".2f")))
     table = Table(title=f"run {outcome.run_dir.run_id}: mode {outcome.mode} (over pairs and repeats, "
                         "[95% interval])")
     for col in ("scenario", "test", "pairs", *(head for head, _ in cells)):

@@ -147,3 +147,24 @@ def test_trace_verdict_labels_name_each_kind_once():
     labels = html.verdict_labels([{"kind": "delivered", "ok": True}, {"kind": "rate-limited", "ok": True},
                                   {"kind": "rate-limited", "ok": False}])
     assert labels == [{"kind": "delivered", "ok": True}, {"kind": "rate-limited", "ok": False}]
+
+
+def test_compare_calls_a_20_percent_slower_p50_worse_and_a_second_draw_no_different(tmp_path):
+    from netbench.measure import latency
+    from netbench.report import compare
+    from netbench.results import RunDir
+    rng = np.random.default_rng(9)
+
+    def stored(name, scale):
+        run = RunDir(tmp_path / name)
+        run.path.mkdir()
+        run.write_meta({"mode": "vxlan"})
+        for src, dst in (("n1", "n2"), ("n1", "n3"), ("n2", "n3")):
+            x = list(rtts(rng, SAMPLES, scale))
+            run.append(latency.records("udp_rr", x, SAMPLES, "pod-pod", src, dst), "vxlan")
+            run.append_samples("vxlan", "pod-pod", src, dst, "udp_rr", x)
+        return run.path
+    names, df = compare.compare([stored("before", 1.0), stored("again", 1.0), stored("slower", 1.2)])
+    p50 = df[df.metric == "rtt_p50_us"].iloc[0]
+    assert p50["again verdict"] == stats.SAME and p50["slower verdict"] == stats.WORSE
+    assert p50["slower test"] == stats.TESTS[stats.SAMPLES] and p50["slower ratio ci"][0] > 1
