@@ -314,8 +314,11 @@ def difference(a: Estimate, b: Estimate, higher_is_better: bool, level: float = 
         significant = lo > 1 or hi < 1
         p = float(min(1.0, 2 * min(np.mean(reps <= 1), np.mean(reps >= 1))))
     else:
-        why = a.note if a.reps is None or a.kind != b.kind else b.note
-        return Difference(UNTESTABLE, r, note=why or "no interval to test", **common)
+        if (a.kind == SAMPLES) != (b.kind == SAMPLES):
+            why = "raw RTT samples in one of the two only"
+        else:
+            why = (a.note if a.reps is None else b.note) or "no interval to test"
+        return Difference(UNTESTABLE, r, note=why, **common)
     effect = abs(r - 1)
     if not significant:
         return Difference(SAME, r, lo, hi, p, test, **common)

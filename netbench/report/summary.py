@@ -27,12 +27,11 @@ class Figures:
 
     def __init__(self, df: pd.DataFrame, samples: list[dict] | None = None, level: float = stats.LEVEL) -> None:
         self.df, self.level = df, level
-        self._units: dict[tuple, dict] = {}  # (mode, scenario, test) -> unit key -> samples
-        for i, s in enumerate(samples or []):
-            # a unit is what one measuring pass of a pair gave, or one round's (interleaved runs record it)
-            unit = s.get("round", i)
+        lines: dict[tuple, list[dict]] = {}  # (mode, scenario, test) -> its lines of samples.jsonl
+        for s in samples or []:
             for mode in (s["mode"], None):  # None: every mode (the run-wide host baseline)
-                self._units.setdefault((mode, s["scenario"], s["test"]), {}).setdefault(unit, []).extend(s["rtt_us"])
+                lines.setdefault((mode, s["scenario"], s["test"]), []).append(s)
+        self._units = {key: _units(group) for key, group in lines.items()}
         self._cache: dict[tuple, dict[str, Estimate]] = {}
 
     def rows(self, mode: str | None, scenario: str, test: str, metric: str) -> pd.DataFrame:
@@ -49,7 +48,7 @@ class Figures:
             key = (mode, scenario, test, isinstance(m.stat, float))
             if key not in self._cache:
                 names = [s for s in metrics.sample_stats() if s.from_samples and isinstance(s.stat, float) == key[3]]
-                found = stats.from_samples(list(units.values()), [s.stat for s in names], self.level)
+                found = stats.from_samples(units, [s.stat for s in names], self.level)
                 self._cache[key] = {s.name: e for s, e in zip(names, found, strict=True)}
             return self._cache[key][metric]
         return stats.from_values(self.rows(mode, scenario, test, metric).value, self.level)
@@ -74,6 +73,17 @@ class Figures:
             with np.errstate(divide="ignore", invalid="ignore"):
                 reps = (r[0] + r[1]) / r[2]
         return stats.derived((snd + rcv) / gbps, reps, [stats.from_values(parts[2].value, self.level)], self.level)
+
+
+def _units(lines: list[dict]) -> list[list[float]]:
+    """The units a bootstrap resamples: the rounds, when the samples come from two or more (a drift of the
+    machine between rounds then widens the interval); else each pair's pass."""
+    rounds: dict = {}
+    for s in lines:
+        rounds.setdefault(s.get("round"), []).extend(s["rtt_us"])
+    if len(rounds) > 1 and None not in rounds:
+        return list(rounds.values())
+    return [s["rtt_us"] for s in lines]
 
 
 def _add(row: dict, name: str, e: Estimate) -> None:

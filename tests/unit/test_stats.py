@@ -168,3 +168,13 @@ def test_compare_calls_a_20_percent_slower_p50_worse_and_a_second_draw_no_differ
     p50 = df[df.metric == "rtt_p50_us"].iloc[0]
     assert p50["again verdict"] == stats.SAME and p50["slower verdict"] == stats.WORSE
     assert p50["slower test"] == stats.TESTS[stats.SAMPLES] and p50["slower ratio ci"][0] > 1
+
+
+def test_rounds_are_the_units_when_a_run_has_several():
+    from netbench.report.summary import _units
+    line = {"mode": "vxlan", "scenario": "pod-pod", "test": "udp_rr"}
+    passes = [{**line, "rtt_us": [1.0, 2.0]}, {**line, "rtt_us": [3.0]}]
+    assert _units(passes) == [[1.0, 2.0], [3.0]]  # one pass per pair: the pairs
+    rounds = [{**line, "round": r, "rtt_us": [float(r)] * 2} for r in (0, 0, 1)]
+    assert _units(rounds) == [[0.0] * 4, [1.0] * 2]  # the pairs of one round together
+    assert _units(rounds[:2]) == [[0.0] * 2, [0.0] * 2]  # a single round: its pairs
