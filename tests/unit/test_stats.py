@@ -178,3 +178,14 @@ def test_rounds_are_the_units_when_a_run_has_several():
     rounds = [{**line, "round": r, "rtt_us": [float(r)] * 2} for r in (0, 0, 1)]
     assert _units(rounds) == [[0.0] * 4, [1.0] * 2]  # the pairs of one round together
     assert _units(rounds[:2]) == [[0.0] * 2, [0.0] * 2]  # a single round: its pairs
+
+
+@pytest.mark.parametrize("args, message", [(["--level", "1.5"], "--level: 1.5"),
+                                           (["--min-effect", "-5"], "--min-effect: -5")])
+def test_compare_refuses_a_level_or_minimum_effect_that_is_not_one(tmp_path, args, message):
+    from typer.testing import CliRunner
+
+    from netbench.cli import app
+    from netbench.errors import UserError
+    result = CliRunner().invoke(app, ["compare", str(tmp_path), str(tmp_path), *args])
+    assert isinstance(result.exception, UserError) and message in str(result.exception)
