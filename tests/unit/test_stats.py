@@ -100,8 +100,8 @@ def test_a_significant_difference_below_the_minimum_effect_is_no_difference():
 def test_too_few_values_give_no_interval_and_no_test_and_say_so():
     e = stats.from_values([9.0, 9.5, 9.2])
     assert not e.has_interval and "needs 6" in e.note and e.text(".1f") == "9.2 [n/a]"
-    d = stats.difference(e, stats.from_values([4.0, 4.1, 4.2]), True)
-    assert d.verdict == stats.UNTESTABLE and "too few values (3 vs 3)" in d.note
+    d = stats.difference(e, stats.from_values([4.0]), True)
+    assert d.verdict == stats.UNTESTABLE and "too few values (3 vs 1)" in d.note
     tail = stats.from_samples([np.arange(300.0)], [99.9])[0]
     assert not tail.has_interval and "fewer than 5 beyond p99.9" in tail.note
 
@@ -189,3 +189,13 @@ def test_compare_refuses_a_level_or_minimum_effect_that_is_not_one(tmp_path, arg
     from netbench.errors import UserError
     result = CliRunner().invoke(app, ["compare", str(tmp_path), str(tmp_path), *args])
     assert isinstance(result.exception, UserError) and message in str(result.exception)
+
+
+def test_a_collapse_over_a_few_iperf3_runs_is_called_worse_not_untestable():
+    # `run --pairs n1:n2 --repeats 1` against the same with 2 repeats while throttled: 2 against 4 values,
+    # too few for Mann-Whitney ever to reach 5%
+    before, after = stats.from_values([9.5, 9.56]), stats.from_values([0.19, 0.192, 0.2, 0.191])
+    d = stats.difference(before, after, True)
+    assert d.verdict == stats.WORSE and d.test == stats.WELCH
+    assert stats.difference(before, stats.from_values([9.4, 9.6, 9.52, 9.5]), True).verdict == stats.SAME
+    assert stats.difference(before, stats.from_values([0.2]), True).verdict == stats.UNTESTABLE  # 1 value
