@@ -120,10 +120,18 @@ def print_mode_comparison(df, out: Console, samples: list[dict] | None = None, f
     columns = [c for c in report_summary.COLUMNS if any(r.get(c[0]) is not None for r in rows)]  # measured ones
     table = Table(title="modes side by side: pod to pod, over pairs [95% interval] (host = the underlay baseline)")
     for _, head, _ in columns:
-        table.add_column(head, justify="left" if head == "mode" else "right", no_wrap=head == "mode")
+        table.add_column(head, justify="left" if head == "mode" else "right", no_wrap=head == "mode",
+                         overflow="fold")  # a narrow terminal wraps an interval, never cuts it
     for r in rows:
         table.add_row(*[report_summary.cell(r, key, fmt) for key, _, fmt in columns])
-    out.print(table)
+    # into a file or pipe (a CI log, `make demo | tee`), the table keeps the width it needs
+    width = out.width
+    if not out.is_terminal:
+        out.width = max(width, 150)
+    try:
+        out.print(table)
+    finally:
+        out.width = width
     lines = report_summary.difference_lines(report_summary.differences(rows))
     if lines:
         out.print("[bold]which differences are real[/] (per mode pair; the later one is the reference):")
