@@ -136,8 +136,9 @@ def print_mode_comparison(df, out: Console, samples: list[dict] | None = None, f
     if lines:
         out.print("[bold]which differences are real[/] (per mode pair; the later one is the reference):")
         for line in lines:
-            out.print(f"  {line}")
-    out.print(f"[dim]{stats.described()} A figure without brackets has too few values for an interval.[/]")
+            out.print(f"  {line}", markup=False)
+    out.print(f"{stats.described()} A figure without brackets has too few values for an interval.", style="dim",
+              markup=False)
 
 
 def _print_summary(rows: list[dict], outcome) -> None:
@@ -163,8 +164,8 @@ def _print_summary(rows: list[dict], outcome) -> None:
     for r in rows:
         table.add_row(r["scenario"], r["test"], str(r["pairs"]), *(value(r) or "-" for _, value in cells))
     console.print(table)
-    console.print(f"[dim]{stats.described()} A figure without brackets has too few values for an interval "
-                  "(intervals.csv in the run says why).[/]")
+    console.print(f"{stats.described()} A figure without brackets has too few values for an interval "
+                  "(intervals.csv in the run says why).", style="dim", markup=False)
     _print_outcome(outcome)
 
 

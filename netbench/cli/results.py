@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from netbench.cli.common import app, console, err
@@ -69,10 +70,11 @@ def compare_cmd(
             if i and known(r.get(f"{name} ratio")):
                 text += f" ×{r[f'{name} ratio']:.2f}"
             verdict = r.get(f"{name} verdict") or ""
+            text = escape(text)
             cells.append(f"[{colours.get(verdict, 'default')}]{text} {verdict}[/]" if verdict else text)
         table.add_row(r["mode"], r["scenario"], r["test"], r["metric"], *cells)
     console.print(table)
-    console.print(f"[dim]{stats.described(level, effect)}[/]")
+    console.print(stats.described(level, effect), style="dim", markup=False)
     if html:
         html.write_text(df.to_html(index=False, na_rep="–", float_format=lambda x: f"{x:.3g}"))
         console.print(f"comparison: {html}")
