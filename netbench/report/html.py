@@ -62,7 +62,7 @@ def write(run_dir: Path) -> dict[str, Path]:
     refs, refs_error = reference_groups()
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(
-        meta=meta, summary=rows, columns=summary.COLUMNS, cell=summary.cell, traces=traces,
+        meta=meta, summary=rows, columns=summary.COLUMNS, cell_parts=summary.cell_parts, traces=traces,
         baseline=summary.BASELINE, borrowed=summary.borrowed_baseline(rows), references=refs,
         differences=difference_tables(summary.differences(rows)), statistics=stats.described(),
         SAME=stats.SAME, UNTESTABLE=stats.UNTESTABLE,

@@ -189,13 +189,18 @@ _BETTER["cpu_per_gbps"] = False
 _EFFECT = {c.key: metrics.METRICS[c.metric].min_effect for c in metrics.MODE_COLUMNS if c.metric}
 
 
-def cell(row: dict, key: str, fmt: str) -> str:
-    """A figure with its interval, "46 [43–49]"; alone when it has none (too few values: the notes say)."""
+def cell_parts(row: dict, key: str, fmt: str) -> tuple[str, str]:
+    """A figure and its interval as text, ("46", "[43–49]"); ("46", "") when it has none (too few values)."""
     v = row.get(key)
     if v is None:
-        return "–"
+        return "–", ""
     e = row.get("est", {}).get(key)
-    return e.text(fmt) if e is not None and e.has_interval else format(v, fmt)
+    return format(v, fmt), (f"[{e.lo:{fmt}}–{e.hi:{fmt}}]" if e is not None and e.has_interval else "")
+
+
+def cell(row: dict, key: str, fmt: str) -> str:
+    """A figure with its interval, "46 [43–49]"; alone when it has none (too few values: the notes say)."""
+    return " ".join(p for p in cell_parts(row, key, fmt) if p)
 
 
 def differences(rows: list[dict], level: float = stats.LEVEL, min_effect: float | None = None) -> list[dict]:
