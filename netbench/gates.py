@@ -4,7 +4,8 @@ traces, and optionally a baseline run); every violation is collected, then the v
 A rule is one of:
   check: "udp_rr.rtt_p99_us < 500"          an absolute threshold, per pair (the worst pair decides)
   check: "tcp.gbps / baseline >= 0.8"       a ratio to the host-host baseline of the same pair
-  regression: tcp.gbps, tolerance_pct: 10   no worse than the baseline run by more than 10%
+  regression: tcp.gbps, tolerance_pct: 10   no worse than the baseline run by more than 10%, and the
+                                            difference significant (netbench.stats.difference, as compare)
   reachable: true                           every measured pair answered
   path: true                                traces delivered, hops as the mode promises, MTU as promised
 with optional `scenario` (default pod-pod) and `modes` (default: every mode in the run).
@@ -22,7 +23,7 @@ from xml.etree import ElementTree as ET
 import pandas as pd
 import yaml
 
-from netbench import metrics
+from netbench import metrics, stats
 from netbench.errors import UserError
 from netbench.flannel import Mode
 from netbench.plan import SCENARIOS
@@ -192,8 +193,14 @@ def _fmt(v: float) -> str:
     return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
 
 
-def evaluate(rules: list[Rule], df: pd.DataFrame, traces: list[dict],
-             baseline: pd.DataFrame | None = None) -> list[Outcome]:
+def evaluate(rules: list[Rule], df: pd.DataFrame, traces: list[dict], baseline: pd.DataFrame | None = None,
+             samples: list[dict] | None = None, baseline_samples: list[dict] | None = None,
+             level: float = stats.LEVEL) -> list[Outcome]:
+    """Every rule on every mode it applies to. Raw RTT samples (of the run and of the baseline run), when
+    given, let a regression of an RTT statistic be tested on them (see `_regression`)."""
+    from netbench.report.summary import Figures
+    figures = (Figures(df, samples, level), Figures(baseline, baseline_samples, level)) if baseline is not None \
+        else None
     outcomes = []
     run_modes = sorted(df["mode"].unique()) if not df.empty else []
     for rule in rules:
@@ -202,7 +209,7 @@ def evaluate(rules: list[Rule], df: pd.DataFrame, traces: list[dict],
             outcomes.append(Outcome(rule, "-", None, f"applies to {', '.join(rule.modes) or 'any mode'}; "
                                                      f"the run measured {', '.join(run_modes) or 'nothing'}"))
         for mode in modes:
-            outcomes.append(_one(rule, mode, df, traces, baseline))
+            outcomes.append(_one(rule, mode, df, traces, baseline, figures))
     return outcomes
 
 
@@ -213,8 +220,9 @@ def apply(run_dir, rules: list[Rule], baseline_dir=None, junit_path: Path | None
     which the report shows."""
     from netbench.results import RunDir
     run = RunDir.open(run_dir)
-    base = RunDir.open(baseline_dir).frame() if baseline_dir else None
-    outcomes = evaluate(rules, run.frame(), run.traces(), base)
+    base = RunDir.open(baseline_dir) if baseline_dir else None
+    outcomes = evaluate(rules, run.frame(), run.traces(), base.frame() if base else None, run.samples(),
+                        base.samples() if base else None)
     own = run.path / "gates.xml"
     path = Path(junit_path) if junit_path else own
     path.write_text(junit(outcomes, run.run_id))
@@ -223,7 +231,8 @@ def apply(run_dir, rules: list[Rule], baseline_dir=None, junit_path: Path | None
     return outcomes
 
 
-def _one(rule: Rule, mode: str, df: pd.DataFrame, traces: list[dict], baseline: pd.DataFrame | None) -> Outcome:
+def _one(rule: Rule, mode: str, df: pd.DataFrame, traces: list[dict], baseline: pd.DataFrame | None,
+         figures: tuple | None = None) -> Outcome:
     label = f"{mode} {rule.scenario}"
     if rule.kind in ("threshold", "ratio"):
         values = _pairs(df, mode, rule.scenario, rule.test, rule.metric)
@@ -254,15 +263,7 @@ def _one(rule: Rule, mode: str, df: pd.DataFrame, traces: list[dict], baseline: 
         then = _pairs(baseline, mode, rule.scenario, rule.test, rule.metric)
         if now.empty or then.empty:
             return Outcome(rule, mode, None, f"{label}: {rule.test}.{rule.metric} not in both runs")
-        cur, base = float(now.median()), float(then.median())
-        if base == 0:  # e.g. loss 0% before: any loss now is infinitely worse, none is not worse
-            higher = metrics.higher_is_better(rule.metric)
-            worse = 0.0 if (higher or cur <= 0) else float("inf")
-        else:
-            worse = (base - cur) / base * 100 if metrics.higher_is_better(rule.metric) else (cur - base) / base * 100
-        msg = f"{label}: {rule.test}.{rule.metric} median {_fmt(cur)} vs baseline {_fmt(base)} ({worse:+.1f}% worse)"
-        bad = [msg] if worse > rule.tolerance_pct else []
-        return Outcome(rule, mode, not bad, msg + f", tolerance {rule.tolerance_pct:g}%", bad)
+        return _regression(rule, mode, label, *figures)
     if rule.kind == "reachable":
         reach = df[(df["mode"] == mode) & (df.scenario == rule.scenario) & (df.metric == "reachable")]
         if reach.empty:
@@ -284,6 +285,29 @@ def _one(rule: Rule, mode: str, df: pd.DataFrame, traces: list[dict], baseline: 
         if mtu.get("expected_mtu") and mtu.get("largest_delivered") != mtu["expected_mtu"]:
             bad.append(f"{pair}: path MTU {mtu.get('largest_delivered')} != expected {mtu['expected_mtu']}")
     return Outcome(rule, mode, not bad, f"{mode}: {len(mine)} traces, {len(bad)} problems", bad)
+
+
+def _regression(rule: Rule, mode: str, label: str, now, then) -> Outcome:
+    """Worse than the baseline run by more than the tolerance, and significantly so: the test compare uses,
+    with the tolerance as its minimum effect. Figures too few to test (one iperf3 run each) are judged on
+    their values alone, and the summary says so."""
+    cur_e, base_e = (f.get(mode, rule.scenario, rule.test, rule.metric) for f in (now, then))
+    cur, base = cur_e.value, base_e.value
+    higher = metrics.higher_is_better(rule.metric)
+    if base == 0:  # e.g. loss 0% before: any loss now is infinitely worse, none is not worse
+        worse = 0.0 if (higher or cur <= 0) else float("inf")
+    else:
+        worse = (base - cur) / base * 100 if higher else (cur - base) / base * 100
+    d = stats.difference(base_e, cur_e, higher, base_e.level, rule.tolerance_pct / 100)
+    msg = (f"{label}: {rule.test}.{rule.metric} {cur_e.text('.3g')} vs baseline {base_e.text('.3g')} "
+           f"({worse:+.1f}% worse")
+    if d.verdict == stats.UNTESTABLE:
+        failed = worse > rule.tolerance_pct
+        msg += f"; not tested: {d.note}, judged on the figures alone)"
+    else:
+        failed = d.verdict == stats.WORSE and worse > rule.tolerance_pct
+        msg += f"; {d.test}: {'' if d.significant else 'not '}significant at {d.level:.0%})"
+    return Outcome(rule, mode, not failed, msg + f", tolerance {rule.tolerance_pct:g}%", [msg] if failed else [])
 
 
 def junit(outcomes: list[Outcome], run_id: str) -> str:

@@ -40,6 +40,16 @@ class Metric:
     # or a percentile (99.0); None: the tool reports it (iperf3) or it is counted (loss, reachable)
     stat: str | float | None = None
     gate: bool = True  # may a gate rule name it (reachable has a rule kind of its own)
+    # the smallest relative difference compare and regression gates call better/worse (significant or not,
+    # smaller is "no significant difference"): the agreement netbench's method has with an independent tool
+    # (sockperf within 10% for RTT, iperf3 within 5% for throughput), below which a difference is the method's
+    min_effect: float = 0.05
+
+    @property
+    def from_samples(self) -> bool:
+        """Is its interval bootstrapped from the raw RTT samples (a percentile, the mean, the stddev)? Min and
+        max are not: a bootstrap cannot go beyond the largest sample; they are judged over pairs instead."""
+        return isinstance(self.stat, float) or self.stat in ("mean", "std")
 
     @property
     def higher_is_better(self) -> bool:
@@ -51,19 +61,21 @@ def _all(*views: str, tests: tuple[str, ...]) -> dict[str, tuple[str, ...]]:
 
 
 _HEAD = (SUMMARY, TABLE, COMPARE)
+_RTT = 0.10  # min_effect of RTT figures
 # The order is the order of the columns of `netbench run`'s table, of the metrics of a summary row and of
 # the metrics a gate error lists; latency records write loss_pct first, then the sample statistics.
 CATALOGUE: tuple[Metric, ...] = (
-    Metric("rtt_min_us", "us", LATENCY, LOWER, "min µs", ".0f", stat="min"),
-    Metric("rtt_mean_us", "us", LATENCY, LOWER, "mean µs", ".0f", stat="mean"),
-    Metric("rtt_stddev_us", "us", LATENCY, LOWER, "stddev µs", ".0f", stat="std"),
-    Metric("rtt_p50_us", "us", LATENCY, LOWER, "p50 µs", ".0f", stat=50.0,
+    Metric("rtt_min_us", "us", LATENCY, LOWER, "min µs", ".0f", stat="min", min_effect=_RTT),
+    Metric("rtt_mean_us", "us", LATENCY, LOWER, "mean µs", ".0f", stat="mean", min_effect=_RTT),
+    Metric("rtt_stddev_us", "us", LATENCY, LOWER, "stddev µs", ".0f", stat="std", min_effect=_RTT),
+    Metric("rtt_p50_us", "us", LATENCY, LOWER, "p50 µs", ".0f", stat=50.0, min_effect=_RTT,
            headline={**_all(*_HEAD, tests=LATENCY), HEATMAP: ("udp_rr",)}),
-    Metric("rtt_p90_us", "us", LATENCY, LOWER, "p90 µs", ".0f", stat=90.0),
-    Metric("rtt_p99_us", "us", LATENCY, LOWER, "p99 µs", ".0f", stat=99.0,
+    Metric("rtt_p90_us", "us", LATENCY, LOWER, "p90 µs", ".0f", stat=90.0, min_effect=_RTT),
+    Metric("rtt_p99_us", "us", LATENCY, LOWER, "p99 µs", ".0f", stat=99.0, min_effect=_RTT,
            headline=_all(*_HEAD, tests=("udp_rr",))),
-    Metric("rtt_p999_us", "us", LATENCY, LOWER, "p99.9 µs", ".0f", stat=99.9, headline=_all(*_HEAD, tests=LATENCY)),
-    Metric("rtt_max_us", "us", LATENCY, LOWER, "max µs", ".0f", stat="max"),
+    Metric("rtt_p999_us", "us", LATENCY, LOWER, "p99.9 µs", ".0f", stat=99.9, min_effect=_RTT,
+           headline=_all(*_HEAD, tests=LATENCY)),
+    Metric("rtt_max_us", "us", LATENCY, LOWER, "max µs", ".0f", stat="max", min_effect=_RTT),
     Metric("gbps", "Gbit/s", THROUGHPUT, HIGHER, "Gbit/s", ".3f",
            headline={**_all(*_HEAD, tests=THROUGHPUT), HEATMAP: ("tcp",)}),
     Metric("loss_pct", "%", (*LATENCY, "udp"), LOWER, "loss %", ".1f",

@@ -50,7 +50,7 @@ def main() -> int:
         verdicts = gates.apply(outcome.run_dir.path, rules)
         written = html.write(outcome.run_dir.path)
     df = outcome.run_dir.frame()
-    print_mode_comparison(df, console)
+    print_mode_comparison(df, console, outcome.run_dir.samples())
     failed = [v for v in verdicts if v.passed is False]
     console.print(f"gates: {sum(v.passed is True for v in verdicts)} passed, {len(failed)} failed, "
                   f"{sum(v.passed is None for v in verdicts)} not applicable")

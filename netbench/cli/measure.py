@@ -48,9 +48,9 @@ def run_cmd(
     """Measure latency and throughput between every pair of nodes (pods and hosts)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from netbench import cluster
+    from netbench import cluster, stats
     from netbench.plan import LATENCY_TESTS, SCENARIOS, THROUGHPUT_TESTS
-    from netbench.report.summary import per_test
+    from netbench.report.summary import Figures, per_test, write_intervals
     from netbench.run import RunOptions, Session
 
     inv, nodes = cluster.load(inventory, command_timeout)
@@ -92,17 +92,20 @@ def run_cmd(
                 except NetbenchError as exc:  # the run stands; say what the lab is left in
                     err.print(Text.assemble(("could not put the lab back in its mode", "red"), f": {exc}"))
     df = outcome.run_dir.frame()
-    rows = per_test(df)
+    figures = Figures(df, outcome.run_dir.samples())  # each bootstrap once, for the table and intervals.csv
+    rows = per_test(df, figures=figures)
+    write_intervals(outcome.run_dir.path, df, None, figures=figures)
     gate_outcomes = []
     if rules:
         gate_outcomes = gates_mod.apply(outcome.run_dir.path, rules, baseline)
     if as_json:
         print(json.dumps({"run_dir": str(outcome.run_dir.path), "mode": outcome.mode, "summary": rows,
+                          "intervals": {"level": stats.LEVEL, "methods": stats.METHODS},
                           "failures": [f.__dict__ for f in outcome.failures], "nodes_down": outcome.nodes_down},
                          indent=2))
     else:
         if len(mode_list) > 1:
-            print_mode_comparison(df, console)
+            print_mode_comparison(df, console, figures=figures)
             _print_outcome(outcome)
         else:
             _print_summary(rows, outcome)
@@ -111,40 +114,62 @@ def run_cmd(
     raise typer.Exit(outcome.exit_code or _gates_exit_code(gate_outcomes))
 
 
-def print_mode_comparison(df, out: Console) -> None:
-    """Every mode side by side (pod to pod), with the host baseline: what the report's summary shows."""
+def print_mode_comparison(df, out: Console, samples: list[dict] | None = None, figures=None) -> None:
+    """Every mode side by side (pod to pod), with the host baseline and each figure's interval, then which
+    differences between them are real: what the report's summary shows."""
+    from netbench import stats
     from netbench.report import summary as report_summary
-    rows = report_summary.per_mode(df)
+    rows = report_summary.per_mode(df, samples, figures=figures)
     columns = [c for c in report_summary.COLUMNS if any(r.get(c[0]) is not None for r in rows)]  # measured ones
-    table = Table(title="modes side by side: pod to pod, medians over pairs (host = the underlay baseline)")
+    table = Table(title="modes side by side: pod to pod, over pairs [95% interval] (host = the underlay baseline)")
     for _, head, _ in columns:
-        table.add_column(head, justify="left" if head == "mode" else "right", no_wrap=head == "mode")
+        table.add_column(head, justify="left" if head == "mode" else "right", no_wrap=head == "mode",
+                         overflow="fold")  # a narrow terminal wraps an interval, never cuts it
     for r in rows:
         table.add_row(*[report_summary.cell(r, key, fmt) for key, _, fmt in columns])
-    out.print(table)
+    # into a file or pipe (a CI log, `make demo | tee`), the table keeps the width it needs
+    width = out.width
+    if not out.is_terminal:
+        out.width = max(width, 150)
+    try:
+        out.print(table)
+    finally:
+        out.width = width
+    lines = report_summary.difference_lines(report_summary.differences(rows))
+    if lines:
+        out.print(Text.assemble(("which differences are real", "bold"),
+                                " (per mode pair; the later one is the reference):"))
+        for line in lines:
+            out.print(f"  {line}", markup=False)
+    out.print(f"{stats.described()} A figure without brackets has too few values for an interval.", style="dim",
+              markup=False)
 
 
 def _print_summary(rows: list[dict], outcome) -> None:
-    """`netbench run`'s table: the catalogue's TABLE headline metrics, Gbit/s also against host-host."""
-    from netbench import metrics
-    base = {r["test"]: r for r in rows if r["scenario"] == "host-host"}
+    """`netbench run`'s table: the catalogue's TABLE headline metrics with their intervals, Gbit/s also
+    against host-host."""
+    from netbench import metrics, stats
+    from netbench.report.summary import VS_HOST
 
-    def vs_host(r: dict) -> float | None:
-        host = base.get(r["test"], {}).get("gbps")
-        return r["gbps"] / host if "gbps" in r and host else None
-    cells = []  # (heading, the value of a row, format spec)
+    def figure(r: dict, name: str, spec: str) -> str | None:
+        v, ci = r.get(name), r.get("ci", {}).get(name)
+        if v is None:
+            return None
+        return format(v, spec) + (f" [{ci[0]:{spec}}–{ci[1]:{spec}}]" if ci else "")
+    cells = []  # (heading, the text of a row)
     for m in metrics.columns(metrics.TABLE):
-        cells.append((m.label, lambda r, name=m.name: r.get(name), m.fmt))
+        cells.append((m.label, lambda r, name=m.name, spec=m.fmt: figure(r, name, spec)))
         if m.name == "gbps":
-            cells.append(("vs host", vs_host, ".2f"))
-    table = Table(title=f"run {outcome.run_dir.run_id}: mode {outcome.mode} (medians over pairs and repeats)")
-    for col in ("scenario", "test", "pairs", *(head for head, _, _ in cells)):
+            cells.append(("vs host", lambda r: figure(r, VS_HOST, ".2f")))
+    table = Table(title=f"run {outcome.run_dir.run_id}: mode {outcome.mode} (over pairs and repeats, "
+                        "[95% interval])")
+    for col in ("scenario", "test", "pairs", *(head for head, _ in cells)):
         table.add_column(col, justify="right" if col not in ("scenario", "test") else "left")
     for r in rows:
-        values = [(value(r), spec) for _, value, spec in cells]
-        table.add_row(r["scenario"], r["test"], str(r["pairs"]),
-                      *(format(v, spec) if v is not None else "-" for v, spec in values))
+        table.add_row(r["scenario"], r["test"], str(r["pairs"]), *(value(r) or "-" for _, value in cells))
     console.print(table)
+    console.print(f"{stats.described()} A figure without brackets has too few values for an interval "
+                  "(intervals.csv in the run says why).", style="dim", markup=False)
     _print_outcome(outcome)
 
 

@@ -22,39 +22,62 @@ def report_cmd(run_dir: Path = typer.Argument(..., help="a run directory (report
     console.print(f"report: {out['html']} ({out['html'].stat().st_size // 1024} KiB); summary: {out['summary']}")
 
 
+def _statistics(level: float, min_effect: Optional[float]) -> tuple[float, Optional[float]]:
+    """--level and --min-effect (percent) checked: a user error names the option."""
+    if not 0.5 <= level < 1:
+        raise UserError(f"--level: {level} is not a confidence level in [0.5, 1) (e.g. 0.95)")
+    if min_effect is not None and not 0 <= min_effect < 1000:
+        raise UserError(f"--min-effect: {min_effect} is not a percentage >= 0")
+    return level, None if min_effect is None else min_effect / 100
+
+
+LEVEL_HELP = "confidence level of the intervals and tests"
+EFFECT_HELP = "smallest difference (percent) called better/worse (default: per metric, RTT 10, others 5)"
+
+
 @app.command("compare")
 def compare_cmd(
     run_dirs: list[Path] = typer.Argument(..., help="two or more run directories; the first is the reference"),
     html: Optional[Path] = typer.Option(None, help="also write the comparison as an HTML table here"),
+    level: float = typer.Option(0.95, help=LEVEL_HELP),
+    min_effect: Optional[float] = typer.Option(None, help=EFFECT_HELP),
 ) -> None:
-    """Runs side by side per mode, scenario and metric: ratios to the first, and which differences are
-    beyond the run-to-run spread."""
-    import pandas as pd
+    """Runs side by side per mode, scenario and metric, each figure with its confidence interval: ratios to
+    the first, and which differences are real (significant and at least the minimum effect). Exit 1 when
+    one is worse."""
+    import math
 
+    from netbench import stats
     from netbench.report.compare import compare
 
     if len(run_dirs) < 2:
         raise UserError("compare needs at least two run directories")
-    names, df = compare(run_dirs)
+    level, effect = _statistics(level, min_effect)
+    names, df = compare(run_dirs, level, effect)
     table = Table(title=f"compare (reference: {names[0]})")
     for col in ("mode", "scenario", "test", "metric", *names):
         table.add_column(col)
-    colours = {"better": "green", "worse": "red", "within spread": "dim", "not comparable": "yellow", "new": "yellow"}
+    colours = {stats.BETTER: "green", stats.WORSE: "red", stats.SAME: "dim", stats.UNTESTABLE: "yellow",
+               "not comparable": "yellow", "new": "yellow"}
+
+    def known(v) -> bool:
+        return v is not None and not (isinstance(v, float) and math.isnan(v))
     for _, r in df.iterrows():
         cells = []
         for i, name in enumerate(names):
-            v = r.get(name)
-            text = "–" if v is None or pd.isna(v) else f"{v:.3g}"
-            if i and r.get(f"{name} ratio") is not None and not pd.isna(r.get(f"{name} ratio")):
+            v, ci = r.get(name), r.get(f"{name} ci")
+            text = "–" if not known(v) else f"{v:.3g}" + (f" [{ci[0]:.3g}–{ci[1]:.3g}]" if known(ci) else "")
+            if i and known(r.get(f"{name} ratio")):
                 text += f" ×{r[f'{name} ratio']:.2f}"
             verdict = r.get(f"{name} verdict") or ""
             cells.append(Text(f"{text} {verdict}", colours.get(verdict, "default")) if verdict else text)
         table.add_row(r["mode"], r["scenario"], r["test"], r["metric"], *cells)
     console.print(table)
+    console.print(stats.described(level, effect), style="dim", markup=False)
     if html:
         html.write_text(df.to_html(index=False, na_rep="–", float_format=lambda x: f"{x:.3g}"))
         console.print(f"comparison: {html}")
-    worse = any((df.get(f"{n} verdict") == "worse").any() for n in names[1:] if f"{n} verdict" in df)
+    worse = any((df.get(f"{n} verdict") == stats.WORSE).any() for n in names[1:] if f"{n} verdict" in df)
     raise typer.Exit(0 if not worse else 1)
 
 

@@ -1,5 +1,6 @@
-"""`netbench compare RUN_A RUN_B …`: the same metrics side by side, with ratios to the first run and
-whether a difference is beyond the run-to-run spread (the ranges of pairs and repeats do not overlap)."""
+"""`netbench compare RUN_A RUN_B …`: the same metrics side by side, each with its confidence interval, the
+ratio to the first run, and whether the difference is real: significant at a stated level and at least a
+stated minimum effect (`netbench.stats.difference`, the test the regression gates use too)."""
 
 from __future__ import annotations
 
@@ -7,40 +8,51 @@ from pathlib import Path
 
 import pandas as pd
 
-from netbench import metrics
+from netbench import metrics, stats
+from netbench.report.summary import Figures
 from netbench.results import RunDir
 
 
-def compare(run_dirs: list[Path]) -> tuple[list[str], pd.DataFrame]:
+def compare(run_dirs: list[Path], level: float = stats.LEVEL,
+            min_effect: float | None = None) -> tuple[list[str], pd.DataFrame]:
+    """One row per mode, scenario, test and COMPARE headline metric of any run; per run its figure and
+    interval, and for every run after the first its ratio to the first and the verdict (stats.BETTER, WORSE,
+    SAME, UNTESTABLE; "new" or "not comparable" when one of the two lacks it). min_effect None: each
+    metric's own (metrics.Metric.min_effect)."""
     runs = [RunDir.open(p) for p in run_dirs]
     names = [r.run_id for r in runs]
     headline = set(metrics.headline_pairs(metrics.COMPARE))
-    frames = []
+    figures, present = [], []
     for r in runs:
         df = r.frame()
         if not df.empty:
             df = df[[(t, m) in headline for t, m in zip(df.test, df.metric, strict=True)]]
-        g = df.groupby(["mode", "scenario", "test", "metric"]).value
-        frames.append(pd.DataFrame({"median": g.median(), "min": g.min(), "max": g.max()}))
+        figures.append(Figures(df, r.samples(), level))
+        present.append(set(df.groupby(["mode", "scenario", "test", "metric"]).groups) if not df.empty else set())
     rows = []
-    keys = sorted(set().union(*(f.index for f in frames)))
-    for key in keys:
+    for key in sorted(set().union(*present)):
         row = {"mode": key[0], "scenario": key[1], "test": key[2], "metric": key[3]}
-        first = frames[0].loc[key] if key in frames[0].index else None
-        for name, f in zip(names, frames, strict=True):
-            if key not in f.index:
+        metric = metrics.METRICS[key[3]]
+        first = figures[0].get(*key) if key in present[0] else None
+        for i, (name, fig) in enumerate(zip(names, figures, strict=True)):
+            if key not in present[i]:
                 row[name] = None
                 row[f"{name} verdict"] = "not comparable"
                 continue
-            cur = f.loc[key]
-            row[name] = float(cur["median"])
-            if first is None or f is frames[0]:
+            cur = fig.get(*key) if i else first
+            row[name] = cur.value
+            row[f"{name} ci"] = [cur.lo, cur.hi] if cur.has_interval else None
+            if first is None or not i:
                 row[f"{name} verdict"] = "" if first is not None else "new"
                 continue
-            ratio = cur["median"] / first["median"] if first["median"] else None
-            row[f"{name} ratio"] = ratio
-            apart = cur["min"] > first["max"] or cur["max"] < first["min"]
-            better = (cur["median"] > first["median"]) == metrics.higher_is_better(key[3])
-            row[f"{name} verdict"] = ("better" if better else "worse") if apart else "within spread"
+            d = stats.difference(first, cur, metric.higher_is_better, level,
+                                 metric.min_effect if min_effect is None else min_effect)
+            row[f"{name} ratio"] = d.ratio
+            row[f"{name} ratio ci"] = [d.lo, d.hi] if d.lo is not None else None
+            row[f"{name} p"] = d.p
+            row[f"{name} test"] = d.test
+            row[f"{name} verdict"] = d.verdict
+            if d.note:
+                row[f"{name} note"] = d.note
         rows.append(row)
     return names, pd.DataFrame(rows)

@@ -1,4 +1,5 @@
-"""`netbench report RUN_DIR`: index.html (one self-contained file), summary.md and the tidy CSV.
+"""`netbench report RUN_DIR`: index.html (one self-contained file), summary.md, the tidy CSV and the tidy table
+of headline figures with their intervals (intervals.csv).
 
 Gate verdicts come from the run's gates.json (written with gates.xml by `netbench gate` / `run --gates`)."""
 
@@ -9,7 +10,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from netbench import metrics
+from netbench import metrics, stats
 from netbench.report import plots, reference, summary
 from netbench.results import RunDir
 
@@ -26,33 +27,56 @@ def reference_groups() -> tuple[list[dict], str | None]:
         return [], str(e)
 
 
+def verdict_labels(verdicts: list[dict]) -> list[dict]:
+    """A trace's verdict kinds, each once ("delivered, rate-limited", not "delivered rate-limited
+    rate-limited"); a kind is ok only when every verdict of it is."""
+    kinds: dict[str, bool] = {}
+    for v in verdicts:
+        kinds[v["kind"]] = kinds.get(v["kind"], True) and bool(v["ok"])
+    return [{"kind": k, "ok": ok} for k, ok in kinds.items()]
+
+
+def difference_tables(found: list[dict]) -> list[dict]:
+    """summary.differences as one matrix per column: rows the modes compared, columns their references."""
+    out = []
+    for col in found:
+        modes = list(dict.fromkeys([p["mode"] for p in col["pairs"]] + [p["reference"] for p in col["pairs"]]))
+        cells = {(p["mode"], p["reference"]): p["difference"] for p in col["pairs"]}
+        out.append({"label": col["label"], "rows": modes[:-1], "columns": modes[1:], "cells": cells})
+    return out
+
+
 def write(run_dir: Path) -> dict[str, Path]:
     run = RunDir.open(run_dir)
-    meta, df = run.meta(), run.frame()
-    rows = summary.per_mode(df)
+    meta, df, samples = run.meta(), run.frame(), run.samples()
+    figures = summary.Figures(df, samples)  # each bootstrap once, for every view
+    rows = summary.per_mode(df, samples, figures=figures)
     traces = run.traces()
     for t in traces:
         t["waterfall"] = plots.waterfall(t)
+        t["labels"] = verdict_labels(t["verdicts"])
     heatmaps = []
-    for mode in dict.fromkeys(df["mode"]):
-        for test, metric in metrics.headline_pairs(metrics.HEATMAP):
-            img = plots.heatmap(df, mode, test, metric, metrics.title(test, metric))
-            if img:
-                heatmaps.append(img)
+    modes = list(dict.fromkeys(df["mode"]))
+    for test, metric in metrics.headline_pairs(metrics.HEATMAP):
+        heatmaps += plots.heatmaps(df, modes, test, metric, metrics.title(test, metric))
     refs, refs_error = reference_groups()
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]))
     html = env.get_template("report.html.j2").render(
-        meta=meta, summary=rows, columns=summary.COLUMNS, cell=summary.cell, traces=traces,
+        meta=meta, summary=rows, columns=summary.COLUMNS, cell_parts=summary.cell_parts, traces=traces,
         baseline=summary.BASELINE, borrowed=summary.borrowed_baseline(rows), references=refs,
+        differences=difference_tables(summary.differences(rows)), statistics=stats.described(),
+        SAME=stats.SAME, UNTESTABLE=stats.UNTESTABLE,
         references_error=refs_error,
         failures=meta.get("failures", []), gates=run.gates(),
         started=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(meta.get("started", 0))),
-        plots={"throughput": plots.throughput(df), "cdf": plots.latency_cdf(run.samples()), "heatmaps": heatmaps},
+        plots={"throughput": plots.throughput(df), "latency": plots.latency(rows), "cdf": plots.latency_cdf(samples),
+               "heatmaps": heatmaps},
     )
-    out = {"html": run.path / "index.html", "summary": run.path / "summary.md", "csv": run.path / "table.csv"}
+    out = {"html": run.path / "index.html", "summary": run.path / "summary.md", "csv": run.path / "table.csv",
+           "intervals": summary.write_intervals(run.path, df, samples, figures=figures)}
     out["html"].write_text(html)
     md = summary.markdown(rows, f"netbench {meta['run_id']} (mode {meta.get('mode')})")
-    verdicts = [f"- {t['src']} → {t['dst']} ({t['mode']}): " + ", ".join(v["kind"] for v in t["verdicts"])
+    verdicts = [f"- {t['src']} → {t['dst']} ({t['mode']}): " + ", ".join(v["kind"] for v in t["labels"])
                 for t in traces]
     if verdicts:
         md += "\n**Traces**\n\n" + "\n".join(verdicts) + "\n"

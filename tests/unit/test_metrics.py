@@ -7,7 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from netbench import gates, metrics
+from netbench import gates, metrics, stats
 from netbench.measure import latency, throughput
 from netbench.plan import LATENCY_TESTS, THROUGHPUT_TESTS
 from netbench.report import compare, html, summary
@@ -78,7 +78,7 @@ def test_every_compare_headline_is_compared(run, tmp_path, test, metric):
     names, df = compare.compare([run.path, again])
     rows = df[(df.test == test) & (df.metric == metric)]
     assert len(rows) == 2  # pod-pod and host-host
-    assert set(rows["again verdict"]) == {"within spread"} and set(rows["again ratio"]) == {1.0}
+    assert set(rows["again verdict"]) == {stats.SAME} and set(rows["again ratio"]) == {1.0}
 
 
 @pytest.mark.parametrize("test, metric", metrics.headline_pairs(metrics.SUMMARY))

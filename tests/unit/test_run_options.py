@@ -25,7 +25,10 @@ def test_summary_takes_medians_over_pairs_and_repeats():
     rows.append(dict(run="r", mode="udp", scenario="pod-pod", src="a", dst="b", test="tcp", metric="retransmits",
                      value=7, unit="count", repeat=0, time=0))
     (row,) = summary(pd.DataFrame(rows, columns=COLUMNS))
-    assert row == {"scenario": "pod-pod", "test": "tcp", "pairs": 2, "gbps": 2.0, "retransmits": 7.0}
+    assert row == {"mode": "udp", "scenario": "pod-pod", "test": "tcp", "pairs": 2, "gbps": 2.0, "retransmits": 7.0,
+                   "ci": {"gbps": None, "retransmits": None},  # 3 values and 1: too few for a 95% interval
+                   "ci_notes": {"gbps": "n/a: 3 values (pairs × repeats); a 95% interval of a median needs 6",
+                                "retransmits": "n/a: 1 value (pairs × repeats); a 95% interval of a median needs 6"}}
 
 
 def test_run_dir_keeps_what_was_appended_before_a_crash(tmp_path):
