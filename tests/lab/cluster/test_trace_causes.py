@@ -116,21 +116,24 @@ def neighbour_state(lab, node: str, address: str, dev: str) -> str:
     return ",".join(entries[0].get("state", [])) if entries else ""
 
 
-def test_vxlan_peer_that_stopped_answering_arp_is_an_unresolved_underlay_neighbour(in_mode):
+def test_vxlan_peer_that_ignores_the_source_s_arp_is_an_unresolved_underlay_neighbour(in_mode):
     lab = in_mode(Mode.vxlan)
-    under, n2 = lab.topology.flavour.underlay, lab.node("n2").spec.address
-    sh(lab, "n2", "ip", "link", "set", under, "arp", "off")  # a node that stopped answering ARP
+    under, n1, n2 = lab.topology.flavour.underlay, lab.node("n1").spec.address, lab.node("n2").spec.address
+    # n2 takes no ARP from n1 (an ARP filter, as a hardening script might add): n1 cannot resolve n2
+    sh(lab, "n2", "nft", "add", "table", "arp", "nbtest")
+    sh(lab, "n2", "nft", "add", "chain", "arp", "nbtest", "input", "{ type filter hook input priority 0 ; }")
+    sh(lab, "n2", "nft", "add", "rule", "arp", "nbtest", "input", "arp", "saddr", "ip", n1, "drop")
     sh(lab, "n1", "ip", "neigh", "flush", "to", n2, "dev", under)
     try:
-        pod2 = lab.pod_ip("n2")
         for _ in range(20):  # what the node's own pods' traffic would do: resolve, fail, stay FAILED
-            lab.node("n1").run(["ip", "netns", "exec", "nb-pod1", "ping", "-c", "1", "-W", "1", pod2], check=False)
+            lab.node("n1").run(["ip", "netns", "exec", "nb-pod1", "ping", "-c", "1", "-W", "1", lab.pod_ip("n2")],
+                               check=False)
             if neighbour_state(lab, "n1", n2, under) == "FAILED":
                 break
         assert neighbour_state(lab, "n1", n2, under) == "FAILED"
         code, t = trace("n1", "n2", "--no-mtu", "--probes", "5")
     finally:
-        sh(lab, "n2", "ip", "link", "set", under, "arp", "on")
+        sh(lab, "n2", "nft", "delete", "table", "arp", "nbtest")
         for node in ("n1", "n2"):
             sh(lab, node, "ip", "neigh", "flush", "dev", under)
     v = primary(t)
