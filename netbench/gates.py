@@ -5,13 +5,17 @@ A rule is one of:
   check: "udp_rr.rtt_p99_us < 500"          an absolute threshold, per pair (the worst pair decides)
   check: "tcp.gbps / baseline >= 0.8"       a ratio to the host-host baseline of the same pair
   regression: tcp.gbps, tolerance_pct: 10   no worse than the baseline run by more than 10%
-  reachable: true                           every measured pair answered
+  reachable: true                           every planned pair measured and answered
   path: true                                traces delivered, hops as the mode promises, MTU as promised
 with optional `scenario` (default pod-pod) and `modes` (default: every mode in the run).
+
+A rule fails on every measurement it judges that the run planned and did not make ("not measured: …",
+see gaps.py): a pair skipped because its node was down is not a pass.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 import time
@@ -22,7 +26,7 @@ from xml.etree import ElementTree as ET
 import pandas as pd
 import yaml
 
-from netbench import metrics
+from netbench import gaps, metrics
 from netbench.errors import UserError
 from netbench.flannel import Mode
 from netbench.plan import SCENARIOS
@@ -164,6 +168,8 @@ def _kind(kind: str, item: dict, common: dict, wrong: list[str]) -> Rule | None:
             wrong.append(bad)
         if m["base"] and common["scenario"] == "host-host":
             wrong.append("a ratio to the host baseline needs a pod scenario")
+        if not math.isfinite(float(m["value"])):
+            wrong.append(f"check {item['check']!r}: the threshold must be a finite number")
         return Rule(kind="ratio" if m["base"] else "threshold", test=m["test"], metric=m["metric"], op=m["op"],
                     value=float(m["value"]), **common)
     if kind == "regression":
@@ -172,8 +178,8 @@ def _kind(kind: str, item: dict, common: dict, wrong: list[str]) -> Rule | None:
         if bad:
             wrong.append(bad)
         tol = item.get("tolerance_pct", 10)
-        if not isinstance(tol, (int, float)) or isinstance(tol, bool) or tol < 0:
-            wrong.append("tolerance_pct must be a number >= 0")
+        if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not math.isfinite(tol) or tol < 0:
+            wrong.append(f"tolerance_pct must be a finite number >= 0 (got {tol!r})")
             tol = 0
         return Rule(kind="regression", test=test, metric=metric, tolerance_pct=float(tol), **common)
     if item[kind] is not True:
@@ -193,17 +199,47 @@ def _fmt(v: float) -> str:
 
 
 def evaluate(rules: list[Rule], df: pd.DataFrame, traces: list[dict],
-             baseline: pd.DataFrame | None = None) -> list[Outcome]:
+             baseline: pd.DataFrame | None = None, expected: gaps.Expected | None = None) -> list[Outcome]:
+    """Each rule in each mode of the run; with the run's plan (`expected`), also in each mode it planned,
+    failing on what was planned and not measured."""
     outcomes = []
-    run_modes = sorted(df["mode"].unique()) if not df.empty else []
+    run_modes = sorted(set(df["mode"].unique() if not df.empty else ()) | set(expected.modes if expected else ()))
     for rule in rules:
         modes = [m for m in run_modes if not rule.modes or m in rule.modes]
         if not modes:
             outcomes.append(Outcome(rule, "-", None, f"applies to {', '.join(rule.modes) or 'any mode'}; "
                                                      f"the run measured {', '.join(run_modes) or 'nothing'}"))
         for mode in modes:
-            outcomes.append(_one(rule, mode, df, traces, baseline))
+            outcome = _one(rule, mode, df, traces, baseline)
+            outcomes.append(_with_gaps(outcome, df, traces, expected, baseline) if expected else outcome)
     return outcomes
+
+
+_GAPS_LISTED = 20  # per outcome; the rest are counted
+
+
+def _with_gaps(o: Outcome, df: pd.DataFrame, traces: list[dict], expected: gaps.Expected,
+               baseline: pd.DataFrame | None) -> Outcome:
+    """The outcome, failed when a measurement it judges was planned and not made."""
+    rule, mode = o.rule, o.mode
+    if rule.kind == "regression" and baseline is None:
+        return o  # not judged at all without a baseline
+    if rule.kind == "reachable":
+        missing = [g for t in expected.latency_tests() for g in expected.missing(df, mode, rule.scenario, t,
+                                                                                 "reachable")]
+    elif rule.kind == "path":
+        missing = expected.missing_traces(traces, mode)
+    else:
+        missing = expected.missing(df, mode, rule.scenario, rule.test, rule.metric)
+        if rule.kind == "ratio":  # the host baseline of those pairs, in whichever pass measured it
+            missing += expected.missing(df, None, "host-host", rule.test, rule.metric)
+    if not missing:
+        return o
+    shown = [str(g) for g in missing[:_GAPS_LISTED]]
+    if len(missing) > _GAPS_LISTED:
+        shown.append(f"… and {len(missing) - _GAPS_LISTED} more not measured")
+    summary = f"{o.summary}; {len(missing)} planned not measured"
+    return Outcome(rule, mode, False, summary, [*o.violations, *shown])
 
 
 def apply(run_dir, rules: list[Rule], baseline_dir=None, junit_path: Path | None = None) -> list[Outcome]:
@@ -214,7 +250,9 @@ def apply(run_dir, rules: list[Rule], baseline_dir=None, junit_path: Path | None
     from netbench.results import RunDir
     run = RunDir.open(run_dir)
     base = RunDir.open(baseline_dir).frame() if baseline_dir else None
-    outcomes = evaluate(rules, run.frame(), run.traces(), base)
+    df = run.frame()
+    expected = gaps.Expected(run.meta(), df, str(run.path / "run.json"))
+    outcomes = evaluate(rules, df, run.traces(), base, expected if expected.known else None)
     own = run.path / "gates.xml"
     path = Path(junit_path) if junit_path else own
     path.write_text(junit(outcomes, run.run_id))

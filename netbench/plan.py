@@ -107,3 +107,16 @@ def _make_plan(nodes: list[str], scenarios: tuple[str, ...], parallel_pairs: boo
         same = [Step("pod-pod-same-node", n, n) for n in nodes if wanted is None or any(n in p for p in wanted)]
         plan.throughput_rounds += [same] if parallel_pairs else [[s] for s in same]
     return plan
+
+
+def planned_pairs(plan: Plan, scenario: str, test: str) -> set[tuple[str, str]]:
+    """The (src, dst) pairs the plan measures `test` between in `scenario` (as records name them)."""
+    rounds = plan.latency_rounds if test in LATENCY_TESTS else plan.throughput_rounds
+    return {(s.src, s.dst) for r in rounds for s in r if s.scenario == scenario}
+
+
+def planned_traces(nodes: list[str], only_pairs: list[tuple[str, str]] | None) -> list[tuple[str, str]]:
+    """The pod-pod pairs `run --trace` traces: each pair once, the node listed first as the source."""
+    wanted = {frozenset(p) for p in only_pairs} if only_pairs else None
+    return [(a, b) for i, a in enumerate(nodes) for b in nodes[i + 1:]
+            if wanted is None or frozenset((a, b)) in wanted]

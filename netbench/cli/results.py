@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from netbench.cli.common import app, console, err
@@ -30,11 +31,12 @@ def compare_cmd(
     beyond the run-to-run spread."""
     import pandas as pd
 
-    from netbench.report.compare import compare
+    from netbench.report.compare import compare, incomplete
 
     if len(run_dirs) < 2:
         raise UserError("compare needs at least two run directories")
     names, df = compare(run_dirs)
+    problems = incomplete(run_dirs)
     table = Table(title=f"compare (reference: {names[0]})")
     for col in ("mode", "scenario", "test", "metric", *names):
         table.add_column(col)
@@ -53,8 +55,10 @@ def compare_cmd(
     if html:
         html.write_text(df.to_html(index=False, na_rep="–", float_format=lambda x: f"{x:.3g}"))
         console.print(f"comparison: {html}")
+    for message, fatal in problems:
+        err.print(f"[red]cannot compare[/]: {escape(message)}" if fatal else f"[yellow]note[/]: {escape(message)}")
     worse = any((df.get(f"{n} verdict") == "worse").any() for n in names[1:] if f"{n} verdict" in df)
-    raise typer.Exit(0 if not worse else 1)
+    raise typer.Exit(1 if worse or any(fatal for _, fatal in problems) else 0)
 
 
 @app.command("gate")
@@ -69,6 +73,7 @@ def gate_cmd(
 
     outcomes = gates.apply(run_dir, gates.parse_rules(rules), baseline, junit)
     _print_gates(outcomes)
+    _print_run_notes(run_dir)
     raise typer.Exit(_gates_exit_code(outcomes))
 
 
@@ -78,6 +83,19 @@ def _gates_exit_code(outcomes) -> int:
         err.print("[red]no rule could be evaluated[/]: the run holds none of what the rules judge")
         return 1
     return 1 if any(o.passed is False for o in outcomes) else 0
+
+
+def _print_run_notes(run_dir: Path) -> None:
+    """What the verdicts rest on: a run that did not finish, or one that recorded no plan to find gaps in."""
+    from netbench import gaps
+    from netbench.results import RunDir
+
+    expected = gaps.Expected(RunDir.open(run_dir).meta())
+    if not expected.known:
+        err.print("[yellow]note[/]: run.json records no plan (written before schema 2): a measurement the run "
+                  "skipped cannot be told from one it never meant to make")
+    elif note := expected.stop_note():
+        err.print(f"[yellow]note[/]: {escape(note)}")
 
 
 def _print_gates(outcomes) -> None:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from netbench import metrics
+from netbench import gaps, metrics
 from netbench.report import plots, reference, summary
 from netbench.results import RunDir
 
@@ -26,11 +26,24 @@ def reference_groups() -> tuple[list[dict], str | None]:
         return [], str(e)
 
 
+_GAPS_SHOWN = 50
+
+
+def completeness(meta: dict, df, traces: list[dict], where: str) -> dict:
+    """For the report's banner: whether the run finished, where it stopped, what it planned and did not make."""
+    expected = gaps.Expected(meta, df, where)
+    missing = gaps.all_missing(expected, df, traces) if expected.known else []
+    return {"stopped": expected.stop_note(), "last": gaps.last_measured(df), "known": expected.known,
+            "planned": (meta.get("plan") or {}).get("measurements"), "missing_count": len(missing),
+            "missing": [str(g) for g in missing[:_GAPS_SHOWN]]}
+
+
 def write(run_dir: Path) -> dict[str, Path]:
     run = RunDir.open(run_dir)
     meta, df = run.meta(), run.frame()
     rows = summary.per_mode(df)
     traces = run.traces()
+    complete = completeness(meta, df, traces, str(run.path / "run.json"))
     for t in traces:
         t["waterfall"] = plots.waterfall(t)
     heatmaps = []
@@ -45,13 +58,18 @@ def write(run_dir: Path) -> dict[str, Path]:
         meta=meta, summary=rows, columns=summary.COLUMNS, cell=summary.cell, traces=traces,
         baseline=summary.BASELINE, borrowed=summary.borrowed_baseline(rows), references=refs,
         references_error=refs_error,
-        failures=meta.get("failures", []), gates=run.gates(),
+        failures=meta.get("failures", []), gates=run.gates(), complete=complete,
         started=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(meta.get("started", 0))),
         plots={"throughput": plots.throughput(df), "cdf": plots.latency_cdf(run.samples()), "heatmaps": heatmaps},
     )
     out = {"html": run.path / "index.html", "summary": run.path / "summary.md", "csv": run.path / "table.csv"}
     out["html"].write_text(html)
     md = summary.markdown(rows, f"netbench {meta['run_id']} (mode {meta.get('mode')})")
+    if complete["stopped"]:
+        md += f"\n**Incomplete**: {complete['stopped']}" + (f"; last measured: {complete['last']}."
+                                                            if complete["last"] else ".") + "\n"
+    if complete["missing_count"]:
+        md += f"\n**Not measured**: {complete['missing_count']} planned measurement(s), e.g. {complete['missing'][0]}\n"
     verdicts = [f"- {t['src']} → {t['dst']} ({t['mode']}): " + ", ".join(v["kind"] for v in t["verdicts"])
                 for t in traces]
     if verdicts:

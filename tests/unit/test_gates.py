@@ -156,7 +156,7 @@ def test_every_bad_rule_is_reported_at_once_each_with_file_line_and_field(tmp_pa
     assert caught.value.problems == [
         f"{path}:2: rule 'a': test udp_rr has no metric 'rtt_p99' in check (known: {', '.join(known)})",
         f"{path}:6: rule 'b': unknown scenario 'x' (known: pod-pod, pod-pod-same-node, host-host)",
-        f"{path}:6: rule 'b': tolerance_pct must be a number >= 0",
+        f"{path}:6: rule 'b': tolerance_pct must be a finite number >= 0 (got -1)",
         f"{path}:10: unknown key 'modez' (known: check, modes, name, path, reachable, regression, scenario, "
         "tolerance_pct)",
         f"{path}:10: rule without a name",
