@@ -60,7 +60,7 @@ class Expected:
             for _, scenarios in self.passes:
                 self._plan(scenarios)
         except InvalidValue as exc:
-            raise UserError(f"{where}: plan: {exc}") from None
+            raise UserError(f"{where}: {exc}") from None
 
     @staticmethod
     def _found_mode(meta: dict, seen: list[str]) -> str:
@@ -139,7 +139,8 @@ def last_measured(df: pd.DataFrame) -> str | None:
     """The latest record's mode, scenario, pair and test: where a killed run got to."""
     if df.empty:
         return None
-    r = df.loc[df["time"].astype(float).idxmax()] if df["time"].notna().any() else df.iloc[-1]
+    times = pd.to_numeric(df["time"], errors="coerce")
+    r = df.loc[times.idxmax()] if times.notna().any() else df.iloc[-1]
     return f"{r['mode']} {r['scenario']} {r['src']}->{r['dst']} {r['test']}"
 
 
