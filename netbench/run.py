@@ -22,7 +22,7 @@ from netbench.cluster import ClusterNode
 from netbench.errors import InvalidValue
 from netbench.fleet import Connection, Fleet
 from netbench.measure import MeasureError, latency, throughput
-from netbench.plan import LATENCY_TESTS, SCENARIOS, THROUGHPUT_TESTS, Plan, Step, make_plan, planned_traces
+from netbench.plan import LATENCY_TESTS, SCENARIOS, THROUGHPUT_TESTS, Plan, Step, make_plan, plan_record, planned_traces
 from netbench.remote import script
 from netbench.results import RunDir
 
@@ -141,18 +141,10 @@ class Session:
         self._progress = track
 
     def plan_record(self) -> dict:
-        """What the run means to measure, as run.json keeps it from the start (gaps.Expected expands it):
-        the plans are made again from it, so a 500-node plan is not stored as rows."""
-        passes = self.options.modes or (None,)  # None: the mode the nodes are found in
-        record = {"nodes": list(self.nodes), "pairs": self.options.pairs, "parallel_pairs": self.options.parallel_pairs,
-                  "tests": list(self.options.tests), "trace": self.options.trace,
-                  "passes": [{"mode": m, "scenarios": list(self._scenarios(i == 0))} for i, m in enumerate(passes)]}
-        lat, thr = self.options.steps_per("latency"), len([t for t in self.options.tests if t in THROUGHPUT_TESTS])
-        plans = [self._plan(tuple(p["scenarios"])) for p in record["passes"]]
-        traces = len(planned_traces(list(self.nodes), self.options.pairs)) if self.options.trace else 0
-        record["measurements"] = sum(sum(map(len, p.latency_rounds)) * lat + sum(map(len, p.throughput_rounds)) * thr
-                                     + (traces if "pod-pod" in p.scenarios else 0) for p in plans)
-        return record
+        """What the run means to measure (run.json `plan`, from the start; gaps.Expected reads it)."""
+        o = self.options
+        passes = [(m, self._plan(self._scenarios(i == 0))) for i, m in enumerate(o.modes or (None,))]
+        return plan_record(list(self.nodes), o.tests, o.pairs, o.parallel_pairs, o.trace, passes)
 
     def fail(self, where: str, what: str, cause: object) -> None:
         with self._lock:
@@ -237,9 +229,8 @@ class Session:
         finally:
             self._teardown()
             self.fleet.close()
-            if stopped:
-                meta["stopped"] = stopped
-            meta.update(mode=mode, finished=stopped is None, ended=time.time(), wall_s=time.time() - started,
+            meta.update(mode=mode, finished=stopped is None, stopped=stopped, ended=time.time(),
+                        wall_s=time.time() - started,
                         nodes_down=sorted(self.down), failures=[asdict(f) for f in self.failures],
                         facts=self._facts_meta())
             run_dir.write_meta(meta)

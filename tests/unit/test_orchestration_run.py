@@ -66,7 +66,7 @@ def test_every_pair_is_measured_and_nothing_is_left(fake_cluster, tmp_path):  # 
         assert len(node.ran("clean")) == 2  # before deploying, and the teardown
         assert_clean(node)
     meta = out.run_dir.meta()
-    assert meta["finished"] is True and meta["ended"] >= meta["started"] and "stopped" not in meta
+    assert meta["finished"] is True and meta["ended"] >= meta["started"] and meta["stopped"] is None
     assert meta["nodes_down"] == [] and meta["mode"] == "vxlan"
     # the plan: 3 pairs x (2 latency tests + tcp both ways) in pod-pod and host-host, 3 nodes in same-node
     assert meta["plan"]["nodes"] == NODES and meta["plan"]["passes"] == [
