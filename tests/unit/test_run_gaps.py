@@ -149,3 +149,14 @@ def test_a_plan_that_names_unknown_nodes_is_a_user_error(tmp_path):
                                                                                           "scenarios": ["pod-pod"]}]}}
     with pytest.raises(UserError, match="run.json: plan: pair names unknown node 'zz'"):
         gaps.Expected(meta)
+
+
+def test_only_the_planned_pairs_count(fake_cluster, tmp_path, rules):  # noqa: F811
+    """--pairs n1:n2 plans nothing with n3: n3 being down leaves no gap; n1-n2 measured both ways."""
+    lab = fake_cluster("vxlan", NODES)
+    lab["n3"].unreachable()
+    out = run(lab, tmp_path, pairs=[("n2", "n1")], parallel_pairs=True)
+    assert out.run_dir.meta()["plan"]["pairs"] == [["n2", "n1"]]
+    assert all(o.passed for o in gates.apply(out.run_dir.path, rules))
+    df = out.run_dir.frame()
+    assert gaps.all_missing(gaps.Expected(out.run_dir.meta(), df), df, []) == []
