@@ -5,8 +5,8 @@ printed. Healthy only when no node has a problem or a finding (ADVISORY ones asi
 from __future__ import annotations
 
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from netbench import cluster, controlplane
 from netbench.cluster import ClusterNode
@@ -88,47 +88,49 @@ def examine(inv: Inventory, nodes: list[ClusterNode], accept_new_host_keys: bool
     return report
 
 
-def _e(value) -> str:
-    """A node-supplied value as text: rich never reads markup ([red], [/]) in it."""
-    return escape(str(value))
+def _t(value, style: str = "") -> Text:
+    """A node-supplied value as rich Text: printed as it is, never read as markup ([red], [/])."""
+    return Text(str(value), style)
 
 
 def render(report: dict, console: Console) -> None:
     for name, node in report["nodes"].items():
         if "error" in node:
-            console.print(f"[bold red]{_e(name)}[/]: {_e(node['error'])}")
+            console.print(Text.assemble((name, "bold red"), f": {node['error']}"))
             continue
-        table = Table(title=f"{_e(name)} ({_e(node['hostname'])}, {_e(node['address'])}): "
-                            f"mode [bold]{_e(node['mode'])}[/]", show_header=False, title_justify="left")
+        table = Table(title=Text.assemble(f"{name} ({node['hostname']}, {node['address']}): mode ",
+                                          (str(node["mode"]), "bold")), show_header=False, title_justify="left")
         table.add_column(style="bold")
         table.add_column()
-        tools = " ".join(f"{'[green]' if path else '[red]'}{_e(tool)}[/]" for tool, path in node["tools"].items())
-        table.add_row("tools", tools)
-        privileges = "root" if node["uid"] == 0 else ("sudo -n" if node["privileged"] else "[red]none[/]")
-        table.add_row("privileges", privileges)
-        table.add_row("forwarding", "on" if node["ip_forward"] else "[red]off[/]")
-        table.add_row("interfaces", "\n".join(_e(f"{i['name']} ({i['kind']}) mtu {i['mtu']} {' '.join(i['addrs'])}")
-                                              for i in node["interfaces"]))
-        table.add_row("pod subnet", _e(f"{node['pod_subnet']} on {node['bridge']}"))
+        table.add_row("tools", Text(" ").join(_t(tool, "green" if path else "red")
+                                              for tool, path in node["tools"].items()))
+        table.add_row("privileges", "root" if node["uid"] == 0 else ("sudo -n" if node["privileged"] else
+                                                                      _t("none", "red")))
+        table.add_row("forwarding", "on" if node["ip_forward"] else _t("off", "red"))
+        table.add_row("interfaces", _t("\n".join(f"{i['name']} ({i['kind']}) mtu {i['mtu']} {' '.join(i['addrs'])}"
+                                                 for i in node["interfaces"])))
+        table.add_row("pod subnet", _t(f"{node['pod_subnet']} on {node['bridge']}"))
         env = node["subnet_env"]
-        table.add_row("subnet.env", _e(f"{env['subnet']} mtu {env['mtu']}") if env else "-")
+        table.add_row("subnet.env", _t(f"{env['subnet']} mtu {env['mtu']}") if env else "-")
         lease = node["lease"]
-        table.add_row("lease", _e(f"PublicIP {lease['PublicIP']} backend {lease['BackendType']}") if lease else "-")
-        table.add_row("peer routes", "\n".join(f"{_e(p)}: {_e(r) if r else '[red]none[/]'}"
-                                               for p, r in node["peer_routes"].items()))
-        table.add_row("evidence", "\n".join(map(_e, node["evidence"])))
+        table.add_row("lease", _t(f"PublicIP {lease['PublicIP']} backend {lease['BackendType']}") if lease else "-")
+        table.add_row("peer routes", Text("\n").join(Text.assemble(f"{p}: ", str(r) if r else ("none", "red"))
+                                                      for p, r in node["peer_routes"].items()))
+        table.add_row("evidence", _t("\n".join(map(str, node["evidence"]))))
         if node["problems"]:
-            table.add_row("[red]problems[/]", "\n".join(map(_e, node["problems"])))
+            table.add_row(_t("problems", "red"), _t("\n".join(map(str, node["problems"]))))
         console.print(table)
         for finding in node.get("findings", []):
-            console.print(f"  [red]{_e(finding['node'])}: {_e(finding['cause'])}[/]: {_e(finding['message'])}")
+            console.print(Text.assemble("  ", (f"{finding['node']}: {finding['cause']}", "red"),
+                                        f": {finding['message']}"))
             for line in finding["evidence"]:
-                console.print(f"      {_e(line)}")
+                console.print(_t(f"      {line}"))
             if finding["hint"]:
-                console.print(f"      see: [bold]{_e(finding['hint'])}[/]")
+                console.print(Text.assemble("      see: ", (str(finding["hint"]), "bold")))
     odd = ", ".join(f"{n}: {m}" for n, m in sorted(report.get("mode_dissenters", {}).items()))
     count = len(report.get("findings", []))
-    console.print(f"leases: {_e(report.get('lease_source', '-'))}")
-    console.print(f"cluster mode: [bold]{_e(report['mode'])}[/]" + (f" (differing: {_e(odd)})" if odd else "") + "; "
-                  + ("[green]healthy[/]" if report["healthy"] else
-                     f"[red]problems found[/] ({count} finding{'s' * (count != 1)})"))
+    console.print(_t(f"leases: {report.get('lease_source', '-')}"))
+    console.print(Text.assemble("cluster mode: ", (str(report["mode"]), "bold"),
+                                f" (differing: {odd})" if odd else "", "; ",
+                                ("healthy", "green") if report["healthy"] else ("problems found", "red"),
+                                "" if report["healthy"] else f" ({count} finding{'s' * (count != 1)})"))

@@ -13,12 +13,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from netbench import frr, pods
+from netbench import frr, pods, redact
 from netbench.flannel import Mode, SubnetEnv
 from netbench.remote import Runner
 
 PROBE = Path(__file__).resolve().parents[1] / "probes" / "facts.py"
 REQUIRED_TOOLS = ("python3", "ip", "tcpdump", "iperf3")
+CMDLINE_CUT = 300  # probes/facts.py keeps this much of each command line
 ROUTING_DAEMON_PROTOS = {"ospf", "bgp", "zebra", "isis", "rip", "eigrp", "babel", "bird"}
 # Refuses to start when python3 is missing, with a message facts can report, instead of a traceback.
 GATHER = ["sh", "-c", 'command -v python3 >/dev/null 2>&1 || { echo "python3 is missing" >&2; exit 127; }; '
@@ -48,6 +49,7 @@ class Interface:
     details: dict = field(default_factory=dict)
     mac: str = ""  # `ip -j link`'s address: the VTEP MAC of a vxlan device
     master: str | None = None  # the bridge this interface is a port of
+    peer_netns: bool = False  # a veth whose other end is in another namespace (a pod's, a container's)
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,15 @@ class NodeFacts:
         ours = {pods.host_veth(p) for p in pods.PROBE_PODS}
         return [i for i in self.interfaces.values() if self.bridge and i.master == self.bridge and i.name not in ours]
 
+    def detached_pod_veths(self) -> list[Interface]:
+        """Host ends of pod veths that are in no bridge: a pod whose traffic reaches nothing (veths that
+        carry an address are routed links, such as a management or underlay veth, not pods')."""
+        ours = {pods.host_veth(p) for p in pods.PROBE_PODS}
+        if not self.bridge or self.bridge not in self.interfaces:
+            return []
+        return [i for i in self.interfaces.values()
+                if i.kind == "veth" and i.peer_netns and not i.master and not i.addrs and i.name not in ours]
+
     def device_of_kind(self, kind: str, default: str | None = None) -> Interface | None:
         """The overlay device, found by kind (tun, vxlan): the one named `default` when there are several,
         else the one the routes to other pod subnets use, else the first."""
@@ -189,7 +200,8 @@ def analyse(name: str, address: str, raw: dict, pod_network: str, subnet: str | 
         interfaces[link["ifname"]] = Interface(
             name=link["ifname"], kind=_kind(link), mtu=int(link.get("mtu", 0)),
             up="UP" in link.get("flags", []), details=link.get("linkinfo", {}).get("info_data", {}),
-            mac=str(link.get("address") or "").lower(), master=link.get("master"))
+            mac=str(link.get("address") or "").lower(), master=link.get("master"),
+            peer_netns="link_netnsid" in link)
     for entry in raw.get("addrs", []):
         iface = interfaces.get(entry.get("ifname"))
         for a in entry.get("addr_info", []):
@@ -224,10 +236,20 @@ def analyse(name: str, address: str, raw: dict, pod_network: str, subnet: str | 
         rp_filter={k.removeprefix("net.ipv4.conf.").removesuffix(".rp_filter"): v  # names may hold dots: flannel.1
                    for k, v in sysctl.items() if k.endswith(".rp_filter")},
         interfaces=interfaces, routes=routes, subnet_env=env, pod_subnet=pod_subnet, bridge=bridge,
-        underlay=underlay, daemons=raw.get("daemons", []), fdb=raw.get("fdb", {}), netns=raw.get("netns", []),
+        underlay=underlay, daemons=_redacted(raw.get("daemons") or []), fdb=raw.get("fdb", {}),
+        netns=raw.get("netns", []),
         nft=raw.get("nft") or "", qdiscs=raw.get("qdiscs") or [], boot_id=raw.get("boot_id", ""),
         frr=raw.get("frr"), neighbours=parse_neighbours(raw.get("neigh") or []),
     )
+
+
+def _redacted(daemons: list[dict]) -> list[dict]:
+    """The node's process list with secrets out of every command line, before any of it becomes
+    evidence (mode, doctor, trace, run.json). A line the probe cut loses its last word: a URL cut before
+    its '@' no longer looks like one with credentials."""
+    def shown(line: str) -> str:
+        return redact.command(line.rsplit(" ", 1)[0] + " …" if len(line) >= CMDLINE_CUT else line)
+    return [{**d, "cmdline": shown(str(d.get("cmdline", "")))} for d in daemons]
 
 
 def parse_neighbours(entries: list[dict]) -> list[Neighbour]:

@@ -3,7 +3,8 @@ parallel with a bound, and a GroupResult mapping node -> result or error (Fabric
 node never sinks the others.
 
 Host keys are verified against known_hosts; unknown keys are refused unless the caller opts in to
-accept-new (OpenSSH's accept-new: an unknown host is added, a changed key is always refused).
+accept-new (OpenSSH's accept-new: an unknown host is added, a changed key is always refused); a key
+marked @revoked is refused for every host. A damaged known_hosts is a UserError naming file and line.
 Every command is an argv list joined with shlex quoting, run with a timeout; non-root users get
 `sudo -n` for commands that need privileges.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import shlex
 import socket
 import threading
@@ -23,7 +25,7 @@ from typing import Callable, Generic, Iterable, Sequence, TypeVar
 
 import paramiko
 
-from netbench.errors import NetbenchError
+from netbench.errors import NetbenchError, UserError
 from netbench.remote import CommandResult
 
 log = logging.getLogger("netbench.fleet")
@@ -65,21 +67,122 @@ class SshTarget:
         return ("sudo", "-n") if self.uses_sudo else ()
 
 
-class _AcceptNew(paramiko.MissingHostKeyPolicy):
-    """OpenSSH's StrictHostKeyChecking=accept-new: record unknown hosts, never accept a changed key
-    (paramiko raises BadHostKeyException for those before any policy is asked)."""
+class KnownHostsError(UserError):
+    """A known_hosts file netbench cannot read as host keys: one line per problem, with file and line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+_KEY_TYPE = re.compile(r"^(ssh|ecdsa|sk)-|@")  # a key type name, perhaps one paramiko does not know
+
+
+@dataclass(frozen=True)
+class KnownHosts:
+    """known_hosts as OpenSSH reads it. `keys`: the host keys to trust. `revoked`: keys on @revoked lines,
+    refused for every host (even with accept-new) and never trusted by a plain line of theirs.
+    `authorities`: how many @cert-authority lines there are; they vouch for no host here, paramiko
+    checks no host certificates. (paramiko's own loader reads a marker as a host name and either skips the
+    line or raises InvalidHostKey: a revoked key was simply forgotten.)"""
+
+    path: Path
+    keys: paramiko.HostKeys
+    revoked: frozenset[tuple[str, str]] = frozenset()  # (key type, base64)
+    authorities: int = 0
+
+    def is_revoked(self, key: paramiko.PKey) -> bool:
+        return (key.get_name(), key.get_base64()) in self.revoked
+
+    def install(self, client: paramiko.SSHClient) -> None:
+        """Trust these host keys (and only these: the client has no other) on a client."""
+        trusted = client.get_host_keys()
+        for host, by_type in self.keys.items():
+            for key_type, key in by_type.items():
+                trusted.add(host, key_type, key)
+
+
+def read_known_hosts(path: Path) -> KnownHosts:
+    """Read an OpenSSH known_hosts file (a missing one holds no keys); KnownHostsError names every line
+    that is not a host key, an unknown @marker included. A key type paramiko does not know is skipped,
+    as ssh skips what it cannot use."""
+    keys = paramiko.HostKeys()
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return KnownHosts(path, keys)
+    except UnicodeDecodeError as exc:
+        raise KnownHostsError([f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
+    except OSError as exc:
+        raise KnownHostsError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    entries, revoked, authorities, problems = [], set(), 0, []
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        marker = None
+        if line.startswith("@"):
+            marker, _, line = line.partition(" ")
+            line = line.strip()
+            if marker not in ("@revoked", "@cert-authority"):
+                problems.append(f"{path}:{number}: unknown marker {marker!r} (OpenSSH knows @revoked and "
+                                "@cert-authority)")
+                continue
+        fields = line.split()
+        try:
+            entry = paramiko.hostkeys.HostKeyEntry.from_line(" ".join(fields[:3]), number)
+            damaged = entry is None and (len(fields) < 3 or not _KEY_TYPE.search(fields[1]))
+        except Exception:  # noqa: BLE001 — paramiko raises InvalidHostKey, SSHException, … for a damaged key
+            entry, damaged = None, True
+        if damaged:
+            problems.append(f"{path}:{number}: not a host key line (hosts, key type, base64 key)"
+                            + (f" after {marker}" if marker else ""))
+        if entry is None:
+            continue
+        if marker == "@revoked":
+            revoked.add((entry.key.get_name(), entry.key.get_base64()))
+        elif marker == "@cert-authority":
+            authorities += 1
+        else:
+            entries.append(entry)
+    if problems:
+        raise KnownHostsError(problems)
+    for entry in entries:
+        if (entry.key.get_name(), entry.key.get_base64()) not in revoked:
+            for host in entry.hostnames:
+                keys.add(host, entry.key.get_name(), entry.key)
+    return KnownHosts(path, keys, frozenset(revoked), authorities)
+
+
+class _Revoked(paramiko.SSHException):
+    """The host presented a key known_hosts marks @revoked."""
+
+    def __init__(self, key: paramiko.PKey) -> None:
+        self.key = key
+        super().__init__(f"host key {key.get_name()} {key.fingerprint} is marked @revoked")
+
+
+class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
+    """For a host known_hosts does not list: a revoked key is refused; else, with accept-new (OpenSSH's
+    StrictHostKeyChecking=accept-new), the key is recorded, otherwise refused as paramiko's RejectPolicy
+    does. A changed key never gets here: paramiko raises BadHostKeyException before asking."""
 
     _lock = threading.Lock()
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, known: KnownHosts, accept_new: bool) -> None:
+        self.known, self.accept_new = known, accept_new
 
     def missing_host_key(self, client, hostname, key) -> None:
+        if self.known.is_revoked(key):
+            raise _Revoked(key)
+        if not self.accept_new:
+            raise paramiko.SSHException(f"Server {hostname!r} not found in known_hosts")
         # appended as one line, as ssh does: the user's comments and entries paramiko cannot parse stay
         line = paramiko.hostkeys.HostKeyEntry([hostname], key).to_line()
+        path = self.known.path
         with self._lock:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with self.path.open("a") as f:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a") as f:
                 f.write(line)
         log.warning("%s: accepted new host key %s %s", hostname, key.get_name(), key.fingerprint)
 
@@ -90,6 +193,7 @@ class Connection:
         self.name = target.name
         self.accept_new = accept_new_host_keys
         self._client: paramiko.SSHClient | None = None
+        read_known_hosts(self.known_hosts)  # a damaged file is said once, up front (exit 2), not per node
 
     @property
     def known_hosts(self) -> Path:
@@ -98,14 +202,9 @@ class Connection:
     def open(self) -> "Connection":
         t = self.target
         client = paramiko.SSHClient()
-        if self.known_hosts.exists():
-            try:
-                client.load_host_keys(str(self.known_hosts))
-            except (paramiko.SSHException, OSError, ValueError) as exc:
-                raise NodeError(self.name, f"cannot read {self.known_hosts}: {exc}; point ssh.known_hosts at "
-                                "a file of plain host keys") from None
-        client.set_missing_host_key_policy(_AcceptNew(self.known_hosts) if self.accept_new
-                                           else paramiko.RejectPolicy())
+        known = read_known_hosts(self.known_hosts)  # afresh: accept-new may have added keys since
+        known.install(client)
+        client.set_missing_host_key_policy(_HostKeyPolicy(known, self.accept_new))
         try:
             client.connect(
                 t.address, port=t.port, username=t.user,
@@ -114,11 +213,17 @@ class Connection:
                 timeout=t.connect_timeout, banner_timeout=t.connect_timeout, auth_timeout=t.connect_timeout,
             )
         except paramiko.BadHostKeyException as exc:
+            if known.is_revoked(exc.key):
+                raise NodeError(self.name, self._revoked(exc.key)) from None
             raise NodeError(self.name, f"host key for {t.address} does not match {self.known_hosts} "
                             f"(got {exc.key.get_name()} {exc.key.fingerprint}); refusing to connect") from None
+        except _Revoked as exc:
+            raise NodeError(self.name, self._revoked(exc.key)) from None
         except paramiko.SSHException as exc:
             if "not found in known_hosts" in str(exc):
-                raise NodeError(self.name, f"host key of {t.address} is not in {self.known_hosts}; verify it "
+                ca = (f" (its {known.authorities} @cert-authority line(s) vouch for no host: netbench checks "
+                      "plain host keys only)") if known.authorities else ""
+                raise NodeError(self.name, f"host key of {t.address} is not in {self.known_hosts}{ca}; verify it "
                                 "and add it (ssh-keyscan), or pass --accept-new-host-keys") from None
             raise NodeError(self.name, f"ssh to {t.user}@{t.address}:{t.port} failed: {exc}") from None
         except (socket.timeout, TimeoutError):
@@ -129,6 +234,10 @@ class Connection:
         transport.set_keepalive(5)
         self._client = client
         return self
+
+    def _revoked(self, key: paramiko.PKey) -> str:
+        return (f"host key of {self.target.address} ({key.get_name()} {key.fingerprint}) is marked @revoked in "
+                f"{self.known_hosts}; refusing to connect")
 
     @property
     def client(self) -> paramiko.SSHClient:

@@ -104,8 +104,12 @@ def tool_versions() -> dict:
 class Session:
     def __init__(self, nodes: list[ClusterNode], pod_network: str, options: RunOptions, out_root: Path,
                  inventory_meta: dict, label: str = "", accept_new_host_keys: bool = False,
-                 progress: Progress | None = None, transport=Connection) -> None:
+                 progress: Progress | None = None, transport=Connection,
+                 read_leases: Callable[[], dict | None] | None = None) -> None:
         self.nodes = {n.name: n for n in nodes}
+        # flannel's leases for the traces' control-plane checks, read when a pass traces (a mode switch
+        # rewrites them); None: not known, and the lease checks are skipped
+        self.read_leases = read_leases or (lambda: None)
         self.pod_network = pod_network
         self.options = options
         self.out_root = out_root
@@ -404,7 +408,7 @@ class Session:
         if not pairs:
             return
         tracer = Tracer(self.fleet, self.facts, None if mode in ("mixed", "unknown") else mode,
-                        TraceOptions())
+                        TraceOptions(), self.read_leases())
         # the run's probe pods serve the trace as they are (prepare() would clean them away)
         tracer.endpoints = {n: self.probes[n].pods[0] for n in nodes}
         reports = []

@@ -9,7 +9,9 @@ from __future__ import annotations
 import sys
 
 import typer
+from rich.text import Text
 
+from netbench import redact
 from netbench.cli import lab, measure, results, routes  # noqa: F401 — each registers its commands
 from netbench.cli.common import app, err
 from netbench.cli.measure import print_mode_comparison
@@ -23,7 +25,7 @@ def main() -> None:
         # standalone_mode=False returns a command's typer.Exit code instead of raising it
         code = app(standalone_mode=False)
     except NetbenchError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        err.print(Text.assemble(("error:", "red"), " ", redact.text(str(exc))))
         sys.exit(exc.exit_code)
     except typer.Exit as exc:
         sys.exit(exc.exit_code)

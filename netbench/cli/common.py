@@ -12,10 +12,13 @@ from netbench.flannel import Mode, parse_mode
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Measure and trace pod-network data paths (flannel udp/vxlan/host-gw, static, FRR).")
 
-console = Console()
+# markup and emoji codes off: every string printed is text, whatever a node, a file or the user put in it
+# (a rule named "[/x]" or a lease backend "[/etc/flannel]" once crashed rich's markup parser). What is meant
+# to be coloured says so with rich Text objects (Text.assemble(("FAIL", "red"), ...)), never with markup.
+console = Console(markup=False, emoji=False)
 if not console.is_terminal:
     console.width = 120  # piped or captured: wide enough that tables keep whole addresses
-err = Console(stderr=True, soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False, markup=False, emoji=False)
 
 INVENTORY_HELP = "cluster inventory (default: the lab's)"
 HOST_KEYS_HELP = "add unknown host keys to known_hosts (never changed ones)"

@@ -9,6 +9,7 @@ from typing import Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from netbench.cli.common import app, console
 from netbench.cli.common import parse_mode_option as _mode
@@ -49,9 +50,9 @@ def lab_up(
     lab = Lab()
     start = time.monotonic()
     with console.status("building the lab") as status:
-        lab.up(topo, step=lambda s: status.update(f"lab up: {s}"))
-    console.print(f"[green]lab up[/] in {time.monotonic() - start:.1f}s: {len(topo.nodes)} nodes, mode "
-                  f"[bold]{topo.mode.value}[/], flavour {topo.flavour.name}")
+        lab.up(topo, step=lambda s: status.update(Text(f"lab up: {s}")))
+    console.print(Text.assemble(("lab up", "green"), f" in {time.monotonic() - start:.1f}s: {len(topo.nodes)} "
+                                "nodes, mode ", (topo.mode.value, "bold"), f", flavour {topo.flavour.name}"))
     _print_status(lab.status())
 
 
@@ -81,7 +82,7 @@ def lab_mode(
     start = time.monotonic()
     lab.set_mode(_mode(mode, "MODE"), routing=routing)
     how = f" over {lab.state.routing}" if lab.mode is Mode.frr else ""
-    console.print(f"mode is now [bold]{lab.mode.value}[/]{how} ({time.monotonic() - start:.1f}s)")
+    console.print(Text.assemble("mode is now ", (lab.mode.value, "bold"), f"{how} ({time.monotonic() - start:.1f}s)"))
 
 
 @lab_app.command("status")
@@ -149,7 +150,7 @@ def fault_list() -> None:
         console.print(Fault(**f).describe())
     if not faults:
         console.print("no faults injected")
-    console.print("\nkinds: " + "; ".join(f"[bold]{k}[/]: {v}" for k, v in KINDS.items()))
+    console.print(Text("\nkinds: ") + Text("; ").join(Text.assemble((k, "bold"), f": {v}") for k, v in KINDS.items()))
 
 
 @fault_app.command("clear")
@@ -188,19 +189,18 @@ def _print_status(status: dict) -> None:
     for col in ("node", "address", "lease", "backend", "daemons", "devices", "pod routes"):
         table.add_column(col)
     for r in status["nodes"]:
-        daemons = " ".join(f"{'[green]' if ok else '[red]'}{name}[/]" for name, ok in r["daemons"].items())
         lease = r["lease"] or {}
         table.add_row(
-            r["name"] + ("" if r["node"] else " [red](down)[/]"), r["address"], r["subnet"],
-            str(lease.get("BackendType", "[red]no lease[/]")), daemons, " ".join(r["devices"]) or "-",
-            str(r["pod_routes"]),
+            Text.assemble(r["name"], ("" if r["node"] else (" (down)", "red"))), r["address"], r["subnet"],
+            str(lease["BackendType"]) if "BackendType" in lease else Text("no lease", "red"),
+            _health(r["daemons"]), " ".join(r["devices"]) or "-", str(r["pod_routes"]),
         )
     console.print(table)
     if status.get("router"):
         r = status["router"]
-        daemons = " ".join(f"{'[green]' if ok else '[red]'}{name}[/]" for name, ok in r["daemons"].items())
-        console.print(f"router {r['name']} joins {status['segments']} segments at {', '.join(r['addresses'])} "
-                      f"({daemons}); {r['pod_routes']} pod routes")
+        console.print(Text.assemble(f"router {r['name']} joins {status['segments']} segments at "
+                                    f"{', '.join(r['addresses'])} (", _health(r["daemons"]),
+                                    f"); {r['pod_routes']} pod routes"))
     if status.get("mode") == "frr":
         console.print(f"frr mode runs {status['routing']}")
     link = {k: v for k, v in status["link"].items() if v}
@@ -210,3 +210,8 @@ def _print_status(status: dict) -> None:
         console.print(f"flavour {names['name']}: bridge {names['bridge']}, underlay {names['underlay']}, "
                       f"pod network {names['pod_network']}")
     console.print(f"inventory: {status['inventory']}")
+
+
+def _health(daemons: dict[str, bool]) -> Text:
+    """Daemon names, green when running, red when not."""
+    return Text(" ").join(Text(name, "green" if ok else "red") for name, ok in daemons.items())

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from netbench.cli.common import HOST_KEYS_HELP, INVENTORY_HELP, app, console, err
 from netbench.cli.common import csv as _csv
@@ -68,10 +70,11 @@ def run_cmd(
                              pairs=_pairs(pairs), trace=trace, modes=mode_list)
     except ValueError as exc:
         raise UserError(str(exc)) from None
-    progress = Progress(TextColumn("{task.description:<40}"), BarColumn(), MofNCompleteColumn(),
+    progress = Progress(TextColumn("{task.description:<40}", markup=False), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=err, transient=as_json)
+    from netbench.doctor import read_leases
     session = Session(nodes, str(inv.cluster.pod_network), options, out, inv.redacted(), label=inv.cluster.name,
-                      accept_new_host_keys=accept_new_host_keys)
+                      accept_new_host_keys=accept_new_host_keys, read_leases=lambda: read_leases(inv)[0])
     try:
         total = session.estimate_steps()
     except ValueError as exc:
@@ -87,7 +90,7 @@ def run_cmd(
                 try:
                     restore()
                 except NetbenchError as exc:  # the run stands; say what the lab is left in
-                    err.print(f"[red]could not put the lab back in its mode[/]: {exc}")
+                    err.print(Text.assemble(("could not put the lab back in its mode", "red"), f": {exc}"))
     df = outcome.run_dir.frame()
     rows = per_test(df)
     gate_outcomes = []
@@ -147,7 +150,7 @@ def _print_summary(rows: list[dict], outcome) -> None:
 
 def _print_outcome(outcome) -> None:
     for f in outcome.failures:
-        console.print(f"[red]failed[/] {f.where} {f.what}: {f.cause}")
+        console.print(Text.assemble(("failed", "red"), f" {f.where} {f.what}: {f.cause}"))
     console.print(f"results: {outcome.run_dir.path}")
 
 
@@ -185,10 +188,13 @@ def trace_cmd(
         raise UserError("--probes: at least 1")
     options = TraceOptions(probes=probes, mtu_sweep=mtu, host=host)
     from netbench.doctor import read_leases
-    leases, _ = read_leases(inv)  # for the control-plane checks; None when etcd cannot be read from here
-    with console.status("tracing") as status:
+    # the leases (for the control-plane checks; None when etcd cannot be read from here) are read
+    # while the nodes are reached and their facts gathered
+    with console.status(Text("tracing")) as status, ThreadPoolExecutor(max_workers=1) as pool:
+        leases = pool.submit(read_leases, inv)
         reports, failed = trace_pairs(nodes, str(inv.cluster.pod_network), pairs, options, mode,
-                                      accept_new_host_keys, progress=status.update, leases=leases)
+                                      accept_new_host_keys, progress=lambda s: status.update(Text(s)),
+                                      read_leases=lambda: leases.result()[0])
     if as_json:
         print(json.dumps({"traces": [r.as_dict() for r in reports], "nodes_failed": failed}, indent=2, default=str))
     elif all_pairs:
@@ -196,8 +202,7 @@ def trace_cmd(
     else:
         for report in reports:
             render.report(report, console)
-        for name, why in failed.items():
-            console.print(f"[red]{name}[/]: {why}")
+        render.failures(failed, console)
     bad = failed or any(not r.delivered or any(not v.ok for v in r.verdicts) for r in reports)
     raise typer.Exit(1 if bad else 0)
 
@@ -235,7 +240,7 @@ def clean_cmd(
     result = probes.clean_nodes([n.target for n in nodes], accept_new_host_keys)
     for name, value in result.items():
         if isinstance(value, BaseException):
-            console.print(f"[red]{name}[/]: {value}")
+            console.print(Text.assemble((name, "red"), f": {value}"))
         else:
             console.print(f"{name}: removed {value['pods']} probe pods, {value['processes']} processes")
     raise typer.Exit(0 if result.ok else 1)

@@ -8,6 +8,7 @@ from typing import Optional
 import typer
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from netbench.cli.common import app, console, err
 from netbench.errors import UserError
@@ -49,7 +50,7 @@ def compare_cmd(
             if i and r.get(f"{name} ratio") is not None and not pd.isna(r.get(f"{name} ratio")):
                 text += f" ×{r[f'{name} ratio']:.2f}"
             verdict = r.get(f"{name} verdict") or ""
-            cells.append(f"[{colours.get(verdict, 'default')}]{text} {verdict}[/]" if verdict else text)
+            cells.append(Text(f"{text} {verdict}", colours.get(verdict, "default")) if verdict else text)
         table.add_row(r["mode"], r["scenario"], r["test"], r["metric"], *cells)
     console.print(table)
     if html:
@@ -80,7 +81,7 @@ def gate_cmd(
 def _gates_exit_code(outcomes) -> int:
     """1 when a rule failed, or when rules were given and none could be evaluated; else 0."""
     if outcomes and all(o.passed is None for o in outcomes):
-        err.print("[red]no rule could be evaluated[/]: the run holds none of what the rules judge")
+        err.print(Text.assemble(("no rule could be evaluated", "red"), ": the run holds none of what the rules judge"))
         return 1
     return 1 if any(o.passed is False for o in outcomes) else 0
 
@@ -103,9 +104,9 @@ def _print_gates(outcomes) -> None:
     for col in ("verdict", "rule", "mode", "result"):
         table.add_column(col)
     for o in outcomes:
-        verdict = {True: "[green]pass[/]", False: "[red]FAIL[/]", None: "[yellow]n/a[/]"}[o.passed]
+        verdict = {True: Text("pass", "green"), False: Text("FAIL", "red"), None: Text("n/a", "yellow")}[o.passed]
         table.add_row(verdict, o.rule.name, o.mode, o.summary)
     console.print(table)
     for o in outcomes:
         for v in o.violations:
-            console.print(f"[red]{o.rule.name}[/] ({o.mode}): {v}")
+            console.print(Text.assemble((o.rule.name, "red"), f" ({o.mode}): {v}"))

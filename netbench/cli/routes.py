@@ -7,8 +7,8 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from netbench.cli.common import HOST_KEYS_HELP, INVENTORY_HELP, app, console, err
 
@@ -37,7 +37,7 @@ def apply_cmd(
     protocol = routes.check_args(kind, routing)  # before the inventory: a typo is named first
     inv, nodes = cluster.load(inventory)
     what = f"{kind}" + (f" ({protocol})" if kind == "frr" else "")
-    with console.status(f"routes apply {what}" + (" (dry run)" if dry_run else "")):
+    with console.status(Text(f"routes apply {what}" + (" (dry run)" if dry_run else ""))):
         outcomes = routes.apply(inv, nodes, kind, routing, dry_run, accept_new_host_keys)
     _print(f"routes apply {what}" + (": dry run, nothing changed" if dry_run else ""), outcomes)
     raise typer.Exit(0 if all(o.ok for o in outcomes.values()) else 1)
@@ -54,7 +54,7 @@ def revert_cmd(
     from netbench import cluster, routes
 
     inv, nodes = cluster.load(inventory)
-    with console.status("routes revert" + (" (dry run)" if dry_run else "")):
+    with console.status(Text("routes revert" + (" (dry run)" if dry_run else ""))):
         outcomes = routes.revert(inv, nodes, dry_run, accept_new_host_keys)
     _print("routes revert" + (": dry run, nothing changed" if dry_run else ""), outcomes)
     raise typer.Exit(0 if all(o.ok for o in outcomes.values()) else 1)
@@ -65,13 +65,11 @@ def _print(title: str, outcomes: dict) -> None:
     for col in ("node", "result", "actions", "notes"):
         table.add_column(col, overflow="fold")
     for name, o in outcomes.items():
-        style = STATUS_STYLE.get(o.status, "default")
-        result = f"[{style}]{escape(o.status)}[/]"
+        result = Text(o.status, STATUS_STYLE.get(o.status, "default"))
         if o.error:
-            result += f"\n[red]{escape(o.error)}[/]"
-        table.add_row(escape(name), result, escape("\n".join(o.actions)) or "-",
-                      f"[dim]{escape(chr(10).join(o.notes))}[/]" if o.notes else "-")
+            result.append(f"\n{o.error}", "red")
+        table.add_row(name, result, "\n".join(o.actions) or "-", Text("\n".join(o.notes), "dim") if o.notes else "-")
     console.print(table)
     failed = [n for n, o in outcomes.items() if not o.ok]
     if failed:
-        err.print(f"[red]{len(failed)} of {len(outcomes)} node(s) failed:[/] {', '.join(failed)}")
+        err.print(Text.assemble((f"{len(failed)} of {len(outcomes)} node(s) failed:", "red"), f" {', '.join(failed)}"))

@@ -10,15 +10,16 @@ lease-backend-mismatch; overlay-device-missing, overlay-device-down, overlay-dae
 overlay-daemon-stopped, overlay-daemon-detached, route-missing (udp, routed); vxlan-route-missing,
 vxlan-neighbour-missing, vxlan-neighbour-wrong, fdb-missing, fdb-wrong-destination, vtep-mac-mismatch,
 vxlan-config-mismatch; route-next-hop-wrong, neighbour-failed; underlay-route-missing,
-underlay-neighbour-failed; mtu-mismatch.
+underlay-neighbour-failed; mtu-mismatch; pod-veth-not-in-bridge (doctor only: probe pods'
+veths are netbench's own, so a trace's path never holds another pod's).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Mapping
 
+from netbench.controlplane import bridge, mtu, overlay, routed
 from netbench.controlplane import leases as lease_checks
-from netbench.controlplane import mtu, overlay, routed
 from netbench.controlplane.common import Cluster
 from netbench.facts import NodeFacts
 from netbench.findings import Finding
@@ -58,7 +59,7 @@ def check(facts: Mapping[str, NodeFacts], leases: Mapping[str, "Lease"] | None, 
     c = Cluster(facts, leases, mode)
     found = lease_checks.table(c) + (overlay.vxlan_config(c) if mode == "vxlan" else [])
     for node in sorted(facts):
-        found += _node(c, node)
+        found += _node(c, node) + bridge.ports(c, node)
         for peer in c.peers(node):
             found += _pair(c, node, peer)
     return _ordered(found)

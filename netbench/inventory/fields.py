@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, ValidationInfo
 
+from netbench import redact
 from netbench.errors import InvalidValue
 
 Role = Literal["node", "etcd", "master", "router"]
@@ -104,10 +105,12 @@ def _endpoint(value: str) -> str:
         port = parts.port
     except ValueError:
         port = -1
+    # a value that does not parse may still hold user:password: every message shows it redacted
+    shown = redact.url(value.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
-        raise InvalidValue(f"{value!r} is not an http(s) URL like http://10.0.0.1:2379")
-    if parts.username is not None or parts.password is not None:
-        # urllib would take them for part of the host name; the message leaves the password out
+        raise InvalidValue(f"{shown!r} is not an http(s) URL like http://10.0.0.1:2379")
+    if parts.username is not None or parts.password is not None or "@" in parts.netloc:
+        # urllib would take them for part of the host name; the message shows the endpoint without them
         bare = parts._replace(netloc=parts.netloc.rsplit("@", 1)[-1]).geturl()
         raise InvalidValue(f"{bare!r} carries user:password: netbench's etcd client sends no credentials; "
                          "give the endpoint without them")

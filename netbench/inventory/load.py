@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from netbench import redact
 from netbench.errors import UserError
 from netbench.inventory.fields import _SECRET, Loc
 from netbench.inventory.model import ClusterSettings, EtcdSettings, Inventory, Node, SshSettings
@@ -69,8 +70,8 @@ class InventoryError(UserError):
     """An inventory that cannot be used; `problems` holds one line per problem, each naming the file."""
 
     def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
+        self.problems = [redact.text(p) for p in problems]  # a value quoted back may hold a password
+        super().__init__("\n".join(self.problems))
 
 
 # -- loading ---------------------------------------------------------------------------------------------

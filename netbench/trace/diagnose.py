@@ -42,6 +42,7 @@ class TraceReport:
     errors: list[str]  # ICMP errors about probes, where they were seen
     clock: str
     path_mtu: dict = field(default_factory=dict)
+    leases_checked: bool = False  # the control-plane checks had flannel's leases to check against
 
     @property
     def delivered(self) -> bool:

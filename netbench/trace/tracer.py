@@ -13,9 +13,7 @@ import random
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-
-from scapy.layers.inet import ICMP, IP
-from scapy.packet import Raw
+from typing import Callable
 
 from netbench import cluster, controlplane, firewall, pods, probes
 from netbench.cluster import DATA_PATHS, ClusterNode
@@ -51,6 +49,7 @@ def _veth(ep: probes.Endpoint) -> str | None:
 
 def craft(src_ip: str, dst_ip: str, trace_id: int, count: int, size: int, sweep: list[int]):
     """(packets as hex, the timing probes' numbers, sweep number -> size, IP id -> number)."""
+    ICMP, IP, _, _, _, Raw = correlate.scapy_layers()
     packets, main, sized, ids = [], [], {}, {}
     plan = [(size, True)] * count + [(s, False) for s in sweep for _ in range(2)]
     for seq, (length, timing) in enumerate(plan):
@@ -136,6 +135,7 @@ class Tracer:
         seen = [s for node, by_iface in pcaps.items() for iface, data in by_iface.items()
                 for s in correlate.sightings(node, iface, data, trace_id, ids)]
         report = diagnose.analyse(request, reply, seen, main, sized, fs, fd, self.mode, mtu, findings)
+        report.leases_checked = self.leases is not None
         if all(v.ok for v in report.verdicts):
             return report
         # probes went missing: did a firewall take them? The counters read before the probes, against now
@@ -144,6 +144,7 @@ class Tracer:
         blamed = self._firewall(src, dst, a, b, request, before, after)
         if blamed:
             report = diagnose.analyse(request, reply, seen, main, sized, fs, fd, self.mode, mtu, findings + blamed)
+        report.leases_checked = self.leases is not None
         return report
 
     def _firewall(self, src: str, dst: str, a: probes.Endpoint, b: probes.Endpoint, request: list,
@@ -182,10 +183,12 @@ class Tracer:
 
 def trace_pairs(nodes: list[ClusterNode], pod_network: str, pairs: list[tuple[str, str]], options: TraceOptions,
                 mode: str | None = None, accept_new_host_keys: bool = False,
-                progress=None, transport=Connection, leases: dict | None = None,
+                progress=None, transport=Connection, read_leases: Callable[[], dict | None] | None = None,
                 ) -> tuple[list[diagnose.TraceReport], dict[str, str]]:
     """Connect, learn facts, prepare the nodes the pairs need, trace each pair; always clean up.
-    Returns the reports and, per node, why it could not take part."""
+    Returns the reports and, per node, why it could not take part. read_leases gives flannel's leases
+    for the control-plane checks (None: unknown); it is asked once the facts are in."""
+    correlate.warm_up()  # scapy loads while the nodes are reached
     names = [n.name for n in nodes]
     missing = sorted({x for p in pairs for x in p} - set(names))
     if missing:
@@ -193,7 +196,7 @@ def trace_pairs(nodes: list[ClusterNode], pod_network: str, pairs: list[tuple[st
     with Fleet([n.target for n in nodes], accept_new_host_keys, transport=transport) as fleet:
         node_facts, errors = cluster.gather_facts(fleet, nodes, pod_network)
         failed = {name: str(error) for name, error in errors.items()}
-        tracer = Tracer(fleet, node_facts, mode, options, leases)
+        tracer = Tracer(fleet, node_facts, mode, options, read_leases() if read_leases else None)
         involved = sorted({x for p in pairs for x in p} - set(failed))
         reports = []
         try:

@@ -331,6 +331,25 @@ def test_a_peer_whose_underlay_carries_less():
     assert {("mtu-mismatch", "n1", "n3"), ("mtu-mismatch", "n2", "n3"), ("mtu-mismatch", "n3", None)} == found
 
 
+# -- the pod bridge ---------------------------------------------------------------------------
+
+
+def test_a_pod_veth_taken_out_of_the_bridge_is_named_by_doctor_not_by_a_trace(udp):
+    veth = next(x for x in udp["raw"]["n2"]["links"] if x.get("master") == "docker0")
+    del veth["master"]  # `ip link set <veth> nomaster`
+    found = run(udp)
+    assert [(f.cause, f.node, f.hop) for f in found] == [("pod-veth-not-in-bridge", "n2", veth["ifname"])]
+    assert found[0].hint == f"ip -d link show {veth['ifname']}" and "no master" in found[0].evidence[0]
+    nodes, table = build(udp)
+    assert controlplane.check_pair("n1", "n2", nodes, table, "udp") == []  # the probe pods' path is intact
+
+
+def test_a_routed_veth_with_an_address_is_not_a_pod_s(udp):
+    underlay = link(udp, "n1", "eth0")  # the lab's underlay is a veth into the switch's namespace
+    assert underlay["link_netnsid"] is not None and "master" not in underlay
+    assert run(udp) == []
+
+
 def test_every_finding_has_a_hint_and_evidence():
     data = recorded("vxlan")
     data["leases"] = {}

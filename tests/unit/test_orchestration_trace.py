@@ -115,3 +115,19 @@ def test_run_trace_uses_the_run_probe_pods(fake_cluster, tmp_path):  # noqa: F81
         assert {c.ns for c in node.ran("send-raw")} <= {"nb-probe-1"}
         assert_clean(node)
     assert len(lab["n1"].ran("send-raw")) == 2 and len(lab["n3"].ran("send-raw")) == 0
+
+
+def test_leases_are_read_once_the_facts_are_in_and_reach_the_checks(fake_cluster):  # noqa: F811
+    lab = fake_cluster("vxlan", NODES)
+    asked = []
+
+    def read_leases():
+        asked.append(sorted(n for n in NODES if lab[n].kinds[:1] == ["facts"]))
+        return {}  # etcd answered with no lease at all: every peer's lease is missing
+
+    reports, _ = trace_pairs(lab.nodes(), lab.pod_network, [("n1", "n2")], TraceOptions(), transport=lab.transport,
+                             read_leases=read_leases)
+    assert asked == [NODES] and reports[0].leases_checked
+    assert "lease-missing" in {v.kind for v in reports[0].verdicts}
+    reports, _ = trace(lab, [("n1", "n2")])  # unknown leases: the checks that need them are skipped
+    assert not reports[0].leases_checked and "lease-missing" not in {v.kind for v in reports[0].verdicts}

@@ -12,7 +12,7 @@ from scapy.utils import PcapWriter
 
 from netbench import facts
 from netbench.trace import correlate, diagnose, paths
-from netbench.trace.correlate import Sighting
+from netbench.trace.correlate import ETHERNET, RAW_IP, Sighting
 from netbench.trace.tracer import craft
 
 DATA = Path(__file__).parent / "data"
@@ -72,6 +72,37 @@ def test_icmp_errors_about_probes_are_recognised_by_ip_id():
     assert s.kind == "error" and s.seq == 0 and "fragmentation needed (next-hop MTU 1400)" in s.error
     assert main == [0, 1, 2] and sorted(sweep.values()) == [1400, 1400]
     assert all(IP(bytes.fromhex(p)).flags.DF for p in packets)
+
+
+def test_the_header_fast_path_sees_exactly_what_scapy_s_dissection_sees():
+    def probe(seq, kind=8, ttl=63, **ip):
+        return IP(src="10.1.1.2", dst="10.1.2.2", ttl=ttl, id=1000 + seq, flags="DF", **ip) / ICMP(
+            type=kind, id=7, seq=seq) / Raw(correlate.marker(7, seq) + b"\0" * 30)
+
+    outer = dict(src="198.18.0.1", dst="198.18.0.2", ttl=64)
+    ids = {1000 + q: q for q in range(20)}
+    err = IP(src="10.1.1.1", dst="10.1.1.2") / ICMP(type=3, code=4, nexthopmtu=1400) / Raw(bytes(probe(9))[:28])
+    captures = {
+        ETHERNET: [Ether() / probe(0), Ether() / probe(1, kind=0, ttl=62),
+                   Ether() / IP(**outer) / UDP(sport=8285, dport=8285) / Raw(bytes(probe(2))),
+                   Ether() / IP(**outer) / UDP(sport=51000, dport=8472) / VXLAN(vni=7) / Ether(dst="02:00:00:00:00:01")
+                   / probe(3),
+                   Ether() / IP(**outer) / UDP(sport=51000, dport=4789) / VXLAN(vni=7) / Ether() / probe(4),
+                   Ether() / err, Ether() / IP(src="10.1.1.2", dst="10.1.2.2", options=[b"\x01\x01\x01\x00"])
+                   / ICMP(type=8, id=7, seq=5) / Raw(correlate.marker(7, 5)),
+                   Ether() / IP(src="10.1.1.2", dst="10.1.2.2", frag=10, proto=1) / Raw(correlate.marker(7, 6) * 3),
+                   Ether() / probe(8) / Raw(b"x"),  # padding after the marker
+                   Ether() / IP(src="10.1.1.2", dst="10.1.2.2") / ICMP(type=8) / Raw(correlate.marker(8, 1)),
+                   Ether(type=0x86DD) / Raw(b"\x60" + b"\0" * 60), Ether(type=0x0806) / Raw(b"\0" * 28)],
+        RAW_IP[0]: [probe(10), probe(11, kind=0), err],  # LINKTYPE_RAW, as tcpdump writes for flannel0
+    }
+    for linktype, packets in captures.items():
+        pcap = pcap_bytes([(1 + i / 1000, p) for i, p in enumerate(packets)], linktype=linktype)
+        fast = correlate.sightings("n1", "eth0", pcap, 7, ids)
+        assert fast == correlate.sightings("n1", "eth0", pcap, 7, ids, fast=False)
+        assert fast and fast[0].t_ns == 1_000_000_000
+    assert [s.seq for s in correlate.sightings("n1", "eth0", pcap_bytes(
+        [(1, p) for p in captures[ETHERNET]]), 7, ids)] == [0, 1, 2, 3, 4, 9, 5, 8]  # not: a fragment, another trace
 
 
 def sight(hops, seqs, kind="request", upto=None, t0=1000):

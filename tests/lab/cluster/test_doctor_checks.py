@@ -124,6 +124,20 @@ def test_udp_bridge_mtu_above_the_tunnel(in_mode):
 # -- vxlan ----------------------------------------------------------------------------------------
 
 
+def test_a_pod_veth_taken_out_of_the_bridge(in_mode):
+    lab = in_mode(Mode.udp)
+    bridge = lab.topology.flavour.bridge
+    veth = json.loads(sh(lab, "n2", "ip", "-j", "link", "show", "master", bridge))[0]["ifname"]
+    sh(lab, "n2", "ip", "link", "set", veth, "nomaster")
+    try:
+        code, report = doctor()
+        f = finding(report, "pod-veth-not-in-bridge", "n2")
+        assert code == 1 and f["hop"] == veth and f"ip -d link show {veth}" == f["hint"], f
+    finally:
+        sh(lab, "n2", "ip", "link", "set", veth, "master", bridge)
+    assert_healthy()
+
+
 def test_vxlan_healthy(in_mode):
     in_mode(Mode.vxlan)
     assert_healthy()

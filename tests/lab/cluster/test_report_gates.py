@@ -94,6 +94,7 @@ def test_a_run_over_every_mode_measures_each_one_as_it_is(runs):
     assert medians["udp"] < 0.5 * min(medians[m] for m in ("vxlan", "host-gw", "static", "frr"))
     traces = json.loads((runs["modes"] / "traces.json").read_text())
     assert sorted(t["mode"] for t in traces) == sorted(MODES)
+    assert all(t["leases_checked"] for t in traces)  # each pass's leases reached its traces' checks
 
 
 def test_every_rule_kind_passes_for_a_healthy_mode(runs):

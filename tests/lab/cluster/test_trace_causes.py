@@ -111,6 +111,35 @@ def test_a_pod_bridge_mtu_above_the_overlay_is_a_mismatch_with_the_sizes(in_mode
     assert t["path_mtu"]["expected_mtu"] == 1500 and t["path_mtu"]["largest_delivered"] == 1472
 
 
+def neighbour_state(lab, node: str, address: str, dev: str) -> str:
+    entries = json.loads(sh(lab, node, "ip", "-j", "neigh", "show", address, "dev", dev) or "[]")
+    return ",".join(entries[0].get("state", [])) if entries else ""
+
+
+def test_vxlan_peer_that_stopped_answering_arp_is_an_unresolved_underlay_neighbour(in_mode):
+    lab = in_mode(Mode.vxlan)
+    under, n2 = lab.topology.flavour.underlay, lab.node("n2").spec.address
+    sh(lab, "n2", "ip", "link", "set", under, "arp", "off")  # a node that stopped answering ARP
+    sh(lab, "n1", "ip", "neigh", "flush", "to", n2, "dev", under)
+    try:
+        pod2 = lab.pod_ip("n2")
+        for _ in range(20):  # what the node's own pods' traffic would do: resolve, fail, stay FAILED
+            lab.node("n1").run(["ip", "netns", "exec", "nb-pod1", "ping", "-c", "1", "-W", "1", pod2], check=False)
+            if neighbour_state(lab, "n1", n2, under) == "FAILED":
+                break
+        assert neighbour_state(lab, "n1", n2, under) == "FAILED"
+        code, t = trace("n1", "n2", "--no-mtu", "--probes", "5")
+    finally:
+        sh(lab, "n2", "ip", "link", "set", under, "arp", "on")
+        for node in ("n1", "n2"):
+            sh(lab, node, "ip", "neigh", "flush", "dev", under)
+    v = primary(t)
+    assert code == 1 and (v["kind"], v["node"], v["hop"]) == ("underlay-neighbour-failed", "n1", "n1:flannel.1:out"), v
+    assert any(n2 in e and "FAILED" in e for e in v["evidence"]), v
+    assert v["hint"] == f"ip neigh show {n2} dev {under}", v
+    healthy_again()
+
+
 def test_a_destination_bridge_that_is_down_is_the_verdict_not_an_error(in_mode):
     lab = in_mode(Mode.host_gw)
     sh(lab, "n2", "ip", "link", "set", "docker0", "down")
