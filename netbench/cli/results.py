@@ -6,7 +6,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
@@ -57,7 +56,7 @@ def compare_cmd(
         html.write_text(df.to_html(index=False, na_rep="–", float_format=lambda x: f"{x:.3g}"))
         console.print(f"comparison: {html}")
     for message, fatal in problems:
-        err.print(f"[red]cannot compare[/]: {escape(message)}" if fatal else f"[yellow]note[/]: {escape(message)}")
+        err.print(Text.assemble(("cannot compare", "red") if fatal else ("note", "yellow"), f": {message}"))
     worse = any((df.get(f"{n} verdict") == "worse").any() for n in names[1:] if f"{n} verdict" in df)
     raise typer.Exit(1 if worse or any(fatal for _, fatal in problems) else 0)
 
@@ -93,10 +92,10 @@ def _print_run_notes(run_dir: Path) -> None:
 
     expected = gaps.Expected(RunDir.open(run_dir).meta())
     if not expected.known:
-        err.print("[yellow]note[/]: run.json records no plan (written before schema 2): a measurement the run "
-                  "skipped cannot be told from one it never meant to make")
+        err.print(Text.assemble(("note", "yellow"), ": run.json records no plan (written before schema 2): a "
+                                "measurement the run skipped cannot be told from one it never meant to make"))
     elif note := expected.stop_note():
-        err.print(f"[yellow]note[/]: {escape(note)}")
+        err.print(Text.assemble(("note", "yellow"), f": {note}"))
 
 
 def _print_gates(outcomes) -> None:
