@@ -6,13 +6,17 @@ A rule is one of:
   check: "tcp.gbps / baseline >= 0.8"       a ratio to the host-host baseline of the same pair
   regression: tcp.gbps, tolerance_pct: 10   no worse than the baseline run by more than 10%, and the
                                             difference significant (netbench.stats.difference, as compare)
-  reachable: true                           every measured pair answered
+  reachable: true                           every planned pair measured and answered
   path: true                                traces delivered, hops as the mode promises, MTU as promised
 with optional `scenario` (default pod-pod) and `modes` (default: every mode in the run).
+
+A rule fails on every measurement it judges that the run planned and did not make ("not measured: …",
+see gaps.py): a pair skipped because its node was down is not a pass.
 """
 
 from __future__ import annotations
 
+import math
 import operator
 import re
 import time
@@ -23,7 +27,7 @@ from xml.etree import ElementTree as ET
 import pandas as pd
 import yaml
 
-from netbench import metrics, stats
+from netbench import gaps, metrics, stats
 from netbench.errors import UserError
 from netbench.flannel import Mode
 from netbench.plan import SCENARIOS
@@ -165,6 +169,8 @@ def _kind(kind: str, item: dict, common: dict, wrong: list[str]) -> Rule | None:
             wrong.append(bad)
         if m["base"] and common["scenario"] == "host-host":
             wrong.append("a ratio to the host baseline needs a pod scenario")
+        if not math.isfinite(float(m["value"])):
+            wrong.append(f"check {item['check']!r}: the threshold must be a finite number")
         return Rule(kind="ratio" if m["base"] else "threshold", test=m["test"], metric=m["metric"], op=m["op"],
                     value=float(m["value"]), **common)
     if kind == "regression":
@@ -173,8 +179,8 @@ def _kind(kind: str, item: dict, common: dict, wrong: list[str]) -> Rule | None:
         if bad:
             wrong.append(bad)
         tol = item.get("tolerance_pct", 10)
-        if not isinstance(tol, (int, float)) or isinstance(tol, bool) or tol < 0:
-            wrong.append("tolerance_pct must be a number >= 0")
+        if not isinstance(tol, (int, float)) or isinstance(tol, bool) or not math.isfinite(tol) or tol < 0:
+            wrong.append(f"tolerance_pct must be a finite number >= 0 (got {tol!r})")
             tol = 0
         return Rule(kind="regression", test=test, metric=metric, tolerance_pct=float(tol), **common)
     if item[kind] is not True:
@@ -195,22 +201,51 @@ def _fmt(v: float) -> str:
 
 def evaluate(rules: list[Rule], df: pd.DataFrame, traces: list[dict], baseline: pd.DataFrame | None = None,
              samples: list[dict] | None = None, baseline_samples: list[dict] | None = None,
-             level: float = stats.LEVEL) -> list[Outcome]:
+             level: float = stats.LEVEL, expected: gaps.Expected | None = None) -> list[Outcome]:
     """Every rule on every mode it applies to. Raw RTT samples (of the run and of the baseline run), when
-    given, let a regression of an RTT statistic be tested on them (see `_regression`)."""
+    given, let a regression of an RTT statistic be tested on them (see `_regression`). With the run's plan
+    (`expected`), also each mode it planned, failing on what was planned and not measured."""
     from netbench.report.summary import Figures
     figures = (Figures(df, samples, level), Figures(baseline, baseline_samples, level)) if baseline is not None \
         else None
     outcomes = []
-    run_modes = sorted(df["mode"].unique()) if not df.empty else []
+    run_modes = sorted(set(df["mode"].unique() if not df.empty else ()) | set(expected.modes if expected else ()))
     for rule in rules:
         modes = [m for m in run_modes if not rule.modes or m in rule.modes]
         if not modes:
             outcomes.append(Outcome(rule, "-", None, f"applies to {', '.join(rule.modes) or 'any mode'}; "
                                                      f"the run measured {', '.join(run_modes) or 'nothing'}"))
         for mode in modes:
-            outcomes.append(_one(rule, mode, df, traces, baseline, figures))
+            outcome = _one(rule, mode, df, traces, baseline, figures)
+            outcomes.append(_with_gaps(outcome, df, traces, expected, baseline) if expected else outcome)
     return outcomes
+
+
+_GAPS_LISTED = 20  # per outcome; the rest are counted
+
+
+def _with_gaps(o: Outcome, df: pd.DataFrame, traces: list[dict], expected: gaps.Expected,
+               baseline: pd.DataFrame | None) -> Outcome:
+    """The outcome, failed when a measurement it judges was planned and not made."""
+    rule, mode = o.rule, o.mode
+    if rule.kind == "regression" and baseline is None:
+        return o  # not judged at all without a baseline
+    if rule.kind == "reachable":
+        missing = [g for t in expected.latency_tests() for g in expected.missing(df, mode, rule.scenario, t,
+                                                                                 "reachable")]
+    elif rule.kind == "path":
+        missing = expected.missing_traces(traces, mode)
+    else:
+        missing = expected.missing(df, mode, rule.scenario, rule.test, rule.metric)
+        if rule.kind == "ratio":  # the host baseline of those pairs, in whichever pass measured it
+            missing += expected.missing(df, None, "host-host", rule.test, rule.metric)
+    if not missing:
+        return o
+    shown = [str(g) for g in missing[:_GAPS_LISTED]]
+    if len(missing) > _GAPS_LISTED:
+        shown.append(f"… and {len(missing) - _GAPS_LISTED} more not measured")
+    summary = f"{o.summary}; {len(missing)} planned not measured"
+    return Outcome(rule, mode, False, summary, [*o.violations, *shown])
 
 
 def apply(run_dir, rules: list[Rule], baseline_dir=None, junit_path: Path | None = None) -> list[Outcome]:
@@ -221,8 +256,10 @@ def apply(run_dir, rules: list[Rule], baseline_dir=None, junit_path: Path | None
     from netbench.results import RunDir
     run = RunDir.open(run_dir)
     base = RunDir.open(baseline_dir) if baseline_dir else None
-    outcomes = evaluate(rules, run.frame(), run.traces(), base.frame() if base else None, run.samples(),
-                        base.samples() if base else None)
+    df = run.frame()
+    expected = gaps.Expected(run.meta(), df, str(run.path / "run.json"))
+    outcomes = evaluate(rules, df, run.traces(), base.frame() if base else None, run.samples(),
+                        base.samples() if base else None, expected=expected if expected.known else None)
     own = run.path / "gates.xml"
     path = Path(junit_path) if junit_path else own
     path.write_text(junit(outcomes, run.run_id))

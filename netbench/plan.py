@@ -107,3 +107,31 @@ def _make_plan(nodes: list[str], scenarios: tuple[str, ...], parallel_pairs: boo
         same = [Step("pod-pod-same-node", n, n) for n in nodes if wanted is None or any(n in p for p in wanted)]
         plan.throughput_rounds += [same] if parallel_pairs else [[s] for s in same]
     return plan
+
+
+def planned_pairs(plan: Plan, scenario: str, test: str) -> set[tuple[str, str]]:
+    """The (src, dst) pairs the plan measures `test` between in `scenario` (as records name them)."""
+    rounds = plan.latency_rounds if test in LATENCY_TESTS else plan.throughput_rounds
+    return {(s.src, s.dst) for r in rounds for s in r if s.scenario == scenario}
+
+
+def planned_traces(nodes: list[str], only_pairs: list[tuple[str, str]] | None) -> list[tuple[str, str]]:
+    """The pod-pod pairs `run --trace` traces: each pair once, the node listed first as the source."""
+    wanted = {frozenset(p) for p in only_pairs} if only_pairs else None
+    return [(a, b) for i, a in enumerate(nodes) for b in nodes[i + 1:]
+            if wanted is None or frozenset((a, b)) in wanted]
+
+
+def plan_record(nodes: list[str], tests: tuple[str, ...], only_pairs: list[tuple[str, str]] | None,
+                parallel_pairs: bool, trace: bool, passes: list[tuple[str | None, Plan]]) -> dict:
+    """A run's plans as run.json keeps them: the inputs of make_plan per pass (mode None: the mode the
+    nodes are found in), not the steps, so a 500-node plan stays small; and how many measurements
+    (test x step, and traces) they add up to."""
+    lat = len([t for t in tests if t in LATENCY_TESTS])
+    thr = len([t for t in tests if t in THROUGHPUT_TESTS])
+    traced = len(planned_traces(nodes, only_pairs)) if trace else 0
+    count = sum(sum(map(len, p.latency_rounds)) * lat + sum(map(len, p.throughput_rounds)) * thr
+                + (traced if "pod-pod" in p.scenarios else 0) for _, p in passes)
+    return {"nodes": list(nodes), "pairs": [list(p) for p in only_pairs] if only_pairs else None,
+            "parallel_pairs": parallel_pairs, "tests": list(tests), "trace": trace,
+            "passes": [{"mode": m, "scenarios": list(p.scenarios)} for m, p in passes], "measurements": count}

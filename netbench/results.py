@@ -1,7 +1,7 @@
 """A run directory: reports/<run-id>/ with run.json (metadata), records.jsonl (raw rows, appended and
 flushed as they arrive, so a crash loses nothing measured), the tidy table as CSV and Parquet, and, once
 gated, gates.xml (JUnit, for CI) with gates.json (the same verdicts as data, for the report).
-Reports and gates read only this directory."""
+Reports and gates read only this directory; run_files.py checks what they read (and the schema version)."""
 
 from __future__ import annotations
 
@@ -14,10 +14,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from netbench import run_files
 from netbench.errors import UserError
 from netbench.measure import Record
+from netbench.run_files import SCHEMA_VERSION
 
-SCHEMA_VERSION = 1
 COLUMNS = ["run", "mode", "scenario", "src", "dst", "test", "metric", "value", "unit", "repeat", "time"]
 
 
@@ -71,7 +72,26 @@ class RunDir:
         path = self.path / "samples.jsonl"
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip().endswith("}")]
+        lines = self._lines(path)
+        out = []
+        for number, line in enumerate(lines, 1):
+            if not line.strip():
+                continue
+            try:
+                data = json.loads(line)
+            except ValueError:
+                if number == len(lines):  # a line cut short by a crash: everything before it still counts
+                    continue
+                raise UserError(f"{path}:{number}: not JSON") from None
+            out.append(run_files.check_samples(data, f"{path}:{number}"))
+        return out
+
+    @staticmethod
+    def _lines(path: Path) -> list[str]:
+        try:
+            return path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UserError(f"{path}: unreadable ({exc})") from None
 
     def _replace(self, name: str, data, indent: int) -> None:
         """Write a whole JSON file so that a reader (or a crash) sees the old one or the new one, never half."""
@@ -89,33 +109,44 @@ class RunDir:
         self._replace("traces.json", traces, indent=1)
 
     def traces(self) -> list[dict]:
-        return self._read("traces.json") if (self.path / "traces.json").exists() else []
+        if not (self.path / "traces.json").exists():
+            return []
+        return run_files.check_list(self._read("traces.json"), self.path / "traces.json", run_files.Trace)
 
     def write_gates(self, verdicts: list[dict]) -> None:
         """The gate verdicts of the run's own gates.xml, as data (gates.Outcome.as_dict), for the report."""
         self._replace("gates.json", verdicts, indent=1)
 
     def gates(self) -> list[dict]:
-        return self._read("gates.json") if (self.path / "gates.json").exists() else []
+        if not (self.path / "gates.json").exists():
+            return []
+        return run_files.check_list(self._read("gates.json"), self.path / "gates.json", run_files.GateVerdict)
 
     def write_meta(self, meta: dict) -> None:
         self._replace("run.json", {"schema_version": SCHEMA_VERSION, "run_id": self.run_id, **meta}, indent=2)
 
     def meta(self) -> dict:
-        return self._read("run.json")
+        return run_files.check_meta(self._read("run.json"), self.path / "run.json")
 
     def frame(self) -> pd.DataFrame:
-        rows = []
-        lines = self.records_file.read_text().splitlines() if self.records_file.exists() else []
+        rows, numbers = [], []
+        lines = self._lines(self.records_file) if self.records_file.exists() else []
         for number, line in enumerate(lines, 1):
             if line.strip():
                 try:
-                    rows.append(json.loads(line))
+                    row = json.loads(line)
                 except ValueError:
                     # a line cut short by a crash: everything before it still counts
                     if number != len(lines):
                         raise UserError(f"{self.records_file}:{number}: not JSON") from None
-        return pd.DataFrame(rows, columns=COLUMNS)
+                    continue
+                if not isinstance(row, dict):
+                    raise UserError(f"{self.records_file}:{number}: not a record (a JSON object)")
+                rows.append(row)
+                numbers.append(number)
+        df = pd.DataFrame(rows, columns=COLUMNS)
+        run_files.check_records(df, self.records_file, numbers)
+        return df
 
     def write_table(self) -> pd.DataFrame:
         df = self.frame()

@@ -22,7 +22,7 @@ from netbench.cluster import ClusterNode
 from netbench.errors import InvalidValue
 from netbench.fleet import Connection, Fleet
 from netbench.measure import MeasureError, latency, throughput
-from netbench.plan import LATENCY_TESTS, SCENARIOS, THROUGHPUT_TESTS, Plan, Step, make_plan
+from netbench.plan import LATENCY_TESTS, SCENARIOS, THROUGHPUT_TESTS, Plan, Step, make_plan, plan_record, planned_traces
 from netbench.remote import script
 from netbench.results import RunDir
 
@@ -117,6 +117,7 @@ class Session:
         self.label = label
         self.mode_label: str | None = None  # the mode a pass of `--modes` switched to
         self.progress = progress or (lambda what, n: None)
+        self.last_step = ""  # what the run was doing last (run.json `stopped.at` when it does not finish)
         self.fleet = Fleet([n.target for n in nodes], accept_new_host_keys, options.max_parallel, transport)
         self.failures: list[Failure] = []
         self.down: set[str] = set()
@@ -132,6 +133,23 @@ class Session:
         self._lock = threading.Lock()
 
     # -- bookkeeping -------------------------------------------------------------------------
+    @property
+    def progress(self) -> Progress:
+        return self._progress
+
+    @progress.setter
+    def progress(self, report: Progress) -> None:  # the CLI sets its own: wrap it, whatever it is
+        def track(what: str, n: int) -> None:
+            self.last_step = what
+            report(what, n)
+        self._progress = track
+
+    def plan_record(self) -> dict:
+        """What the run means to measure (run.json `plan`, from the start; gaps.Expected reads it)."""
+        o = self.options
+        passes = [(m, self._plan(self._scenarios(i == 0))) for i, m in enumerate(o.modes or (None,))]
+        return plan_record(list(self.nodes), o.tests, o.pairs, o.parallel_pairs, o.trace, passes)
+
     def fail(self, where: str, what: str, cause: object) -> None:
         with self._lock:
             self.failures.append(Failure(where, what, str(cause)))
@@ -177,10 +195,11 @@ class Session:
         path (the lab's) — one pass per mode, all in this one run."""
         run_dir = self.run_dir = RunDir.create(self.out_root, self.label)
         started = time.time()
-        meta = {"started": started, "options": asdict(self.options), "inventory": self.inventory_meta,
-                "tools": tool_versions()}
-        run_dir.write_meta(meta)
+        meta = {"started": started, "finished": False, "plan": self.plan_record(), "options": asdict(self.options),
+                "inventory": self.inventory_meta, "tools": tool_versions()}
+        run_dir.write_meta(meta)  # finished: false until the end, so a killed run is known as one
         mode = "unknown"
+        stopped = None
         try:
             self._connect()
             if not self.options.modes:
@@ -208,10 +227,14 @@ class Session:
                                                               if f.learned_routes}})
                     meta["mode"] = mode
                     run_dir.write_meta(meta)
+        except BaseException as exc:  # Ctrl-C, or a bug: the run directory says where it stopped
+            stopped = {"cause": type(exc).__name__ + (f": {exc}" if str(exc) else ""), "at": self.last_step}
+            raise
         finally:
             self._teardown()
             self.fleet.close()
-            meta.update(mode=mode, finished=time.time(), wall_s=time.time() - started,
+            meta.update(mode=mode, finished=stopped is None, stopped=stopped, ended=time.time(),
+                        wall_s=time.time() - started,
                         nodes_down=sorted(self.down), failures=[asdict(f) for f in self.failures],
                         facts=self._facts_meta())
             run_dir.write_meta(meta)
@@ -381,8 +404,7 @@ class Session:
         """Each pod-pod pair once (the lower-named node as source), hop by hop, kept with the run."""
         from netbench.trace.tracer import TraceOptions, Tracer
         nodes = [n for n in self.nodes if n not in self.down and n in self.probes]
-        pairs = [(a, b) for i, a in enumerate(nodes) for b in nodes[i + 1:]
-                 if not self.options.pairs or (a, b) in self.options.pairs or (b, a) in self.options.pairs]
+        pairs = planned_traces(nodes, self.options.pairs)
         if not pairs:
             return
         tracer = Tracer(self.fleet, self.facts, None if mode in ("mixed", "unknown") else mode,

@@ -48,11 +48,12 @@ def compare_cmd(
     import math
 
     from netbench import stats
-    from netbench.report.compare import compare
+    from netbench.report.compare import compare, incomplete
 
     if len(run_dirs) < 2:
         raise UserError("compare needs at least two run directories")
     level, effect = _statistics(level, min_effect)
+    problems = incomplete(run_dirs)
     names, df = compare(run_dirs, level, effect)
     table = Table(title=f"compare (reference: {names[0]})")
     for col in ("mode", "scenario", "test", "metric", *names):
@@ -77,8 +78,10 @@ def compare_cmd(
     if html:
         html.write_text(df.to_html(index=False, na_rep="–", float_format=lambda x: f"{x:.3g}"))
         console.print(f"comparison: {html}")
+    for message, fatal in problems:
+        err.print(Text.assemble(("cannot compare", "red") if fatal else ("note", "yellow"), f": {message}"))
     worse = any((df.get(f"{n} verdict") == stats.WORSE).any() for n in names[1:] if f"{n} verdict" in df)
-    raise typer.Exit(0 if not worse else 1)
+    raise typer.Exit(1 if worse or any(fatal for _, fatal in problems) else 0)
 
 
 @app.command("gate")
@@ -93,6 +96,7 @@ def gate_cmd(
 
     outcomes = gates.apply(run_dir, gates.parse_rules(rules), baseline, junit)
     _print_gates(outcomes)
+    _print_run_notes(run_dir)
     raise typer.Exit(_gates_exit_code(outcomes))
 
 
@@ -102,6 +106,19 @@ def _gates_exit_code(outcomes) -> int:
         err.print(Text.assemble(("no rule could be evaluated", "red"), ": the run holds none of what the rules judge"))
         return 1
     return 1 if any(o.passed is False for o in outcomes) else 0
+
+
+def _print_run_notes(run_dir: Path) -> None:
+    """What the verdicts rest on: a run that did not finish, or one that recorded no plan to find gaps in."""
+    from netbench import gaps
+    from netbench.results import RunDir
+
+    expected = gaps.Expected(RunDir.open(run_dir).meta())
+    if not expected.known:
+        err.print(Text.assemble(("note", "yellow"), ": run.json records no plan (written before schema 2): a "
+                                "measurement the run skipped cannot be told from one it never meant to make"))
+    elif note := expected.stop_note():
+        err.print(Text.assemble(("note", "yellow"), f": {note}"))
 
 
 def _print_gates(outcomes) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from netbench import metrics, stats
+from netbench import gaps, metrics, stats
 from netbench.report.summary import Figures
 from netbench.results import RunDir
 
@@ -56,3 +56,26 @@ def compare(run_dirs: list[Path], level: float = stats.LEVEL,
                 row[f"{name} note"] = d.note
         rows.append(row)
     return names, pd.DataFrame(rows)
+
+
+def incomplete(run_dirs: list[Path]) -> list[tuple[str, bool]]:
+    """What makes a run less than a whole measurement, as (message, fatal): one that measured nothing or
+    did not finish cannot be compared (fatal); one that left planned measurements unmade is said so."""
+    out = []
+    for path in run_dirs:
+        run = RunDir.open(path)
+        df, meta = run.frame(), run.meta()
+        expected = gaps.Expected(meta, df, str(run.path / "run.json"))
+        note = expected.stop_note()
+        if df.empty:
+            out.append((f"{run.run_id}: measured nothing" + (f" ({note})" if note else ""), True))
+            continue
+        if note:
+            last = gaps.last_measured(df)
+            out.append((f"{run.run_id}: {note}" + (f"; last measured: {last}" if last else ""), True))
+        if expected.known:
+            missing = gaps.all_missing(expected, df, [])  # traces are not compared
+            if missing and not note:
+                out.append((f"{run.run_id}: {len(missing)} planned measurement(s) not made, e.g. {missing[0]}",
+                            False))
+    return out

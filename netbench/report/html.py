@@ -10,7 +10,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
-from netbench import metrics, stats
+from netbench import gaps, metrics, stats
 from netbench.report import plots, reference, summary
 from netbench.results import RunDir
 
@@ -46,12 +46,25 @@ def difference_tables(found: list[dict]) -> list[dict]:
     return out
 
 
+_GAPS_SHOWN = 50
+
+
+def completeness(meta: dict, df, traces: list[dict], where: str) -> dict:
+    """For the report's banner: whether the run finished, where it stopped, what it planned and did not make."""
+    expected = gaps.Expected(meta, df, where)
+    missing = gaps.all_missing(expected, df, traces) if expected.known else []
+    return {"stopped": expected.stop_note(), "last": gaps.last_measured(df), "known": expected.known,
+            "planned": (meta.get("plan") or {}).get("measurements"), "missing_count": len(missing),
+            "missing": [str(g) for g in missing[:_GAPS_SHOWN]]}
+
+
 def write(run_dir: Path) -> dict[str, Path]:
     run = RunDir.open(run_dir)
     meta, df, samples = run.meta(), run.frame(), run.samples()
     figures = summary.Figures(df, samples)  # each bootstrap once, for every view
     rows = summary.per_mode(df, samples, figures=figures)
     traces = run.traces()
+    complete = completeness(meta, df, traces, str(run.path / "run.json"))
     for t in traces:
         t["waterfall"] = plots.waterfall(t)
         t["labels"] = verdict_labels(t["verdicts"])
@@ -67,7 +80,7 @@ def write(run_dir: Path) -> dict[str, Path]:
         differences=difference_tables(summary.differences(rows)), statistics=stats.described(),
         SAME=stats.SAME, UNTESTABLE=stats.UNTESTABLE,
         references_error=refs_error,
-        failures=meta.get("failures", []), gates=run.gates(),
+        failures=meta.get("failures", []), gates=run.gates(), complete=complete,
         started=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(meta.get("started", 0))),
         plots={"throughput": plots.throughput(df), "latency": plots.latency(rows), "cdf": plots.latency_cdf(samples),
                "heatmaps": heatmaps},
@@ -76,6 +89,11 @@ def write(run_dir: Path) -> dict[str, Path]:
            "intervals": summary.write_intervals(run.path, df, samples, figures=figures)}
     out["html"].write_text(html)
     md = summary.markdown(rows, f"netbench {meta['run_id']} (mode {meta.get('mode')})")
+    if complete["stopped"]:
+        md += f"\n**Incomplete**: {complete['stopped']}" + (f"; last measured: {complete['last']}."
+                                                            if complete["last"] else ".") + "\n"
+    if complete["missing_count"]:
+        md += f"\n**Not measured**: {complete['missing_count']} planned measurement(s), e.g. {complete['missing'][0]}\n"
     verdicts = [f"- {t['src']} → {t['dst']} ({t['mode']}): " + ", ".join(v["kind"] for v in t["labels"])
                 for t in traces]
     if verdicts:

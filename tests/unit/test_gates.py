@@ -156,7 +156,7 @@ def test_every_bad_rule_is_reported_at_once_each_with_file_line_and_field(tmp_pa
     assert caught.value.problems == [
         f"{path}:2: rule 'a': test udp_rr has no metric 'rtt_p99' in check (known: {', '.join(known)})",
         f"{path}:6: rule 'b': unknown scenario 'x' (known: pod-pod, pod-pod-same-node, host-host)",
-        f"{path}:6: rule 'b': tolerance_pct must be a number >= 0",
+        f"{path}:6: rule 'b': tolerance_pct must be a finite number >= 0 (got -1)",
         f"{path}:10: unknown key 'modez' (known: check, modes, name, path, reachable, regression, scenario, "
         "tolerance_pct)",
         f"{path}:10: rule without a name",
@@ -186,3 +186,21 @@ def test_apply_keeps_the_runs_verdicts_as_data_beside_its_junit(tmp_path):
     assert run.gates() == [o.as_dict() for o in outcomes]
     assert [(g["name"], g["mode"], g["passed"]) for g in run.gates()] == [("p99", "vxlan", False),
                                                                           ("reg", "vxlan", None)]
+
+
+@pytest.mark.parametrize("field, expected", [
+    ("tolerance_pct: .nan", "rule 'r': tolerance_pct must be a finite number >= 0 (got nan)"),
+    ("tolerance_pct: .inf", "rule 'r': tolerance_pct must be a finite number >= 0 (got inf)"),
+    ("tolerance_pct: -.inf", "rule 'r': tolerance_pct must be a finite number >= 0 (got -inf)"),
+])
+def test_nan_and_infinite_tolerances_are_refused_naming_rule_and_field(tmp_path, field, expected):
+    path = rules_file(tmp_path, f"gates:\n  - name: r\n    regression: tcp.gbps\n    {field}\n")
+    with pytest.raises(UserError, match=re.escape(f"{path}:2: {expected}")):
+        gates.parse_rules(path)
+
+
+def test_a_threshold_too_large_to_be_a_number_is_refused(tmp_path):
+    path = rules_file(tmp_path, f"gates:\n  - name: big\n    check: 'tcp.gbps < {'9' * 400}'\n")
+    with pytest.raises(UserError, match=re.escape(f"{path}:2: rule 'big': check ") + ".*must be a finite number"):
+        gates.parse_rules(path)
+

@@ -10,11 +10,13 @@ import threading
 import numpy as np
 import pytest
 
+from netbench import gaps
 from netbench.run import RunOptions, Session
 from tests.fakes import data, fake_cluster  # noqa: F401 — fake_cluster is a fixture
 
 NODES = ["n1", "n2", "n3"]
 ALL = {("n1", "n2"), ("n1", "n3"), ("n2", "n3")}
+BOTH_WAYS = ALL | {(b, a) for a, b in ALL}
 
 
 def session(lab, tmp_path, progress=None, **options) -> Session:
@@ -64,7 +66,13 @@ def test_every_pair_is_measured_and_nothing_is_left(fake_cluster, tmp_path):  # 
         assert len(node.ran("clean")) == 2  # before deploying, and the teardown
         assert_clean(node)
     meta = out.run_dir.meta()
-    assert meta["finished"] >= meta["started"] and meta["nodes_down"] == [] and meta["mode"] == "vxlan"
+    assert meta["finished"] is True and meta["ended"] >= meta["started"] and meta["stopped"] is None
+    assert meta["nodes_down"] == [] and meta["mode"] == "vxlan"
+    # the plan: 3 pairs x (2 latency tests + tcp both ways) in pod-pod and host-host, 3 nodes in same-node
+    assert meta["plan"]["nodes"] == NODES and meta["plan"]["passes"] == [
+        {"mode": None, "scenarios": ["pod-pod", "pod-pod-same-node", "host-host"]}]
+    assert meta["plan"]["measurements"] == 2 * (3 * 2 + 6) + 3 * 2 + 3
+    assert gaps.all_missing(gaps.Expected(meta, df), df, []) == []
 
 
 def test_a_failed_deploy_marks_the_node_down_and_is_still_cleaned(fake_cluster, tmp_path):  # noqa: F811
@@ -116,7 +124,8 @@ def test_ctrl_c_between_steps_cleans_every_touched_node(fake_cluster, tmp_path):
         s.execute()
 
     meta = s.run_dir.meta()
-    assert "finished" in meta and meta["failures"] == [] and meta["mode"] == "unknown"
+    assert meta["failures"] == [] and meta["mode"] == "unknown"
+    assert meta["finished"] is False and meta["stopped"] == {"cause": "KeyboardInterrupt", "at": "probes on n1"}
     assert s.run_dir.frame().empty
     assert s.deployed_to == set(NODES)
     for node in lab:
@@ -134,7 +143,12 @@ def test_an_interrupt_inside_a_step_keeps_what_was_measured(fake_cluster, tmp_pa
     df = s.run_dir.frame()
     assert pairs(df, "udp_rr") == ALL
     assert pairs(df, "tcp") == {("n2", "n3")}  # measured before n1's step; nothing after it
-    assert "finished" in s.run_dir.meta()
+    meta = s.run_dir.meta()
+    assert meta["finished"] is False and meta["stopped"]["cause"] == "KeyboardInterrupt"
+    # what was not measured is said so, and why: the run stopped
+    missing = gaps.all_missing(gaps.Expected(meta, df), df, [])
+    assert {(g.src, g.dst, g.test) for g in missing} == {(a, b, "tcp") for a, b in BOTH_WAYS - {("n2", "n3")}}
+    assert {g.why for g in missing} == {"the run stopped before it"}
     for node in lab:
         assert_clean(node)
 

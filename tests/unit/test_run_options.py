@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from netbench.report.summary import per_test as summary
-from netbench.results import COLUMNS, RunDir
+from netbench.results import COLUMNS, SCHEMA_VERSION, RunDir
 from netbench.run import RunOptions
 
 
@@ -40,7 +40,7 @@ def test_run_dir_keeps_what_was_appended_before_a_crash(tmp_path):
         f.write('{"run": "cut sho')  # the process died mid-line
     df = RunDir.open(run.path).frame()
     assert list(df.value) == [1.5] and df.loc[0, "mode"] == "udp"
-    assert RunDir.open(run.path).meta()["schema_version"] == 1
+    assert RunDir.open(run.path).meta()["schema_version"] == SCHEMA_VERSION
 
 
 def test_pairs_and_scenarios_that_leave_nothing_to_measure_are_refused(tmp_path):

@@ -72,7 +72,8 @@ def test_a_run_measures_every_pair_in_every_scenario(in_mode, mode, tmp_path):
         assert p50[p50.scenario == "pod-pod"].value.median() > p50[p50.scenario == "host-host"].value.median()
     assert set(df["mode"]) == {mode.value}
     meta = json.loads((run_dir / "run.json").read_text())
-    assert meta["schema_version"] == 1 and meta["facts"]["n2"]["mode"]["mode"] == mode.value
+    assert meta["schema_version"] == 2 and meta["facts"]["n2"]["mode"]["mode"] == mode.value
+    assert meta["finished"] is True and meta["plan"]["nodes"] == ["n1", "n2", "n3"]
     assert meta["tools"]["iperf3_local"].startswith("iperf")
     text = "".join(f.read_text() for f in run_dir.iterdir() if f.suffix in (".json", ".jsonl", ".csv"))
     assert "PRIVATE KEY" not in text and lab.keys.identity.read_text().split("\n")[1] not in text
@@ -105,6 +106,24 @@ def test_a_node_lost_mid_run_is_reported_and_the_rest_measured(in_mode, tmp_path
     n1n2 = df[(df.scenario == "pod-pod") & df.src.isin(["n1", "n2"]) & df.dst.isin(["n1", "n2"])]
     assert set(n1n2.test) == {"udp_rr", "tcp"}
     assert len(n1n2[(n1n2.test == "tcp") & (n1n2.metric == "gbps")]) == 2  # n1->n2 and n2->n1
+    # the gates see what n3's loss left unmeasured, and name it, pair by pair
+    rules = tmp_path / "rules.yaml"
+    rules.write_text("gates:\n  - {name: reach, reachable: true}\n  - {name: host reach, reachable: true, "
+                     "scenario: host-host}\n  - {name: tcp, check: 'tcp.gbps >= 0.01'}\n")
+    gated = netbench("gate", out["run_dir"], "--rules", str(rules))
+    assert gated.returncode == 1, gated.stdout + gated.stderr
+    verdicts = {g["name"]: g for g in json.loads((Path(out["run_dir"]) / "gates.json").read_text())}
+    assert not verdicts["host reach"]["passed"]  # host-host runs after the cable is pulled
+    for scenario, rule in (("pod-pod", "reach"), ("host-host", "host reach")):
+        reach = df[(df.scenario == scenario) & (df.metric == "reachable")].groupby(["src", "dst"]).value.min()
+        for a, b in (("n1", "n3"), ("n2", "n3")):  # measured before the cable went, or named: unreachable or missing
+            named = {f"{a}->{b}: unreachable", f"not measured: {a}->{b} {scenario} udp_rr (n3 down"}
+            found = [v for v in verdicts[rule]["violations"] if any(v.startswith(n) for n in named)]
+            assert found or reach.get((a, b)) == 1, (scenario, a, b, verdicts[rule])
+        assert verdicts[rule]["passed"] == bool(reach.get(("n1", "n3")) == reach.get(("n2", "n3")) == 1)
+    # throughput runs after latency, when n3 is known to be down: its four directions were never measured
+    assert [v.split(" (n3 down")[0] for v in verdicts["tcp"]["violations"]] == [
+        f"not measured: {p} pod-pod tcp" for p in ("n1->n3", "n2->n3", "n3->n1", "n3->n2")]
     time.sleep(0.5)
     cleaned = netbench("clean")
     assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr

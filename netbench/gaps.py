@@ -1,0 +1,157 @@
+"""What a run meant to measure and did not: the plan run.json keeps from the start, against the records,
+each gap with the reason the run knows (a node down and why, a step's error, a mode that could not be
+set, the run stopped before it). Gates fail on gaps; compare and the report say a run is incomplete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from netbench.errors import InvalidValue, UserError
+from netbench.plan import LATENCY_TESTS, Plan, make_plan, planned_pairs, planned_traces
+
+_CAUSE_CHARS = 160
+
+
+@dataclass(frozen=True)
+class Gap:
+    mode: str
+    scenario: str
+    src: str
+    dst: str
+    test: str  # or "trace"
+    why: str = ""
+
+    def __str__(self) -> str:
+        what = f"not measured: {self.src}->{self.dst} {self.scenario} {self.test}"
+        return f"{what} ({self.why})" if self.why else what
+
+
+def _short(text: str) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= _CAUSE_CHARS else text[:_CAUSE_CHARS - 1] + "…"
+
+
+class Expected:
+    """A run's plan (run.json `plan`), expanded per (mode, scenario, test) when a reader asks; `known` is
+    False for a run that recorded none (schema 1), which then has no gaps that can be seen."""
+
+    def __init__(self, meta: dict, df: pd.DataFrame | None = None, where: str = "run.json") -> None:
+        plan = meta.get("plan")
+        self.known = isinstance(plan, dict)
+        self.finished = meta.get("finished") is not False  # schema 1 wrote a time, even after Ctrl-C
+        self.stopped = meta.get("stopped") or {}
+        self.failures = meta.get("failures") or []
+        self.down = set(meta.get("nodes_down") or [])
+        self.passes: list[tuple[str, tuple[str, ...]]] = []
+        self._plans: dict[tuple[str, ...], Plan] = {}
+        if not self.known:
+            self.nodes, self.tests, self.pairs, self.trace, self.parallel = [], [], None, False, False
+            return
+        self.nodes, self.tests = plan["nodes"], plan["tests"]
+        self.pairs = [tuple(p) for p in plan["pairs"]] if plan.get("pairs") else None
+        self.trace, self.parallel = bool(plan.get("trace")), bool(plan.get("parallel_pairs"))
+        seen = sorted(set(df["mode"])) if df is not None and not df.empty else []
+        for p in plan["passes"]:
+            mode = p["mode"] or self._found_mode(meta, seen)
+            self.passes.append((mode, tuple(p["scenarios"])))
+        try:
+            for _, scenarios in self.passes:
+                self._plan(scenarios)
+        except InvalidValue as exc:
+            raise UserError(f"{where}: {exc}") from None
+
+    @staticmethod
+    def _found_mode(meta: dict, seen: list[str]) -> str:
+        """The mode a run without --modes measured in: run.json's, or (a run stopped before it wrote the mode
+        it found) the one its records carry."""
+        mode = meta.get("mode") or "unknown"
+        return seen[0] if mode == "unknown" and len(seen) == 1 else mode
+
+    def _plan(self, scenarios: tuple[str, ...]) -> Plan:
+        if scenarios not in self._plans:
+            self._plans[scenarios] = make_plan(self.nodes, scenarios, self.parallel, self.pairs)
+        return self._plans[scenarios]
+
+    @property
+    def modes(self) -> list[str]:
+        return list(dict.fromkeys(mode for mode, _ in self.passes))
+
+    def latency_tests(self) -> list[str]:
+        return [t for t in self.tests if t in LATENCY_TESTS]
+
+    def planned(self, mode: str | None, scenario: str, test: str) -> set[tuple[str, str]]:
+        """(src, dst) pairs planned for `test` in `scenario` in `mode`'s passes (in any pass when mode is None)."""
+        if test not in self.tests:
+            return set()
+        out: set[tuple[str, str]] = set()
+        for m, scenarios in self.passes:
+            if (mode is None or m == mode) and scenario in scenarios:
+                out |= planned_pairs(self._plan(scenarios), scenario, test)
+        return out
+
+    def missing(self, df: pd.DataFrame, mode: str | None, scenario: str, test: str, metric: str) -> list[Gap]:
+        """Planned pairs with no `test`.`metric` record: each a Gap with the reason the run knows."""
+        planned = self.planned(mode, scenario, test)
+        if not planned:
+            return []
+        sel = df[(df.scenario == scenario) & (df.test == test) & (df.metric == metric)
+                 & ((df["mode"] == mode) if mode else True)]
+        have = set(zip(sel.src, sel.dst, strict=True))
+        return [Gap(mode or "-", scenario, s, d, test, self.why(mode, f"{s}->{d}", (s, d), f"{scenario} {test}"))
+                for s, d in sorted(planned - have)]
+
+    def missing_traces(self, traces: list[dict], mode: str) -> list[Gap]:
+        if not self.trace or not any(m == mode and "pod-pod" in sc for m, sc in self.passes):
+            return []
+        have = {(t["src"], t["dst"]) for t in traces if t.get("run_mode", t.get("mode")) == mode}
+        return [Gap(mode, "pod-pod", a, b, "trace", self.why(mode, f"{a}->{b}", (a, b), "trace"))
+                for a, b in planned_traces(self.nodes, self.pairs) if (a, b) not in have]
+
+    def why(self, mode: str | None, where: str, nodes: tuple[str, str], what: str) -> str:
+        """What the run recorded about a measurement it did not make."""
+        for f in self.failures:
+            if f["where"] == f"mode {mode}" and f["what"] == "switch":
+                return _short(f"mode {mode} could not be set: {f['cause']}")
+        for node in dict.fromkeys(nodes):
+            if node in self.down:
+                cause = next((f for f in self.failures if f["where"] == node and f["what"] != "cleanup"), None)
+                return _short(f"{node} down: {cause['what']}: {cause['cause']}" if cause else f"{node} down")
+        cause = next((f for f in self.failures if f["where"] == where and f["what"] == what), None)
+        if cause:
+            return _short(cause["cause"])
+        if not self.finished:
+            return "the run stopped before it"
+        return ""
+
+    def stop_note(self) -> str | None:
+        """Where an unfinished run stopped, as a sentence; None for a finished one."""
+        if self.finished:
+            return None
+        if not self.stopped:
+            return "the run did not finish (killed, or still running: run.json says finished: false)"
+        at = f" during {self.stopped['at']!s}" if self.stopped.get("at") else ""
+        return f"the run did not finish: stopped by {self.stopped.get('cause', '?')}{at}"
+
+
+def last_measured(df: pd.DataFrame) -> str | None:
+    """The latest record's mode, scenario, pair and test: where a killed run got to."""
+    if df.empty:
+        return None
+    times = pd.to_numeric(df["time"], errors="coerce")
+    r = df.loc[times.idxmax()] if times.notna().any() else df.iloc[-1]
+    return f"{r['mode']} {r['scenario']} {r['src']}->{r['dst']} {r['test']}"
+
+
+def all_missing(expected: Expected, df: pd.DataFrame, traces: list[dict]) -> list[Gap]:
+    """Every planned measurement without a record (by the metric every record of its test carries:
+    `reachable` for latency, `gbps` for throughput) and every planned trace not made."""
+    out: dict[Gap, None] = {}  # a mode run in two passes is one set of gaps
+    for mode, scenarios in expected.passes:
+        for scenario in scenarios:
+            for test in expected.tests:
+                metric = "reachable" if test in LATENCY_TESTS else "gbps"
+                out.update(dict.fromkeys(expected.missing(df, mode, scenario, test, metric)))
+        out.update(dict.fromkeys(expected.missing_traces(traces, mode)))
+    return list(out)
