@@ -73,7 +73,7 @@ def unsafe_leases(leases: Mapping[str, Lease], pod_network: str, addresses: Coll
                           "to one peer")
         elif not net.subnet_of(pod):
             refuse(lease, f"outside cluster.pod_network {pod}: netbench routes only pod subnets")
-        elif covered := sorted((a for a in known if a in net), key=lambda a: int(a)):
+        elif covered := sorted(a for a in known if a in net):
             refuse(lease, f"covers the underlay: {_owners(covered, known)} inside it")
         elif check_ip and lease.public_ip not in {str(a) for a in known}:
             refuse(lease, "PublicIP is no inventory node's address (nodes: "
@@ -112,7 +112,7 @@ def _route_overlap(lease: Lease, net: Network, pod: Network, facts: Mapping[str,
             own = route.dev == f.bridge and dst == net and lease.public_ip in {str(a) for a in _addresses_of(f)}
             underlay = any(a in dst for a in addresses)
             if underlay or (route.proto == "kernel" and not own):
-                what = "a connected route" if route.proto == "kernel" else "a route to the underlay"
+                what = "connected route" if route.proto == "kernel" else "route to the underlay"
                 return f"overlaps {name}'s {what} `{route}`: routing it would override the node's own network"
     return None
 

@@ -77,7 +77,7 @@ def test_a_lease_overlapping_a_connected_route_is_refused_naming_node_and_route(
         if name == "n2":
             raw["routes"].append({"dst": "10.1.200.0/24", "dev": "eth1", "protocol": "kernel", "scope": "link"})
     got = reasons(lab_leases(**{"10.1.200.0-24": "198.18.0.3"}), node_facts=lab_facts(second_nic))
-    assert got == {"10.1.200.0-24": "overlaps n2's a connected route `10.1.200.0/24 dev eth1 proto kernel`: "
+    assert got == {"10.1.200.0-24": "overlaps n2's connected route `10.1.200.0/24 dev eth1 proto kernel`: "
                                     "routing it would override the node's own network"}
 
 
@@ -88,7 +88,7 @@ def test_a_node_may_route_its_own_pod_bridge_but_no_other_lease_may_claim_it():
     stolen = {**{s: lease for s, lease in table.items() if s != n1_subnet},
               n1_subnet: routes.Lease(n1_subnet, "198.18.0.2", key=PREFIX + n1_subnet.replace("/", "-"))}
     got = reasons(stolen, node_facts=lab_facts())
-    assert "overlaps n1's a connected route" in got[n1_subnet.replace("/", "-")]
+    assert "overlaps n1's connected route" in got[n1_subnet.replace("/", "-")]
 
 
 def test_overlapping_leases_are_both_refused_each_naming_the_other():
