@@ -131,3 +131,30 @@ def test_apply_refuses_a_default_lease_before_it_connects_to_any_node(monkeypatc
     monkeypatch.setattr(apply_module, "Fleet", no_ssh)
     with pytest.raises(UnsafeLeases, match=f"lease {PREFIX}0.0.0.0-0 .*a default route"):
         routes.apply(inv, [], kind, dry_run=True)
+
+
+def test_apply_refuses_a_lease_over_a_nodes_connected_route_before_any_step_runs(monkeypatch):
+    from netbench.inventory import Inventory
+    inv = Inventory.model_validate({
+        "cluster": {"name": "lab", "pod_network": POD_NETWORK, "etcd": {"endpoints": ["http://198.18.0.1:2379"]}},
+        "nodes": [{"name": f"n{i}", "address": a} for i, a in enumerate(ADDRESSES, 1)]})
+    monkeypatch.setattr(apply_module, "read_leases", lambda _inv: lab_leases(**{"10.1.200.0-24": "198.18.0.3"}))
+
+    def second_nic(name, raw):
+        if name == "n2":
+            raw["routes"].append({"dst": "10.1.200.0/24", "dev": "eth1", "protocol": "kernel", "scope": "link"})
+
+    class NoFleet:  # facts come from the stored lab facts; no step may run on any node
+        def __init__(self, *_args):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *_exc):
+            return None
+    monkeypatch.setattr(apply_module, "Fleet", NoFleet)
+    monkeypatch.setattr(apply_module.cluster, "gather_facts", lambda *_a, **_k: (lab_facts(second_nic), {}))
+    monkeypatch.setattr(apply_module, "_each", lambda *_a, **_k: pytest.fail("a step ran despite the bad lease"))
+    with pytest.raises(UnsafeLeases, match=r"10\.1\.200\.0-24 .*overlaps n2's connected route"):
+        routes.apply(inv, [], "static")
