@@ -6,14 +6,23 @@ A node redistributes exactly its own pod /24 (prefix-list + route-map), and lear
 OSPF (area 0 on the underlay) or iBGP (full mesh, or clients of a route reflector across routers).
 Everything netbench adds is named NETBENCH-* or lives in one `router` block, so removing it touches
 nothing else of the node's FRR configuration.
+
+What a node learns can never hurt it, even on a segment shared with the site's routers:
+- zebra installs into the kernel only routes inside the cluster's pod network (`ip protocol ospf|bgp
+  route-map NETBENCH-IMPORT`, permitting the pod network `le 32`, denying the rest): a default route
+  or an underlay prefix stays in FRR's RIB, never in the kernel table.
+- only the cluster's own speakers become neighbours: OSPF with MD5 authentication on the underlay
+  interfaces (a key shared by this cluster's plans, so a router that does not hold it forms no
+  adjacency and its LSAs never enter the database), BGP with its explicit `neighbor` lines.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Collection, Literal, Sequence
 
 from netbench.errors import InvalidValue, NetbenchError
@@ -23,7 +32,10 @@ Routing = Literal["ospf", "bgp"]
 ROUTINGS: tuple[str, ...] = ("ospf", "bgp")
 LEARNED_PROTO = {"ospf": 188, "bgp": 186}  # how zebra marks the kernel routes it installs (rt_protos)
 ASN = 64512  # a private AS (RFC 6996): iBGP inside the cluster
-POLICY = "NETBENCH-PODS"
+POLICY = "NETBENCH-PODS"  # what a node redistributes: its own pod subnet
+IMPORT = "NETBENCH-IMPORT"  # what zebra installs into the kernel: the pod network only
+POD_NETWORK = "NETBENCH-POD-NETWORK"  # IMPORT's prefix-list
+AUTH_KEY_ID = 1  # OSPF message-digest-key id
 # Fast hellos: the lab converges in seconds instead of OSPF's 40 s wait timer (a LAN the user owns
 # tolerates them too; `remove` puts the defaults back).
 HELLO_S, DEAD_S = 1, 3
@@ -47,6 +59,9 @@ class FrrPlan:
     bgp_peers: tuple[str, ...] = ()
     reflector: bool = False  # peers are route-reflector clients
     asn: int = ASN
+    pod_network: str | None = None  # zebra installs only routes inside it (None: no import filter)
+    # OSPF's MD5 key, the same in every plan of one cluster: never shown, never part of a plan's identity
+    auth_key: str | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.routing not in ROUTINGS:
@@ -71,23 +86,31 @@ class FrrMember:
     reflector_address: str | None = None
 
 
-def plans(members: Sequence[FrrMember], routing: Routing, reflector: FrrMember | None = None) -> list[FrrPlan]:
+def new_auth_key() -> str:
+    """A fresh OSPF key for one cluster's plans (MD5 keys are at most 16 characters)."""
+    return secrets.token_hex(8)
+
+
+def plans(members: Sequence[FrrMember], routing: Routing, reflector: FrrMember | None = None,
+          pod_network: str | None = None, auth_key: str | None = None) -> list[FrrPlan]:
     """The one place FRR plans are built, for the lab and for `netbench routes apply frr`: one plan per
-    member, in order, each redistributing its own pod subnet. BGP peers: every other member's router id
-    (a full mesh), or with a `reflector` only the reflector; the reflector's plan comes first (clients
-    then find it listening) and has every member as a route-reflector client. OSPF ignores the peers."""
+    member, in order, each redistributing its own pod subnet and installing only routes inside
+    `pod_network`. BGP peers: every other member's router id (a full mesh), or with a `reflector` only
+    the reflector; the reflector's plan comes first (clients then find it listening) and has every member
+    as a route-reflector client. OSPF ignores the peers and authenticates with `auth_key`."""
     built = []
     if reflector is not None:
         built.append(FrrPlan(reflector.name, routing, reflector.router_id, reflector.networks,
                              reflector.interfaces, reflector.pod_subnet,
-                             tuple(m.router_id for m in members), reflector=True))
+                             tuple(m.router_id for m in members), reflector=True, pod_network=pod_network,
+                             auth_key=auth_key))
     for i, member in enumerate(members):
         if reflector is not None:
             peers: tuple[str, ...] = (member.reflector_address or reflector.router_id,)
         else:
             peers = tuple(other.router_id for j, other in enumerate(members) if j != i)
         built.append(FrrPlan(member.name, routing, member.router_id, member.networks, member.interfaces,
-                             member.pod_subnet, peers))
+                             member.pod_subnet, peers, pod_network=pod_network, auth_key=auth_key))
     return built
 
 
@@ -97,10 +120,18 @@ def config_lines(plan: FrrPlan) -> list[str]:
     if plan.pod_subnet:
         lines += [f"ip prefix-list {POLICY} seq 5 permit {plan.pod_subnet}",
                   f"route-map {POLICY} permit 10", f" match ip address prefix-list {POLICY}", "exit"]
+    if plan.pod_network:  # before the routing daemon learns anything: nothing else ever reaches the kernel
+        lines += [f"ip prefix-list {POD_NETWORK} seq 5 permit {plan.pod_network} le 32",
+                  f"route-map {IMPORT} permit 10", f" match ip address prefix-list {POD_NETWORK}", "exit",
+                  f"ip protocol {plan.routing} route-map {IMPORT}"]
     if plan.routing == "ospf":
         for ifname in plan.interfaces:
             lines += [f"interface {ifname}", f" ip ospf hello-interval {HELLO_S}",
-                      f" ip ospf dead-interval {DEAD_S}", "exit"]
+                      f" ip ospf dead-interval {DEAD_S}"]
+            if plan.auth_key:
+                lines += [" ip ospf authentication message-digest",
+                          f" ip ospf message-digest-key {AUTH_KEY_ID} md5 {plan.auth_key}"]
+            lines.append("exit")
         lines += ["router ospf", f" ospf router-id {plan.router_id}", " timers throttle spf 0 50 1000",
                   " timers throttle lsa all 0", " timers lsa min-arrival 0"]
         lines += [f" network {net} area 0" for net in plan.networks]
@@ -126,10 +157,14 @@ def remove_chunks(plan: FrrPlan) -> list[list[str]]:
     stops at the first line it refuses, and a part already gone must not keep the rest in place."""
     chunks = [["no router ospf"] if plan.routing == "ospf" else [f"no router bgp {plan.asn}"]]
     if plan.routing == "ospf":
-        chunks += [[f"interface {ifname}", " no ip ospf hello-interval", " no ip ospf dead-interval", "exit"]
+        chunks += [[f"interface {ifname}", " no ip ospf hello-interval", " no ip ospf dead-interval",
+                    " no ip ospf authentication", f" no ip ospf message-digest-key {AUTH_KEY_ID}", "exit"]
                    for ifname in plan.interfaces]
     if plan.pod_subnet:
         chunks += [[f"no route-map {POLICY}"], [f"no ip prefix-list {POLICY}"]]
+    if plan.pod_network:  # the filter goes last: while a routing block exists, it stays in force
+        chunks += [[f"no ip protocol {plan.routing} route-map {IMPORT}"], [f"no route-map {IMPORT}"],
+                   [f"no ip prefix-list {POD_NETWORK}"]]
     return chunks
 
 
@@ -137,7 +172,10 @@ def leftovers(config: str, plan: FrrPlan) -> list[str]:
     """What of the plan a running configuration still holds."""
     head = "router ospf" if plan.routing == "ospf" else f"router bgp {plan.asn}"
     found = [head] if re.search(rf"^{head}\b", config, re.M) else []
-    return found + ([POLICY] if POLICY in config else [])
+    found += [name for name in (POLICY, IMPORT, POD_NETWORK) if re.search(rf"\b{name}\b", config)]
+    if plan.routing == "ospf" and re.search(r"^ ip ospf (authentication|message-digest-key)", config, re.M):
+        found.append("ip ospf authentication")
+    return found
 
 
 def vtysh_argv(lines: Sequence[str], write: bool = True) -> list[str]:
@@ -175,6 +213,10 @@ def foreign_routing(config: str, plan: FrrPlan) -> str | None:
         return head
     if plan.routing == "ospf" and re.search(r"^ ip ospf (hello|dead)-interval", config, re.M):
         return "ip ospf hello/dead-interval"
+    if plan.routing == "ospf" and re.search(r"^ ip ospf (authentication|message-digest-key)", config, re.M):
+        return "ip ospf authentication"  # replacing someone's key would cut their adjacencies
+    if found := re.search(rf"^ip protocol {plan.routing} route-map (?!{IMPORT}\b)\S+", config, re.M):
+        return found.group(0)  # zebra holds one route-map per protocol: ours would replace it
     return None
 
 
@@ -199,7 +241,10 @@ def apply(runner: Runner, plan: FrrPlan, write: bool = True, adopt: bool = False
     if not checked:
         refuse(runner, plan, adopt)
     result = runner.run(vtysh_argv(config_lines(plan), write), check=False)
-    return _checked(runner, result, "apply")
+    try:
+        return _checked(runner, result, "apply")
+    except FrrError as exc:  # vtysh may echo the line it refused: never the key
+        raise FrrError(str(exc).replace(plan.auth_key, "<key>") if plan.auth_key else str(exc)) from None
 
 
 def remove(runner: Runner, plan: FrrPlan, write: bool = True) -> None:

@@ -3,10 +3,9 @@ expired lease. Leases come as a plain subnet -> Lease table, whatever source fil
 
 from __future__ import annotations
 
-from itertools import combinations
-
 from netbench.controlplane.common import Cluster, overlaps
 from netbench.findings import Finding
+from netbench.routes.safety import overlapping
 
 
 def for_subnet(c: Cluster, reporter: str, owner: str) -> list[Finding]:
@@ -69,12 +68,11 @@ def table(c: Cluster, only: set[str] | None = None) -> list[Finding]:
         for node in _concerned(c, address=lease.public_ip):
             found.append(Finding("lease-stale", node, message, evidence=(lease.describe(),), hint=c.etcd_hint(),
                                  extra={"subnet": lease.subnet, "lease_ip": lease.public_ip}))
-    for a, b in combinations(leases, 2):
-        if overlaps(a.subnet, b.subnet):
-            for node in _concerned(c, a.subnet, b.subnet):
-                found.append(Finding("lease-overlap", node, f"leases {a.subnet} and {b.subnet} overlap: "
-                                     "addresses in both have two owners", evidence=(a.describe(), b.describe()),
-                                     hint=c.etcd_hint(), extra={"subnets": [a.subnet, b.subnet]}))
+    for a, b in overlapping(leases):  # the check `routes apply` refuses them by
+        for node in _concerned(c, a.subnet, b.subnet):
+            found.append(Finding("lease-overlap", node, f"leases {a.subnet} and {b.subnet} overlap: "
+                                 "addresses in both have two owners", evidence=(a.describe(), b.describe()),
+                                 hint=c.etcd_hint(), extra={"subnets": [a.subnet, b.subnet]}))
     for lease in leases:
         if lease.ttl_s is not None and lease.ttl_s <= 0:
             for node in _concerned(c, lease.subnet, address=lease.public_ip):

@@ -19,6 +19,7 @@ data; `apply` and `revert` run them on every node through a Fleet, one Outcome p
 module, each importing only those above it:
 - `errors`: RoutesError, what stops one node.
 - `leases`: flannel's leases from etcd; a node's own lease and its peers'.
+- `safety`: which leases may become routes (checked on every node's facts before any node changes).
 - `iproute`: routes as `ip -j route` prints them, restore commands, the static routes netbench adds.
 - `state`: the node-side state file, and revert as a plan computed from it.
 - `frrplan`: a node's FRR plan from its facts (netbench.frr.plans builds every FRR plan), what FRR learned.
@@ -40,6 +41,7 @@ from netbench.routes.errors import RoutesError
 from netbench.routes.frrplan import frr_plan
 from netbench.routes.iproute import StaticRoute, describe, next_hop, restore_argv, route_key, static_routes
 from netbench.routes.leases import Lease, lease_values, own_lease, parse_leases, peer_leases, read_leases
+from netbench.routes.safety import UnsafeLease, UnsafeLeases, unsafe_leases
 from netbench.routes.state import (
     KINDS,
     STATE_FILE,
@@ -52,6 +54,7 @@ from netbench.routes.state import (
 
 __all__ = [
     "KINDS", "STATE_FILE", "Job", "Lease", "Outcome", "RevertPlan", "RouteState", "RoutesError", "StaticRoute",
+    "UnsafeLease", "UnsafeLeases", "unsafe_leases",
     "apply", "apply_frr", "apply_static", "check_args", "describe", "frr_plan", "lease_values", "next_hop",
     "own_lease", "parse_leases", "peer_leases", "read_leases", "read_state_argv", "remove_state_argv",
     "restore_argv", "revert", "revert_node", "revert_plan", "route_key", "run_on_fleet", "static_routes",

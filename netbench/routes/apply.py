@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable, Mapping, Sequence
 
 from netbench import cluster, facts, frr
@@ -18,6 +18,7 @@ from netbench.routes.errors import RoutesError
 from netbench.routes.frrplan import frr_plan, learned, summarise_plan
 from netbench.routes.iproute import MARK, describe, restore_argv, route_metric, sections, show_routes, static_routes
 from netbench.routes.leases import Lease, own_lease, peer_leases, read_leases
+from netbench.routes.safety import refuse_unsafe, unsafe_leases
 from netbench.routes.state import (
     KINDS,
     STATE_FILE,
@@ -55,6 +56,8 @@ class Job:
     routing: str = "ospf"
     dry_run: bool = False
     learn_timeout: float = LEARN_TIMEOUT_S
+    known: Mapping[str, facts.NodeFacts] = field(default_factory=dict)  # node -> facts gathered for the checks
+    auth_key: str | None = field(default=None, repr=False)  # frr: OSPF's key, one per apply, the same on every node
 
 
 def check_args(kind: str, routing: str | None) -> str:
@@ -84,6 +87,7 @@ def _refuse_if_applied(conn: Connection) -> None:
 
 def _own(conn: Connection, spec: ClusterNode, job: Job, known: facts.NodeFacts | None = None) -> Lease:
     address = spec.target.address
+    known = known or job.known.get(spec.target.name)
     pod_subnet = spec.subnet
     if pod_subnet is None and sum(lease.public_ip == address for lease in job.leases.values()) != 1:
         # none, or several (a stale one): the node's own pod subnet decides
@@ -148,11 +152,12 @@ def _frr_prechecks(conn: Connection, plan: frr.FrrPlan) -> None:
 
 def apply_frr(conn: Connection, spec: ClusterNode, job: Job, out: Outcome) -> None:
     _refuse_if_applied(conn)
-    known = node_facts(conn, spec, job.pod_network)
+    known = job.known.get(spec.target.name) or node_facts(conn, spec, job.pod_network)
     own = _own(conn, spec, job, known)
     peers, skipped = peer_leases(own, job.leases)
     out.notes += skipped
-    plan = frr_plan(spec.target.name, job.routing, spec.target.address, own, peers, known)
+    plan = frr_plan(spec.target.name, job.routing, spec.target.address, own, peers, known, job.pod_network,
+                    job.auth_key)
     subnets = [lease.subnet for lease in peers]
     for route in known.routes:
         if route.dst in subnets and route.proto not in facts.ROUTING_DAEMON_PROTOS:
@@ -249,12 +254,21 @@ def _strip_node(message: str, node: str) -> str:
 
 def run_on_fleet(nodes: Sequence[ClusterNode], job: Job, accept_new_host_keys: bool = False) -> dict[str, Outcome]:
     """One Outcome per node, in inventory order; an unreachable node or a bug on one node is that node's."""
+    with Fleet([n.target for n in nodes], accept_new_host_keys) as fleet:
+        return _each(fleet, nodes, job)
+
+
+def _each(fleet: Fleet, nodes: Sequence[ClusterNode], job: Job,
+          failed: Mapping[str, BaseException] | None = None) -> dict[str, Outcome]:
+    """The job's step on every node but those `failed` already (their error is their Outcome)."""
     specs = {n.target.name: n for n in nodes}
     step = STEPS[job.kind]
-    with Fleet([n.target for n in nodes], accept_new_host_keys) as fleet:
-        results = fleet.each(lambda conn: _run_node(step, specs[conn.name], job)(conn))
+    failed = failed or {}
+    results = fleet.each(lambda conn: _run_node(step, specs[conn.name], job)(conn),
+                         [n.target.name for n in nodes if n.target.name not in failed])
     outcomes: dict[str, Outcome] = {}
-    for name, value in results.items():
+    for name in specs:
+        value = failed[name] if name in failed else results[name]
         if isinstance(value, Outcome):
             outcomes[name] = value
         else:
@@ -265,11 +279,18 @@ def run_on_fleet(nodes: Sequence[ClusterNode], job: Job, accept_new_host_keys: b
 
 def apply(inv: Inventory, nodes: Sequence[ClusterNode], kind: str, routing: str | None = None, dry_run: bool = False,
           accept_new_host_keys: bool = False) -> dict[str, Outcome]:
-    """Route pod subnets with `kind` (static | frr) on every node. UserError for bad input or no leases."""
+    """Route pod subnets with `kind` (static | frr) on every node. UserError for bad input or no leases;
+    UnsafeLeases (a UserError) when a lease must not become a route, raised after every node's facts are
+    read and before anything changes on any node (the dry run refuses them too)."""
     routing = check_args(kind, routing)
     leases = read_leases(inv)
-    job = Job(kind, str(inv.cluster.pod_network), leases, routing, dry_run)
-    return run_on_fleet(nodes, job, accept_new_host_keys)
+    job = Job(kind, str(inv.cluster.pod_network), leases, routing, dry_run,
+              auth_key=frr.new_auth_key() if kind == "frr" else None)
+    refuse_unsafe(unsafe_leases(leases, job.pod_network, [n.address for n in inv.nodes]))  # before SSH
+    with Fleet([n.target for n in nodes], accept_new_host_keys) as fleet:
+        known, failed = cluster.gather_facts(fleet, nodes, job.pod_network)
+        refuse_unsafe(unsafe_leases(leases, job.pod_network, [n.address for n in inv.nodes], known))
+        return _each(fleet, nodes, replace(job, known=known), failed)
 
 
 def revert(inv: Inventory, nodes: Sequence[ClusterNode], dry_run: bool = False,

@@ -14,9 +14,11 @@ from netbench.routes.leases import Lease
 
 
 def frr_plan(name: str, routing: str, address: str, own: Lease, peers: Iterable[Lease],
-             node_facts: facts.NodeFacts) -> frr.FrrPlan:
-    """The node's FRR plan (frr.plans, one member per lease): OSPF area 0 on the underlay's network, or
-    iBGP with every peer (full mesh); either way it redistributes exactly its own lease's subnet."""
+             node_facts: facts.NodeFacts, pod_network: str | None = None,
+             auth_key: str | None = None) -> frr.FrrPlan:
+    """The node's FRR plan (frr.plans, one member per lease): OSPF area 0 on the underlay's network
+    (authenticated with `auth_key`, the same on every node), or iBGP with every peer (full mesh); either
+    way it redistributes exactly its own lease's subnet and lets only `pod_network` into the kernel."""
     try:
         router_id = str(ipaddress.IPv4Address(address))
     except ValueError:  # the inventory names the node by hostname
@@ -34,17 +36,21 @@ def frr_plan(name: str, routing: str, address: str, own: Lease, peers: Iterable[
     me = frr.FrrMember(name, router_id, (str(mine.network),), (underlay,), own.subnet)
     # a peer counts only by its router id (its PublicIP): its own plan is built on its own node
     others = [frr.FrrMember(lease.subnet, lease.public_ip, (), ()) for lease in peers]
-    return frr.plans([me, *others], routing)[0]
+    return frr.plans([me, *others], routing, pod_network=pod_network, auth_key=auth_key)[0]
 
 
 def summarise_plan(plan: frr.FrrPlan) -> list[str]:
     lines = [f"FRR {plan.routing}: router-id {plan.router_id}, redistribute connected {plan.pod_subnet} "
              f"(route-map {frr.POLICY})"]
+    if plan.pod_network:
+        lines.append(f"zebra installs only routes inside {plan.pod_network} (ip protocol {plan.routing} "
+                     f"route-map {frr.IMPORT})")
     if plan.routing == "ospf":
+        auth = ", MD5 authentication: neighbours only with this cluster's key" if plan.auth_key else ""
         lines.append(f"network {', '.join(plan.networks)} area 0 on {', '.join(plan.interfaces)} "
-                     f"(hello {frr.HELLO_S}s, dead {frr.DEAD_S}s)")
+                     f"(hello {frr.HELLO_S}s, dead {frr.DEAD_S}s{auth})")
     else:
-        lines.append(f"iBGP AS {plan.asn} with {', '.join(plan.bgp_peers) or 'no peer'}")
+        lines.append(f"iBGP AS {plan.asn} with {', '.join(plan.bgp_peers) or 'no peer'} (no other neighbour)")
     return lines
 
 

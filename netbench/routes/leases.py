@@ -119,8 +119,9 @@ def lease_values(inv: Inventory, timeout: float = 3.0) -> dict[str, dict]:
 
 
 def read_leases(inv: Inventory, timeout: float = 3.0) -> dict[str, Lease]:
-    """flannel's leases from the inventory's etcd: subnet -> Lease; UserError when there are none."""
-    leases = parse_leases(lease_values(inv, timeout))
+    """flannel's leases from the inventory's etcd, each with its key: subnet -> Lease; UserError when
+    there are none."""
+    leases = lease_table(inv, timeout)
     if not leases:
         etcd = inv.cluster.etcd
         raise UserError(f"etcd at {_shown(etcd.endpoints)} holds no flannel lease under {etcd.prefix}/subnets/ "

@@ -22,7 +22,10 @@ STATE_VERSION = 1
 
 
 def plan_to_dict(plan: frr.FrrPlan) -> dict:
-    return dataclasses.asdict(plan)
+    """The plan as the state file keeps it: without OSPF's key (revert needs none; secrets stay in FRR)."""
+    data = dataclasses.asdict(plan)
+    data.pop("auth_key", None)
+    return data
 
 
 def plan_from_dict(data: Mapping) -> frr.FrrPlan:

@@ -53,7 +53,8 @@ def test_frr_plans_full_mesh_on_one_segment():
     got = datapaths.Frr().plans(FakeLab(topo))
     addresses = [n.address for n in topo.nodes]
     want = [frr.FrrPlan(n.name, "bgp", n.address, (str(segment_network(0)),), ("eth0",), n.subnet,
-                        tuple(a for a in addresses if a != n.address)) for n in topo.nodes]
+                        tuple(a for a in addresses if a != n.address), pod_network="10.1.0.0/16")
+            for n in topo.nodes]
     assert [plan for _, plan in got] == want
     assert [node.name for node, _ in got] == ["n1", "n2", "n3"]
 
@@ -65,7 +66,7 @@ def test_frr_plans_reflect_through_the_router_across_segments():
     assert got[0][0].name == topo.router.name
     assert router == frr.FrrPlan(topo.router.name, "bgp", topo.router.address,
                                  (str(segment_network(0)), str(segment_network(1))), ("eth0", "eth1"), None,
-                                 tuple(n.address for n in topo.nodes), reflector=True)
+                                 tuple(n.address for n in topo.nodes), reflector=True, pod_network="10.1.0.0/16")
     for (node, plan), spec in zip(got[1:], topo.nodes, strict=True):
         assert node.name == spec.name and plan.bgp_peers == (router_address(spec.segment),)
         assert plan.networks == (str(segment_network(spec.segment)),) and plan.pod_subnet == spec.subnet

@@ -1,5 +1,7 @@
 """FRR configuration as data: what apply writes, what remove takes back, and what is not ours."""
 
+import pytest
+
 from netbench import frr
 from netbench.remote import CommandResult
 
@@ -98,3 +100,62 @@ def test_wait_learned_returns_what_is_still_wrong_at_the_deadline():
     assert frr.wait_learned(lambda: left, ["10.1.1.0/24"], False, 0, 0) == {"10.1.1.0/24"}
     assert frr.wait_learned(lambda: left, ["10.1.9.0/24"], False, 0, 0) == set()
     assert frr.wait_learned(lambda: left, None, False, 0, 0) == left
+
+
+# -- what may reach the kernel, and who may be a neighbour --------------------------------------------
+
+SAFE = frr.plans([frr.FrrMember("n1", "198.18.0.1", ("198.18.0.0/24",), ("eth0",), "10.1.5.0/24")], "ospf",
+                 pod_network="10.1.0.0/16", auth_key="0123456789abcdef")[0]
+
+
+def test_zebra_installs_only_the_pod_network_and_ospf_authenticates():
+    lines = [line.strip() for line in frr.config_lines(SAFE)]
+    assert lines.index(f"ip protocol ospf route-map {frr.IMPORT}") < lines.index("router ospf")  # before learning
+    assert f"ip prefix-list {frr.POD_NETWORK} seq 5 permit 10.1.0.0/16 le 32" in lines
+    assert lines[lines.index(f"route-map {frr.IMPORT} permit 10") + 1] == \
+        f"match ip address prefix-list {frr.POD_NETWORK}"  # and nothing else is permitted (implicit deny)
+    eth0 = lines[lines.index("interface eth0"):lines.index("exit", lines.index("interface eth0"))]
+    assert "ip ospf authentication message-digest" in eth0
+    assert "ip ospf message-digest-key 1 md5 0123456789abcdef" in eth0
+    bgp = frr.plans([frr.FrrMember("n1", "198.18.0.1", (), ("eth0",), "10.1.5.0/24")], "bgp",
+                    pod_network="10.1.0.0/16", auth_key="k")[0]
+    assert f"ip protocol bgp route-map {frr.IMPORT}" in frr.config_lines(bgp)
+    assert not any("authentication" in line for line in frr.config_lines(bgp))  # BGP: explicit neighbours
+
+
+def test_the_key_is_one_per_cluster_and_never_shown():
+    built = frr.plans([frr.FrrMember(f"n{i}", f"198.18.0.{i}", (), ("eth0",)) for i in (1, 2)], "ospf",
+                      auth_key=frr.new_auth_key())
+    assert built[0].auth_key == built[1].auth_key and len(built[0].auth_key) == 16
+    assert built[0].auth_key not in repr(built[0]) and frr.new_auth_key() != frr.new_auth_key()
+
+
+def test_removal_takes_the_filter_and_the_authentication_back_last():
+    chunks = frr.remove_chunks(SAFE)
+    assert chunks[0] == ["no router ospf"]
+    assert chunks[-3:] == [[f"no ip protocol ospf route-map {frr.IMPORT}"], [f"no route-map {frr.IMPORT}"],
+                           [f"no ip prefix-list {frr.POD_NETWORK}"]]
+    assert " no ip ospf message-digest-key 1" in chunks[1] and " no ip ospf authentication" in chunks[1]
+    assert frr.leftovers("\n".join(frr.config_lines(SAFE)), SAFE) == [
+        "router ospf", frr.POLICY, frr.IMPORT, frr.POD_NETWORK, "ip ospf authentication"]
+
+
+def test_someone_elses_import_filter_or_key_is_foreign():
+    assert frr.foreign_routing("ip protocol ospf route-map SITE\n", SAFE) == "ip protocol ospf route-map SITE"
+    assert frr.foreign_routing(f"ip protocol ospf route-map {frr.IMPORT}\n", SAFE) is None
+    assert frr.foreign_routing("interface eth0\n ip ospf message-digest-key 1 md5 site\n", SAFE) == \
+        "ip ospf authentication"
+
+
+def test_a_refused_line_never_shows_the_key():
+    class Refusing(Vtysh):
+        def run(self, argv, *, timeout=30.0, check=True):
+            if "show daemons" in argv:
+                return CommandResult("n1", "", 0, "zebra ospfd", "")
+            if argv[:3] == ["vtysh", "-c", "configure terminal"]:
+                return CommandResult("n1", "", 1, f"% Unknown command: ip ospf message-digest-key 1 md5 "
+                                                  f"{SAFE.auth_key}\n", "")
+            return super().run(argv, timeout=timeout, check=check)
+    with pytest.raises(frr.FrrError) as caught:
+        frr.apply(Refusing(""), SAFE, write=False)
+    assert SAFE.auth_key not in str(caught.value) and "<key>" in str(caught.value)

@@ -329,3 +329,16 @@ def test_frr_apply_picks_the_own_lease_by_pod_subnet_when_a_stale_one_shares_the
     assert out.ok, out.error
     assert routes.RouteState.from_json(node.state).plan.pod_subnet == "10.1.61.0/24"
     assert any("skipped 10.1.200.0/24" in note for note in out.notes), out.notes
+
+
+def test_frr_apply_filters_the_kernel_and_keeps_the_key_out_of_the_state_file():
+    job = routes.Job("frr", "10.1.0.0/16", LEASES, "ospf", learn_timeout=0, auth_key="0123456789abcdef")
+    node = FakeNode(raw_facts=_udp_facts(), learned=["10.1.140.0/24", "10.1.152.0/24"])
+    out = _run_node(routes.apply_frr, SPEC, job)(node)
+    assert out.ok, out.error
+    assert f"ip protocol ospf route-map {frr.IMPORT}" in node.config
+    assert f"ip prefix-list {frr.POD_NETWORK} seq 5 permit 10.1.0.0/16 le 32" in node.config
+    assert "ip ospf message-digest-key 1 md5 0123456789abcdef" in node.config
+    assert "0123456789abcdef" not in node.state and "0123456789abcdef" not in "\n".join(out.actions + out.notes)
+    assert routes.RouteState.from_json(node.state).plan.pod_network == "10.1.0.0/16"
+    assert any("zebra installs only routes inside 10.1.0.0/16" in a for a in out.actions)

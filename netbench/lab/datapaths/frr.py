@@ -30,7 +30,7 @@ class Frr(DataPath):
     def apply(self, lab: LabView) -> None:
         lab.state.frr_applied = True  # before the first node is configured: a failure part-way is undone
         lab.save()
-        for node, plan in self.plans(lab):
+        for node, plan in self.plans(lab, frr.new_auth_key()):
             frr.apply(node, plan, adopt=True)
 
     def ready(self, lab: LabView) -> None:
@@ -47,9 +47,10 @@ class Frr(DataPath):
         lab.state.frr_applied = False
         lab.save()
 
-    def plans(self, lab: LabView) -> list[tuple[LabNode, frr.FrrPlan]]:
+    def plans(self, lab: LabView, auth_key: str | None = None) -> list[tuple[LabNode, frr.FrrPlan]]:
         """The lab's nodes (and router) as frr.plans' members; the router, when there is one, is the
-        route reflector, reached from each node at its address on that node's segment."""
+        route reflector, reached from each node at its address on that node's segment. Only the pod
+        network reaches the kernels; OSPF authenticates with `auth_key` (removal needs none)."""
         topo, nodes, router = lab.topology, lab.nodes, lab.router
         underlay = (topo.flavour.underlay,)
         members = [frr.FrrMember(n.name, n.spec.address, (str(segment_network(n.spec.segment)),), underlay,
@@ -60,7 +61,8 @@ class Frr(DataPath):
             reflector = frr.FrrMember(router.name, router.spec.address, tuple(str(segment_network(k)) for k in segs),
                                       tuple(f"eth{k}" for k in segs))
         by_name = {n.name: n for n in nodes + ([router] if router else [])}
-        return [(by_name[plan.node], plan) for plan in frr.plans(members, lab.state.routing, reflector)]
+        plans = frr.plans(members, lab.state.routing, reflector, str(topo.flavour.pod_network), auth_key)
+        return [(by_name[plan.node], plan) for plan in plans]
 
     def _wait_learned(self, lab: LabView, present: bool, timeout: float = LEARN_TIMEOUT_S) -> None:
         """A mode is on when its data path works: wait until every node's kernel has learned a route

@@ -48,6 +48,11 @@ def test_frr_learns_every_peers_pod_subnet(lab, routing):
         for address, peer in peers.items():
             assert learned[peer.spec.subnet]["gateway"] == address, learned
         assert len(learned) == len(peers)  # its own subnet and the underlay are not learned
+        # only the pod network may reach the kernel, and OSPF forms adjacencies only with the cluster's key
+        config = node.run(["vtysh", "-c", "show running-config"]).stdout
+        assert f"ip prefix-list {frr.POD_NETWORK} seq 5 permit {lab.topology.flavour.pod_network} le 32" in config
+        assert f"ip protocol {routing} route-map {frr.IMPORT}" in config
+        assert ("ip ospf authentication message-digest" in config) is (routing == "ospf")
     assert ttl_of(ping(lab, "n1", lab.pod_ip("n3"))) == 62  # routed by two kernels, no overlay
     # and netbench's facts name the mode and where the routes came from
     report = json.loads(netbench("doctor", "--json").stdout)
