@@ -23,6 +23,7 @@ from typing import Callable, Generic, Iterable, Sequence, TypeVar
 
 import paramiko
 
+from netbench import signals
 from netbench.errors import NetbenchError
 from netbench.remote import CommandResult
 
@@ -235,18 +236,23 @@ class Fleet:
         pool = ThreadPoolExecutor(max_workers=min(self.max_parallel, len(chosen)),
                                   thread_name_prefix="fleet")
         halt = threading.Event()
-        futures = {pool.submit(fn, _Halting(self.connections[n], halt)): n for n in chosen}
+        futures: dict = {}
         limit = timeout or max(self.connections[n].target.connect_timeout + self.connections[n].target.command_timeout
                                for n in chosen) * 2
         try:
+            # submitting is inside the try: an interrupt that lands while workers are being handed out
+            # (the first ones already running) must halt them as surely as one during the wait
+            for n in chosen:
+                futures[pool.submit(fn, _Halting(self.connections[n], halt))] = n
             done, pending = wait(futures, timeout=limit)
         except BaseException:
             # Ctrl-C (or SIGTERM turned into an exception) while nodes work: no worker may start another
             # command, and the ones running finish theirs before the caller cleans up — else a worker
-            # would create pods on a node right after its cleanup.
+            # would create pods on a node right after its cleanup. A second signal waits for that.
             halt.set()
             pool.shutdown(wait=False, cancel_futures=True)
-            wait(futures, timeout=limit)
+            with signals.shielded():
+                wait(futures, timeout=limit)
             raise
         for future in done:
             name = futures[future]

@@ -1,8 +1,10 @@
 """`netbench run`: connect to every node, learn its facts, deploy probe pods, measure the plan,
 and leave a run directory behind. A node that fails is recorded and skipped; the run goes on.
 
-Probes are removed at the end — after a failure or Ctrl-C too — and `netbench clean` removes what a
-killed run left.
+Every node is taken for the run first (netbench.runlock: refused, exit 2, while another run holds
+one) and released at the end — after a failure, Ctrl-C, SIGTERM or SIGHUP too (netbench.signals),
+which removes all the run made there. A node the run could not release (killed with -9, the SSH path
+gone) removes it by itself once the run stops renewing its lock (the expiry).
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from netbench import __version__, cluster, facts, pods, probes
+from netbench import __version__, cluster, facts, pods, probes, runlock, signals
 from netbench.cluster import ClusterNode
 from netbench.errors import InvalidValue
 from netbench.fleet import Connection, Fleet
+from netbench.inventory import runs_pods
 from netbench.measure import MeasureError, latency, throughput
 from netbench.plan import LATENCY_TESTS, SCENARIOS, THROUGHPUT_TESTS, Plan, Step, make_plan
 from netbench.remote import script
@@ -47,9 +50,10 @@ class RunOptions:
     # Several data paths in one run (the lab switches between passes); host-host, which no mode
     # changes, is measured in the first pass only and is every mode's baseline.
     modes: tuple[str, ...] = ()
+    expiry: float = runlock.DEFAULT_EXPIRY  # s a node waits for the run's renewal before it cleans itself
 
     def __post_init__(self) -> None:
-        checks = [("samples", self.samples >= 1), ("interval", self.interval > 0), ("size", 16 <= self.size <= 65000),
+        checks = [("expiry", 2 <= self.expiry <= 3600), ("samples", self.samples >= 1), ("interval", self.interval > 0), ("size", 16 <= self.size <= 65000),
                   ("duration", self.duration >= 1), ("repeats", self.repeats >= 1), ("streams", self.streams >= 2)]
         for name, ok in checks:
             if not ok:
@@ -106,6 +110,7 @@ class Session:
                  inventory_meta: dict, label: str = "", accept_new_host_keys: bool = False,
                  progress: Progress | None = None, transport=Connection) -> None:
         self.nodes = {n.name: n for n in nodes}
+        self.podless = {n.name for n in nodes if not runs_pods(n.roles)}  # a master: host-host only
         self.pod_network = pod_network
         self.options = options
         self.out_root = out_root
@@ -121,6 +126,9 @@ class Session:
         self.cluster_mode = cluster.cluster_mode({})
         self.probes: dict[str, probes.NodeProbes] = {}
         self.deployed_to: set[str] = set()  # every node a deploy began on, whether or not it finished
+        self.lock = runlock.RunLock.new(options.expiry)
+        self.locked: set[str] = set()  # every node the run asked to take: each is released at the end
+        self.heartbeat = runlock.Heartbeat(self.lock, lambda node, why: self.mark_down(node, "lock", why))
         self.run_dir: RunDir | None = None
         self.host_measured = False
         self.traces: list[dict] = []  # every pass's, in a run over several modes
@@ -146,8 +154,14 @@ class Session:
     def _plan(self, scenarios: tuple[str, ...]) -> Plan:
         """The plan of one scenario set, made once per run: estimate_steps and every pass share it."""
         if scenarios not in self.plans:
-            self.plans[scenarios] = make_plan(list(self.nodes), scenarios, self.options.parallel_pairs,
-                                              self.options.pairs)
+            plan = make_plan(list(self.nodes), scenarios, self.options.parallel_pairs, self.options.pairs)
+            if self.podless:  # nodes that run no pods are host-host endpoints only
+                def kept(rounds):
+                    rounds = [[s for s in r if s.scenario == "host-host" or not {s.src, s.dst} & self.podless]
+                              for r in rounds]
+                    return [r for r in rounds if r]
+                plan.latency_rounds, plan.throughput_rounds = kept(plan.latency_rounds), kept(plan.throughput_rounds)
+            self.plans[scenarios] = plan
         return self.plans[scenarios]
 
     def estimate_steps(self) -> int:
@@ -179,6 +193,7 @@ class Session:
         mode = "unknown"
         try:
             self._connect()
+            self._acquire()
             if not self.options.modes:
                 mode = self._pass(run_dir, meta)
             else:
@@ -205,13 +220,14 @@ class Session:
                     meta["mode"] = mode
                     run_dir.write_meta(meta)
         finally:
-            self._teardown()
-            self.fleet.close()
-            meta.update(mode=mode, finished=time.time(), wall_s=time.time() - started,
-                        nodes_down=sorted(self.down), failures=[asdict(f) for f in self.failures],
-                        facts=self._facts_meta())
-            run_dir.write_meta(meta)
-            run_dir.write_table()
+            with signals.shielded():  # a second Ctrl-C or SIGTERM waits until the nodes are clean
+                self._teardown()
+                self.fleet.close()
+                meta.update(mode=mode, finished=time.time(), wall_s=time.time() - started,
+                            nodes_down=sorted(self.down), failures=[asdict(f) for f in self.failures],
+                            facts=self._facts_meta())
+                run_dir.write_meta(meta)
+                run_dir.write_table()
         return RunOutcome(run_dir, mode, list(self.failures), sorted(self.down))
 
     def _pass(self, run_dir: RunDir, meta: dict) -> str:
@@ -257,6 +273,19 @@ class Session:
         for name in result:
             self.progress(f"connected {name}", 1)
 
+    def _acquire(self) -> None:
+        """Take every node for this run before anything is made there; one held by another live run
+        refuses the whole run (NodeBusy, exit 2) — the teardown releases the nodes already taken."""
+        self.locked.update(self.up)
+        result = self.fleet.each(lambda c: runlock.acquire(c, self.lock), self.up)
+        for name in result.succeeded:
+            self.heartbeat.add(self.fleet[name])
+        busy = [e for e in result.failed.values() if isinstance(e, runlock.NodeBusy)]
+        if busy:
+            raise busy[0]
+        for name, error in result.failed.items():
+            self.mark_down(name, "lock", error)
+
     def _gather_facts(self) -> None:
         found, failed = cluster.gather_facts(self.fleet, [self.nodes[n] for n in self.up], self.pod_network,
                                              lambda name: self.progress(f"facts {name}", 1))
@@ -281,7 +310,8 @@ class Session:
 
     def _deploy(self) -> None:
         self.deployed_to.update(self.up)  # before anything is created: a deploy that fails half-way is undone too
-        result = self.fleet.each(lambda c: probes.deploy(c, self.facts[c.name]), self.up)
+        result = self.fleet.each(lambda c: probes.deploy(c, self.facts[c.name], self.lock.workdir,
+                                                         with_pods=c.name not in self.podless), self.up)
         self.probes.update(result.succeeded)
         for name, error in result.failed.items():
             self.mark_down(name, "deploy", error)
@@ -376,13 +406,13 @@ class Session:
     def _trace(self, run_dir: RunDir, mode: str) -> None:
         """Each pod-pod pair once (the lower-named node as source), hop by hop, kept with the run."""
         from netbench.trace.tracer import TraceOptions, Tracer
-        nodes = [n for n in self.nodes if n not in self.down and n in self.probes]
+        nodes = [n for n in self.nodes if n not in self.down and n in self.probes and self.probes[n].pods]
         pairs = [(a, b) for i, a in enumerate(nodes) for b in nodes[i + 1:]
                  if not self.options.pairs or (a, b) in self.options.pairs or (b, a) in self.options.pairs]
         if not pairs:
             return
         tracer = Tracer(self.fleet, self.facts, None if mode in ("mixed", "unknown") else mode,
-                        TraceOptions())
+                        TraceOptions(), lock=self.lock)
         # the run's probe pods serve the trace as they are (prepare() would clean them away)
         tracer.endpoints = {n: self.probes[n].pods[0] for n in nodes}
         reports = []
@@ -399,8 +429,12 @@ class Session:
         run_dir.write_traces(self.traces)
 
     def _teardown(self) -> None:
-        touched = sorted(self.deployed_to)
+        """Release every node the run asked to take, those marked down too (a node may answer again):
+        the node removes all this run made there. One that cannot be reached cleans itself."""
+        self.heartbeat.stop()
+        touched = sorted(self.locked)
         names = [n for n in touched if n not in self.down] + [n for n in touched if n in self.down]
-        result = self.fleet.each(lambda c: probes.clean(c, timeout=15), names, timeout=60)
+        result = self.fleet.each(lambda c: runlock.release(c, self.lock.run_id, timeout=15), names, timeout=60)
         for name, error in result.failed.items():
-            self.fail(name, "cleanup", f"probes may be left on the node ({error}); run `netbench clean`")
+            self.fail(name, "cleanup", f"probes may be left on the node ({error}); it removes them itself within "
+                      f"{self.lock.expiry:g} s of the run's end (or run `netbench clean`)")
