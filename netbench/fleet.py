@@ -195,14 +195,15 @@ class Halted(NodeError):
 
 
 class _Halting:
-    """A connection as one Fleet.each call hands it to its workers: refuses new commands once the call
-    is interrupted, so an interrupted group stops at the command it is in."""
+    """A connection as the Fleet hands it out (to Fleet.each's workers, by fleet[name]): refuses new
+    commands once the group or the whole fleet is interrupted, so interrupted work stops at the
+    command it is in."""
 
-    def __init__(self, conn: Connection, halt: threading.Event) -> None:
-        self._conn, self._halt = conn, halt
+    def __init__(self, conn: Connection, *halts: threading.Event) -> None:
+        self._conn, self._halts = conn, halts
 
     def run(self, *args, **kwargs) -> CommandResult:
-        if self._halt.is_set():
+        if any(h.is_set() for h in self._halts):
             raise Halted(self._conn.name, "interrupted: no new command is started")
         return self._conn.run(*args, **kwargs)
 
@@ -218,9 +219,21 @@ class Fleet:
                  max_parallel: int = 16, transport: Callable[[SshTarget, bool], Connection] = Connection) -> None:
         self.connections = {t.name: transport(t, accept_new_host_keys) for t in targets}
         self.max_parallel = max_parallel
+        self._halt = threading.Event()  # interrupt(): every connection refuses new commands
 
     def __getitem__(self, name: str) -> Connection:
-        return self.connections[name]
+        return _Halting(self.connections[name], self._halt)
+
+    def interrupt(self) -> None:
+        """Ctrl-C or SIGTERM while threads of the caller's own run commands (measurement steps): no new
+        command starts anywhere, and the running ones are cut off (their connections closed), so the
+        caller can clean up at once instead of waiting out a long step. resume() before cleaning up."""
+        self._halt.set()
+        for c in self.connections.values():
+            c.close()
+
+    def resume(self) -> None:
+        self._halt.clear()  # the connections reopen on their next command
 
     @property
     def names(self) -> list[str]:
@@ -243,7 +256,7 @@ class Fleet:
             # submitting is inside the try: an interrupt that lands while workers are being handed out
             # (the first ones already running) must halt them as surely as one during the wait
             for n in chosen:
-                futures[pool.submit(fn, _Halting(self.connections[n], halt))] = n
+                futures[pool.submit(fn, _Halting(self.connections[n], halt, self._halt))] = n
             done, pending = wait(futures, timeout=limit)
         except BaseException:
             # Ctrl-C (or SIGTERM turned into an exception) while nodes work: no worker may start another

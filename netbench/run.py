@@ -279,10 +279,11 @@ class Session:
         self.locked.update(self.up)
         result = self.fleet.each(lambda c: runlock.acquire(c, self.lock), self.up)
         for name in result.succeeded:
-            self.heartbeat.add(self.fleet[name])
-        busy = [e for e in result.failed.values() if isinstance(e, runlock.NodeBusy)]
+            self.heartbeat.add(self.fleet.connections[name])  # not halted with the run's own commands
+        busy = {n: e for n, e in result.failed.items() if isinstance(e, runlock.NodeBusy)}
         if busy:
-            raise busy[0]
+            self.locked -= set(busy)  # another run's: nothing of this one there to release
+            raise next(iter(busy.values()))
         for name, error in result.failed.items():
             self.mark_down(name, "lock", error)
 
@@ -353,8 +354,17 @@ class Session:
             for records in fn(step):
                 run_dir.append(records, mode)
                 self.progress(f"{step.scenario} {step.src}->{step.dst} {records[0].test if records else ''}", 1)
-        with ThreadPoolExecutor(max_workers=min(len(live), self.options.max_parallel)) as pool:
+        pool = ThreadPoolExecutor(max_workers=min(len(live), self.options.max_parallel))
+        try:
             list(pool.map(one, live))
+        except BaseException:
+            # Ctrl-C or SIGTERM mid-step: cut the steps off (a latency step can last minutes) so the
+            # teardown starts now; their remote commands die with the probes
+            self.fleet.interrupt()
+            with signals.shielded():
+                pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
 
     def _check_nodes(self, *names: str) -> None:
         """After a failed step: is a node gone? One that no longer answers is marked down."""
@@ -432,6 +442,7 @@ class Session:
         """Release every node the run asked to take, those marked down too (a node may answer again):
         the node removes all this run made there. One that cannot be reached cleans itself."""
         self.heartbeat.stop()
+        self.fleet.resume()
         touched = sorted(self.locked)
         names = [n for n in touched if n not in self.down] + [n for n in touched if n in self.down]
         result = self.fleet.each(lambda c: runlock.release(c, self.lock.run_id, timeout=15), names, timeout=60)

@@ -89,16 +89,46 @@ def safe_id(run_id) -> str | None:
     return run_id if ok and not run_id.startswith(".") else None
 
 
-def tagged(run_ids: set[str] | None) -> list[int]:
-    """Pids whose environment says NB_RUN=<one of run_ids> (any run id when None), this process aside."""
+def own_netns() -> set[int]:
+    """The network namespaces of this node: its own and those under /run/netns (its pods). Where
+    several nodes share one kernel (the lab) a process of another node is never this node's."""
+    found = set()
+    for path in ["/proc/self/ns/net"] + [os.path.join("/run/netns", n) for n in listdir("/run/netns")]:
+        try:
+            found.add(os.stat(path).st_ino)
+        except OSError:
+            pass
+    return found
+
+
+def listdir(path: str) -> list[str]:
+    try:
+        return sorted(os.listdir(path))
+    except OSError:
+        return []
+
+
+def tagged(run_ids: set[str] | None, base: str, base_files: bool) -> list[int]:
+    """Pids of this node whose environment says NB_RUN=<one of run_ids> (any run id when None), this
+    process aside; with base_files also those running a file of BASE (the agent's pings: a run's
+    measuring commands, which carry no tag), for the run holding the lock or none."""
     found = []
+    netns = own_netns()
+    ours = (base.rstrip("/") + "/").encode()
     for pid in filter(str.isdigit, os.listdir("/proc")):
         if int(pid) == os.getpid():
             continue
         try:
+            if os.stat(f"/proc/{pid}/ns/net").st_ino not in netns:
+                continue
             with open(f"/proc/{pid}/environ", "rb") as f:
                 env = f.read().split(b"\0")
+            with open(f"/proc/{pid}/cmdline", "rb") as f:
+                runs_ours = ours in f.read()
         except OSError:
+            continue
+        if runs_ours and base_files:
+            found.append(int(pid))
             continue
         for item in env:
             if item.startswith(b"NB_RUN="):
@@ -138,7 +168,8 @@ def netns_exists(name: str) -> bool:
 def reap(base: str, run_id: str) -> dict:
     """Remove everything of one run: its processes, what its undo list names, its directory, its lock."""
     rundir = os.path.join(base, run_id)
-    procs = kill(tagged({run_id}))  # first, so nothing of the run makes more while it is undone
+    holder = (read_lock(base) or {}).get("run_id") == run_id  # BASE's agent is the holder's
+    procs = kill(tagged({run_id}, base, holder))  # first, so nothing of the run makes more while it is undone
     pods = 0
     try:
         with open(os.path.join(rundir, "undo")) as f:
@@ -155,7 +186,7 @@ def reap(base: str, run_id: str) -> dict:
                            stderr=subprocess.DEVNULL, timeout=30)
         except (OSError, subprocess.TimeoutExpired):
             pass
-    procs += kill(tagged({run_id}) + watchdog_pid(rundir, run_id))
+    procs += kill(tagged({run_id}, base, holder) + watchdog_pid(rundir, run_id))
     shutil.rmtree(rundir, ignore_errors=True)
     lock = read_lock(base)
     if lock is not None and lock.get("run_id") == run_id:
@@ -167,7 +198,7 @@ def reap(base: str, run_id: str) -> dict:
     return {"pods": pods, "processes": procs}
 
 
-def orphans(base: str) -> dict:
+def orphans(base: str, pods: str = PROBE_PODS) -> dict:
     """What no live run owns, once the node is free: run directories, tagged processes, probe pods of
     runs that kept no undo list (older netbench versions, a kill between create and record)."""
     total = {"pods": 0, "processes": 0, "runs": 0}
@@ -176,13 +207,9 @@ def orphans(base: str) -> dict:
             for k, v in reap(base, name).items():
                 total[k] += v
             total["runs"] += 1
-    total["processes"] += kill(tagged(None))
-    try:
-        names = sorted(os.listdir("/run/netns"))
-    except OSError:
-        names = []
-    for ns in names:
-        if ns.startswith(PROBE_PODS):
+    total["processes"] += kill(tagged(None, base, True))
+    for ns in listdir("/run/netns"):
+        if ns.startswith(pods):
             pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
             total["processes"] += kill([int(p) for p in pids if p.isdigit()])
             if subprocess.run(["ip", "netns", "del", ns], capture_output=True).returncode == 0:
@@ -265,7 +292,7 @@ def acquire(args) -> int:
         if lock is not None and lock.get("run_id") != run_id and is_live(args.base, lock):
             emit({"busy": describe(args.base, lock)})
             return 4
-        left = orphans(args.base) if lock is None or lock.get("run_id") != run_id else {}
+        left = orphans(args.base, args.pods) if lock is None or lock.get("run_id") != run_id else {}
         fd = os.open(os.path.join(args.base, LOCK), os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW, 0o600)
         with os.fdopen(fd, "w") as f:
             json.dump({"run_id": run_id, "owner": args.owner, "started": time.time(), "expiry": args.expiry}, f)
@@ -292,13 +319,14 @@ def clean(args) -> int:
         if is_live(args.base, lock) and not args.force:
             emit({"busy": describe(args.base, lock), "pods": 0, "processes": 0, "runs": 0})
             return 0
-        emit(orphans(args.base))
+        emit(orphans(args.base, args.pods))
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="runlock.py")
-    ap.add_argument("--base", default=BASE, help=argparse.SUPPRESS)  # tests: a directory of their own
+    ap.add_argument("--base", default=BASE, help=argparse.SUPPRESS)  # tests: a directory of their own…
+    ap.add_argument("--pods", default=PROBE_PODS, help=argparse.SUPPRESS)  # …and pod names nothing has
     sub = ap.add_subparsers(dest="command", required=True)
     a = sub.add_parser("acquire")
     a.add_argument("run_id")

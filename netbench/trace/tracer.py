@@ -87,7 +87,7 @@ class Tracer:
         and one probe pod on each (none in --host mode)."""
         def setup(conn):
             runlock.acquire(conn, self.lock)
-            self.heartbeat.add(self.fleet[conn.name])  # the plain connection: renewals outlive this group
+            self.heartbeat.add(self.fleet.connections[conn.name])  # plain: renewals outlive this group
             probes.upload_agent(conn)
             if self.options.host:
                 return probes.Endpoint(conn.name, self.facts[conn.name].address)
@@ -95,9 +95,10 @@ class Tracer:
         self.prepared.update(nodes)  # a node that failed half-way may hold a pod too: close() cleans it
         result = self.fleet.each(setup, nodes)
         self.endpoints.update(result.succeeded)
-        busy = [e for e in result.failed.values() if isinstance(e, runlock.NodeBusy)]
+        busy = {n: e for n, e in result.failed.items() if isinstance(e, runlock.NodeBusy)}
         if busy:
-            raise busy[0]
+            self.prepared -= set(busy)  # another run's: nothing of this trace there to release
+            raise next(iter(busy.values()))
         for name, error in result.failed.items():
             raise NetbenchError(f"{name}: cannot prepare the trace: {error}")
 
