@@ -232,6 +232,20 @@ class Fleet:
         for c in self.connections.values():
             c.close()
 
+    def threads(self, fn: Callable[[T], object], items: Sequence[T], max_workers: int) -> None:
+        """fn(item) for every item in threads of the caller's own (measurement steps, which use fleet[name]).
+        Ctrl-C or SIGTERM meanwhile interrupts the fleet, so a step that would last minutes is cut off
+        and the caller's cleanup starts now (the remote commands die with the probes)."""
+        pool = ThreadPoolExecutor(max_workers=min(len(items), max_workers))
+        try:
+            list(pool.map(fn, items))
+        except BaseException:
+            self.interrupt()
+            with signals.shielded():
+                pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+
     def resume(self) -> None:
         self._halt.clear()  # the connections reopen on their next command
 

@@ -1,10 +1,9 @@
 """`netbench run`: connect to every node, learn its facts, deploy probe pods, measure the plan,
 and leave a run directory behind. A node that fails is recorded and skipped; the run goes on.
 
-Every node is taken for the run first (netbench.runlock: refused, exit 2, while another run holds
-one) and released at the end — after a failure, Ctrl-C, SIGTERM or SIGHUP too (netbench.signals),
-which removes all the run made there. A node the run could not release (killed with -9, the SSH path
-gone) removes it by itself once the run stops renewing its lock (the expiry).
+Each node is taken first (netbench.runlock; another run's: exit 2) and released at the end, after a
+failure, Ctrl-C, SIGTERM or SIGHUP too (netbench.signals): that removes all the run made there. A node
+not released (kill -9, SSH gone) cleans itself once the run stops renewing its lock.
 """
 
 from __future__ import annotations
@@ -14,7 +13,6 @@ import re
 import subprocess
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -53,8 +51,9 @@ class RunOptions:
     expiry: float = runlock.DEFAULT_EXPIRY  # s a node waits for the run's renewal before it cleans itself
 
     def __post_init__(self) -> None:
-        checks = [("expiry", 2 <= self.expiry <= 3600), ("samples", self.samples >= 1), ("interval", self.interval > 0), ("size", 16 <= self.size <= 65000),
-                  ("duration", self.duration >= 1), ("repeats", self.repeats >= 1), ("streams", self.streams >= 2)]
+        checks = [("samples", self.samples >= 1), ("interval", self.interval > 0), ("size", 16 <= self.size <= 65000),
+                  ("duration", self.duration >= 1), ("repeats", self.repeats >= 1), ("streams", self.streams >= 2),
+                  ("expiry", 2 <= self.expiry <= 3600)]
         for name, ok in checks:
             if not ok:
                 raise InvalidValue(f"--{name}: {getattr(self, name)} is out of range")
@@ -155,12 +154,10 @@ class Session:
         """The plan of one scenario set, made once per run: estimate_steps and every pass share it."""
         if scenarios not in self.plans:
             plan = make_plan(list(self.nodes), scenarios, self.options.parallel_pairs, self.options.pairs)
-            if self.podless:  # nodes that run no pods are host-host endpoints only
-                def kept(rounds):
-                    rounds = [[s for s in r if s.scenario == "host-host" or not {s.src, s.dst} & self.podless]
-                              for r in rounds]
-                    return [r for r in rounds if r]
-                plan.latency_rounds, plan.throughput_rounds = kept(plan.latency_rounds), kept(plan.throughput_rounds)
+            for kind in ("latency_rounds", "throughput_rounds"):  # nodes with no pods: host-host only
+                rounds = [[s for s in r if s.scenario == "host-host" or not {s.src, s.dst} & self.podless]
+                          for r in getattr(plan, kind)]
+                setattr(plan, kind, [r for r in rounds if r])
             self.plans[scenarios] = plan
         return self.plans[scenarios]
 
@@ -274,8 +271,7 @@ class Session:
             self.progress(f"connected {name}", 1)
 
     def _acquire(self) -> None:
-        """Take every node for this run before anything is made there; one held by another live run
-        refuses the whole run (NodeBusy, exit 2) — the teardown releases the nodes already taken."""
+        """Take every node before anything is made; one another live run holds refuses the run (exit 2)."""
         self.locked.update(self.up)
         result = self.fleet.each(lambda c: runlock.acquire(c, self.lock), self.up)
         for name in result.succeeded:
@@ -354,17 +350,7 @@ class Session:
             for records in fn(step):
                 run_dir.append(records, mode)
                 self.progress(f"{step.scenario} {step.src}->{step.dst} {records[0].test if records else ''}", 1)
-        pool = ThreadPoolExecutor(max_workers=min(len(live), self.options.max_parallel))
-        try:
-            list(pool.map(one, live))
-        except BaseException:
-            # Ctrl-C or SIGTERM mid-step: cut the steps off (a latency step can last minutes) so the
-            # teardown starts now; their remote commands die with the probes
-            self.fleet.interrupt()
-            with signals.shielded():
-                pool.shutdown(wait=True, cancel_futures=True)
-            raise
-        pool.shutdown(wait=True)
+        self.fleet.threads(one, live, self.options.max_parallel)
 
     def _check_nodes(self, *names: str) -> None:
         """After a failed step: is a node gone? One that no longer answers is marked down."""

@@ -35,7 +35,8 @@ class NodeBusy(UserError):
     def __init__(self, node: str, holder: dict) -> None:
         self.node, self.holder = node, holder
         started = holder.get("started")
-        when = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started)) if isinstance(started, (int, float)) else "?"
+        when = (time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(started))
+                if isinstance(started, (int, float)) else "?")
         super().__init__(f"{node}: in use by run {holder.get('run_id')} of {holder.get('owner')}, started {when} "
                          f"(renewed {holder.get('renewed_s_ago')} s ago, expires after {holder.get('expiry')} s "
                          "without renewal); wait for it to finish, or `netbench clean --force` if you know it is dead")
@@ -126,7 +127,8 @@ class Heartbeat:
         while not self._stop.wait(self.interval):
             result = renew(conn, self.lock, timeout=self.interval * 2)
             if result.exit_code == 1 and not self._stop.is_set():
-                self.on_lost(conn.name, f"the node removed this run's probes: not renewed within {self.lock.expiry:g} s")
+                self.on_lost(conn.name, "the node removed this run's probes: not renewed within "
+                             f"{self.lock.expiry:g} s")
                 return
 
     def stop(self) -> None:

@@ -402,7 +402,8 @@ class FakeCluster:
                 return self._script_kind(body)
             if label == "nb-runlock" and input == runlock.PROBE.read_text():
                 return {"acquire": "acquire", "release": "release", "clean": "clean"}.get(argv[4])
-            return {"nb-renew": "renew", "nb-undo": "undo", "nb-put": "upload", "nb-wait": "wait-ready", "nb-cap-start": "capture-start",
+            return {"nb-renew": "renew", "nb-undo": "undo", "nb-put": "upload", "nb-wait": "wait-ready",
+                    "nb-cap-start": "capture-start",
                     "nb-cap-stop": "capture-stop", "pod-delete": "pod-delete"}.get(label)
         if word == "setsid" and "nb-bg" in argv:
             inner = argv[argv.index("nb-bg") + 3:]

@@ -13,8 +13,8 @@ import pytest
 
 from netbench import signals
 from netbench.cluster import ClusterNode
-from netbench.fleet import Fleet, Halted
 from netbench.errors import UserError
+from netbench.fleet import Fleet, Halted
 from netbench.run import RunOptions, Session
 from netbench.runlock import NodeBusy
 from netbench.trace.tracer import TraceOptions, trace_pairs
