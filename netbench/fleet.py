@@ -219,10 +219,16 @@ class Fleet:
                  max_parallel: int = 16, transport: Callable[[SshTarget, bool], Connection] = Connection) -> None:
         self.connections = {t.name: transport(t, accept_new_host_keys) for t in targets}
         self.max_parallel = max_parallel
+        self._transport, self._accept_new = transport, accept_new_host_keys
         self._halt = threading.Event()  # interrupt(): every connection refuses new commands
 
     def __getitem__(self, name: str) -> Connection:
         return _Halting(self.connections[name], self._halt)
+
+    def spare(self, name: str) -> Connection:
+        """A second connection to the node, for work beside the run's own commands (the lock's renewals:
+        a renewal that times out closes its connection, and must not cut off a measurement with it)."""
+        return self._transport(self.connections[name].target, self._accept_new)
 
     def interrupt(self) -> None:
         """Ctrl-C or SIGTERM while threads of the caller's own run commands (measurement steps): no new

@@ -275,7 +275,7 @@ class Session:
         self.locked.update(self.up)
         result = self.fleet.each(lambda c: runlock.acquire(c, self.lock), self.up)
         for name in result.succeeded:
-            self.heartbeat.add(self.fleet.connections[name])  # not halted with the run's own commands
+            self.heartbeat.add(self.fleet.spare(name))
         busy = {n: e for n, e in result.failed.items() if isinstance(e, runlock.NodeBusy)}
         if busy:
             self.locked -= set(busy)  # another run's: nothing of this one there to release
@@ -307,8 +307,9 @@ class Session:
 
     def _deploy(self) -> None:
         self.deployed_to.update(self.up)  # before anything is created: a deploy that fails half-way is undone too
+        pods_needed = any(s != "host-host" for s in self.options.scenarios)  # a master never has any
         result = self.fleet.each(lambda c: probes.deploy(c, self.facts[c.name], self.lock.workdir,
-                                                         with_pods=c.name not in self.podless), self.up)
+                                                         with_pods=pods_needed and c.name not in self.podless), self.up)
         self.probes.update(result.succeeded)
         for name, error in result.failed.items():
             self.mark_down(name, "deploy", error)

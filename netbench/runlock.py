@@ -109,23 +109,26 @@ def renew(runner: Runner, lock: RunLock, timeout: float) -> CommandResult:
 
 
 class Heartbeat:
-    """Renews the run's lock on each node it holds, a thread per node (one hung node delays no other),
-    every quarter of the expiry. A node that answers that the run is gone calls on_lost."""
+    """Renews the run's lock on each node it holds, a thread per node (one hung node delays no other)
+    on a connection of its own (Fleet.spare), every quarter of the expiry. A node that answers that
+    the run is gone calls on_lost."""
 
     def __init__(self, lock: RunLock, on_lost: Callable[[str, str], None]) -> None:
         self.lock, self.on_lost = lock, on_lost
         self.interval = max(0.2, lock.expiry / 4)
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._conns: list = []
 
     def add(self, conn) -> None:
+        self._conns.append(conn)
         t = threading.Thread(target=self._beat, args=(conn,), name=f"heartbeat-{conn.name}", daemon=True)
         self._threads.append(t)
         t.start()
 
     def _beat(self, conn) -> None:
         while not self._stop.wait(self.interval):
-            result = renew(conn, self.lock, timeout=self.interval * 2)
+            result = renew(conn, self.lock, timeout=max(self.interval * 2, min(self.lock.expiry / 2, 30)))
             if result.exit_code == 1 and not self._stop.is_set():
                 self.on_lost(conn.name, "the node removed this run's probes: not renewed within "
                              f"{self.lock.expiry:g} s")
@@ -135,3 +138,5 @@ class Heartbeat:
         self._stop.set()
         for t in self._threads:
             t.join(timeout=self.interval * 2 + 1)
+        for conn in self._conns:
+            conn.close()

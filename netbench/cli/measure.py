@@ -74,7 +74,6 @@ def _run(inventory, out, samples, interval, size, duration, repeats, streams, ud
 
     from netbench import cluster
     from netbench.plan import LATENCY_TESTS, SCENARIOS, THROUGHPUT_TESTS
-    from netbench.report.summary import per_test
     from netbench.run import RunOptions, Session
 
     inv, nodes = cluster.load(inventory, command_timeout)
@@ -115,6 +114,7 @@ def _run(inventory, out, samples, interval, size, duration, repeats, streams, ud
                 except NetbenchError as exc:  # the run stands; say what the lab is left in
                     err.print(f"[red]could not put the lab back in its mode[/]: {exc}")
     df = outcome.run_dir.frame()
+    from netbench.report.summary import per_test  # pandas: imported once there is something to show
     rows = per_test(df)
     gate_outcomes = []
     if rules:

@@ -87,7 +87,7 @@ class Tracer:
         and one probe pod on each (none in --host mode)."""
         def setup(conn):
             runlock.acquire(conn, self.lock)
-            self.heartbeat.add(self.fleet.connections[conn.name])  # plain: renewals outlive this group
+            self.heartbeat.add(self.fleet.spare(conn.name))
             probes.upload_agent(conn)
             if self.options.host:
                 return probes.Endpoint(conn.name, self.facts[conn.name].address)

@@ -202,3 +202,17 @@ def test_fleet_each_halts_workers_when_interrupted_while_it_hands_them_out(fake_
     with pytest.raises(Halted):
         submitted[0].result()
     assert lab["n1"].calls == []
+
+
+@pytest.mark.parametrize("kind", ["pod-create", "capture-start", "send-raw"])
+def test_sigterm_during_a_trace_leaves_nothing(fake_cluster, kind):  # noqa: F811
+    lab = fake_cluster("vxlan", NODES)
+    lab["n2" if kind != "send-raw" else "n1"].before(kind, send(signal.SIGTERM))
+    with pytest.raises(signals.Terminated), signals.interrupts():
+        trace_pairs(lab.nodes(), lab.pod_network, [("n1", "n2")], TraceOptions(), transport=lab.transport)
+
+    lab.settle()
+    for name in ("n1", "n2"):
+        assert lab[name].kinds[-1] == "release"
+        assert_clean(lab[name])
+        assert lab[name].captures == set()
