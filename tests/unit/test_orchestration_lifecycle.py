@@ -216,3 +216,15 @@ def test_sigterm_during_a_trace_leaves_nothing(fake_cluster, kind):  # noqa: F81
         assert lab[name].kinds[-1] == "release"
         assert_clean(lab[name])
         assert lab[name].captures == set()
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGHUP, 129)])
+def test_the_cli_exits_128_plus_the_signal(sig, code):
+    import typer
+
+    from netbench.cli.measure import _signals
+    with pytest.raises(typer.Exit) as caught, _signals():
+        signal.pthread_kill(threading.main_thread().ident, sig)
+        time.sleep(1)  # the handler raises here
+    assert caught.value.exit_code == code
+    assert signal.getsignal(sig) is not signals._raise  # the handlers are put back
