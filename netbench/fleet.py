@@ -25,6 +25,7 @@ from typing import Callable, Generic, Iterable, Sequence, TypeVar
 
 import paramiko
 
+from netbench import signals
 from netbench.errors import NetbenchError, UserError
 from netbench.remote import CommandResult
 
@@ -303,14 +304,15 @@ class Halted(NodeError):
 
 
 class _Halting:
-    """A connection as one Fleet.each call hands it to its workers: refuses new commands once the call
-    is interrupted, so an interrupted group stops at the command it is in."""
+    """A connection as the Fleet hands it out (to Fleet.each's workers, by fleet[name]): refuses new
+    commands once the group or the whole fleet is interrupted, so interrupted work stops at the
+    command it is in."""
 
-    def __init__(self, conn: Connection, halt: threading.Event) -> None:
-        self._conn, self._halt = conn, halt
+    def __init__(self, conn: Connection, *halts: threading.Event) -> None:
+        self._conn, self._halts = conn, halts
 
     def run(self, *args, **kwargs) -> CommandResult:
-        if self._halt.is_set():
+        if any(h.is_set() for h in self._halts):
             raise Halted(self._conn.name, "interrupted: no new command is started")
         return self._conn.run(*args, **kwargs)
 
@@ -326,9 +328,41 @@ class Fleet:
                  max_parallel: int = 16, transport: Callable[[SshTarget, bool], Connection] = Connection) -> None:
         self.connections = {t.name: transport(t, accept_new_host_keys) for t in targets}
         self.max_parallel = max_parallel
+        self._transport, self._accept_new = transport, accept_new_host_keys
+        self._halt = threading.Event()  # interrupt(): every connection refuses new commands
 
     def __getitem__(self, name: str) -> Connection:
-        return self.connections[name]
+        return _Halting(self.connections[name], self._halt)
+
+    def spare(self, name: str) -> Connection:
+        """A second connection to the node, for work beside the run's own commands (the lock's renewals:
+        a renewal that times out closes its connection, and must not cut off a measurement with it)."""
+        return self._transport(self.connections[name].target, self._accept_new)
+
+    def interrupt(self) -> None:
+        """Ctrl-C or SIGTERM while threads of the caller's own run commands (measurement steps): no new
+        command starts anywhere, and the running ones are cut off (their connections closed), so the
+        caller can clean up at once instead of waiting out a long step. resume() before cleaning up."""
+        self._halt.set()
+        for c in self.connections.values():
+            c.close()
+
+    def threads(self, fn: Callable[[T], object], items: Sequence[T], max_workers: int) -> None:
+        """fn(item) for every item in threads of the caller's own (measurement steps, which use fleet[name]).
+        Ctrl-C or SIGTERM meanwhile interrupts the fleet, so a step that would last minutes is cut off
+        and the caller's cleanup starts now (the remote commands die with the probes)."""
+        pool = ThreadPoolExecutor(max_workers=min(len(items), max_workers))
+        try:
+            list(pool.map(fn, items))
+        except BaseException:
+            self.interrupt()
+            with signals.shielded():
+                pool.shutdown(wait=True, cancel_futures=True)
+            raise
+        pool.shutdown(wait=True)
+
+    def resume(self) -> None:
+        self._halt.clear()  # the connections reopen on their next command
 
     @property
     def names(self) -> list[str]:
@@ -344,18 +378,23 @@ class Fleet:
         pool = ThreadPoolExecutor(max_workers=min(self.max_parallel, len(chosen)),
                                   thread_name_prefix="fleet")
         halt = threading.Event()
-        futures = {pool.submit(fn, _Halting(self.connections[n], halt)): n for n in chosen}
+        futures: dict = {}
         limit = timeout or max(self.connections[n].target.connect_timeout + self.connections[n].target.command_timeout
                                for n in chosen) * 2
         try:
+            # submitting is inside the try: an interrupt that lands while workers are being handed out
+            # (the first ones already running) must halt them as surely as one during the wait
+            for n in chosen:
+                futures[pool.submit(fn, _Halting(self.connections[n], halt, self._halt))] = n
             done, pending = wait(futures, timeout=limit)
         except BaseException:
             # Ctrl-C (or SIGTERM turned into an exception) while nodes work: no worker may start another
             # command, and the ones running finish theirs before the caller cleans up — else a worker
-            # would create pods on a node right after its cleanup.
+            # would create pods on a node right after its cleanup. A second signal waits for that.
             halt.set()
             pool.shutdown(wait=False, cancel_futures=True)
-            wait(futures, timeout=limit)
+            with signals.shielded():
+                wait(futures, timeout=limit)
             raise
         for future in done:
             name = futures[future]

@@ -48,8 +48,10 @@ class Expected:
         self._plans: dict[tuple[str, ...], Plan] = {}
         if not self.known:
             self.nodes, self.tests, self.pairs, self.trace, self.parallel = [], [], None, False, False
+            self.podless: frozenset[str] = frozenset()
             return
         self.nodes, self.tests = plan["nodes"], plan["tests"]
+        self.podless = frozenset(plan.get("podless") or ())  # nodes whose roles run no pods: host-host only
         self.pairs = [tuple(p) for p in plan["pairs"]] if plan.get("pairs") else None
         self.trace, self.parallel = bool(plan.get("trace")), bool(plan.get("parallel_pairs"))
         seen = sorted(set(df["mode"])) if df is not None and not df.empty else []
@@ -71,7 +73,7 @@ class Expected:
 
     def _plan(self, scenarios: tuple[str, ...]) -> Plan:
         if scenarios not in self._plans:
-            self._plans[scenarios] = make_plan(self.nodes, scenarios, self.parallel, self.pairs)
+            self._plans[scenarios] = make_plan(self.nodes, scenarios, self.parallel, self.pairs, self.podless)
         return self._plans[scenarios]
 
     @property
@@ -107,7 +109,8 @@ class Expected:
             return []
         have = {(t["src"], t["dst"]) for t in traces if t.get("run_mode", t.get("mode")) == mode}
         return [Gap(mode, "pod-pod", a, b, "trace", self.why(mode, f"{a}->{b}", (a, b), "trace"))
-                for a, b in planned_traces(self.nodes, self.pairs) if (a, b) not in have]
+                for a, b in planned_traces([n for n in self.nodes if n not in self.podless], self.pairs)
+                if (a, b) not in have]
 
     def why(self, mode: str | None, where: str, nodes: tuple[str, str], what: str) -> str:
         """What the run recorded about a measurement it did not make."""

@@ -61,16 +61,23 @@ class Plan:
 
 
 def make_plan(nodes: list[str], scenarios: tuple[str, ...] = SCENARIOS, parallel_pairs: bool = False,
-              only_pairs: list[tuple[str, str]] | None = None) -> Plan:
+              only_pairs: list[tuple[str, str]] | None = None, podless: frozenset[str] = frozenset()) -> Plan:
+    """podless: nodes whose roles run no pods (a master): host-host steps only."""
     # Hundreds of thousands of small tuples would trigger the cyclic GC over and over; none of them
     # can form a cycle, so pausing it halves the time for a 500-node plan.
     paused = gc.isenabled()
     gc.disable()
     try:
-        return _make_plan(nodes, scenarios, parallel_pairs, only_pairs)
+        plan = _make_plan(nodes, scenarios, parallel_pairs, only_pairs)
     finally:
         if paused:
             gc.enable()
+    if podless:
+        for kind in ("latency_rounds", "throughput_rounds"):
+            rounds = [[s for s in r if s.scenario == "host-host" or not {s.src, s.dst} & podless]
+                      for r in getattr(plan, kind)]
+            setattr(plan, kind, [r for r in rounds if r])
+    return plan
 
 
 def _make_plan(nodes: list[str], scenarios: tuple[str, ...], parallel_pairs: bool,
@@ -123,15 +130,16 @@ def planned_traces(nodes: list[str], only_pairs: list[tuple[str, str]] | None) -
 
 
 def plan_record(nodes: list[str], tests: tuple[str, ...], only_pairs: list[tuple[str, str]] | None,
-                parallel_pairs: bool, trace: bool, passes: list[tuple[str | None, Plan]]) -> dict:
+                parallel_pairs: bool, trace: bool, passes: list[tuple[str | None, Plan]],
+                podless: frozenset[str] = frozenset()) -> dict:
     """A run's plans as run.json keeps them: the inputs of make_plan per pass (mode None: the mode the
     nodes are found in), not the steps, so a 500-node plan stays small; and how many measurements
     (test x step, and traces) they add up to."""
     lat = len([t for t in tests if t in LATENCY_TESTS])
     thr = len([t for t in tests if t in THROUGHPUT_TESTS])
-    traced = len(planned_traces(nodes, only_pairs)) if trace else 0
+    traced = len(planned_traces([n for n in nodes if n not in podless], only_pairs)) if trace else 0
     count = sum(sum(map(len, p.latency_rounds)) * lat + sum(map(len, p.throughput_rounds)) * thr
                 + (traced if "pod-pod" in p.scenarios else 0) for _, p in passes)
     return {"nodes": list(nodes), "pairs": [list(p) for p in only_pairs] if only_pairs else None,
-            "parallel_pairs": parallel_pairs, "tests": list(tests), "trace": trace,
+            "parallel_pairs": parallel_pairs, "tests": list(tests), "trace": trace, "podless": sorted(podless),
             "passes": [{"mode": m, "scenarios": list(p.scenarios)} for m, p in passes], "measurements": count}

@@ -1,9 +1,10 @@
 """Probe pods on a node, over any Runner (SSH on real clusters and on the lab alike): create them
-with the pod primitive, copy the agent, start its echo servers and iperf3 servers, and remove all
-of it — also what a killed run left behind (`netbench clean`).
+with the pod primitive, copy the agent, start its echo servers and iperf3 servers. Removing them is
+the node lock's work (netbench.runlock): everything here lives in the run's work directory or is
+recorded there, before it is made, as the command that removes it.
 
-Everything netbench starts on a node writes a pid file under WORKDIR, and every pod is named
-nb-probe-*, so cleanup needs nothing but the node itself.
+Every process started here carries NB_RUN=<run id> in its environment, so the node finds it by the
+run id alone (probes/runlock.py), even after the orchestrator died.
 """
 
 from __future__ import annotations
@@ -15,14 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
 
-from netbench import pods
+from netbench import pods, runlock
 from netbench.errors import NetbenchError
 from netbench.facts import NodeFacts
 from netbench.fleet import Connection, Fleet, GroupResult, SshTarget
 from netbench.remote import CommandResult, Runner, script
 
-WORKDIR = "/tmp/netbench"
-AGENT = f"{WORKDIR}/agent.py"
+AGENT = f"{runlock.BASE}/agent.py"  # beside the lock: one run at a time uses it
 AGENT_SOURCE = Path(__file__).resolve().parents[1] / "probes" / "agent.py"
 AGENT_PORT = 17777
 IPERF_PORT = 15201
@@ -32,38 +32,17 @@ PROBE_PODS = pods.PROBE_PODS
 class ProbeError(NetbenchError):
     """Probe pods or their servers could not be set up on a node; the text names the node."""
 
-# The work directory on a node must be ours: another local user could pre-create /tmp/netbench (or a
-# symlink there) and have root write or run what they put in it. Refuse anything not owned by us,
-# and keep it private (mode 700).
-SAFE_WORKDIR = ('d=$1; if [ -L "$d" ] || { [ -e "$d" ] && [ "$(stat -c %u "$d")" != "$(id -u)" ]; }; then '
-                'echo "refusing $d: a symlink or not owned by $(id -un)" >&2; exit 3; fi; '
-                'mkdir -p -m 700 "$d" && chmod 700 "$d"')
+# A directory netbench writes into and runs from must be ours: the node lock made it (mode 700, under
+# root's /run); still refuse a symlink or anything another user owns rather than follow it as root.
+SAFE_WORKDIR = ('d=$1; if [ -L "$d" ] || [ ! -d "$d" ] || [ "$(stat -c %u "$d")" != "$(id -u)" ]; then '
+                'echo "refusing $d: missing, a symlink or not owned by $(id -un)" >&2; exit 3; fi')
 
-# Start a command detached from the SSH session, logging to a file and recording its pid.
-_BACKGROUND = ('pidfile=$1; log=$2; shift 2; exec >"$log" 2>&1 </dev/null; echo $$ >"$pidfile"; exec "$@"')
-_CLEAN = r"""
-dir=$1; pods=0; procs=0
-# pid files are trusted only in a directory that is really ours (not a symlink, our owner)
-if [ -d "$dir" ] && [ ! -L "$dir" ] && [ "$(stat -c %u "$dir")" = "$(id -u)" ]; then
-  for f in "$dir"/*.pid; do
-    [ -f "$f" ] || continue
-    pid=$(cat "$f")
-    case "$(tr '\0' ' ' < /proc/"$pid"/cmdline 2>/dev/null)" in
-      *netbench*|*iperf3*) kill -9 "$pid" 2>/dev/null && procs=$((procs+1));;
-    esac
-  done
-fi
-for ns in $(ip netns list 2>/dev/null | awk '{print $1}'); do
-  case "$ns" in
-    nb-probe-*)
-      pids=$(ip netns pids "$ns")
-      if [ -n "$pids" ]; then kill -9 $pids 2>/dev/null; procs=$((procs+$(echo $pids | wc -w))); fi
-      ip netns del "$ns" && pods=$((pods+1));;
-  esac
-done
-rm -rf "$dir"
-echo "{\"pods\": $pods, \"processes\": $procs}"
-"""
+# Start a command detached from the SSH session, logging to a file and recording its pid; NB_RUN (the
+# run id: the name of the work directory the pid file is in) tags it and all it starts.
+_BACKGROUND = ('pidfile=$1; log=$2; shift 2; NB_RUN=${pidfile%/*}; NB_RUN=${NB_RUN##*/}; export NB_RUN; '
+               'exec >"$log" 2>&1 </dev/null; echo $$ >"$pidfile"; exec "$@"')
+# One line of the run's undo list: how to remove what is about to be made (runlock.py runs them).
+_UNDO = 'printf \'%s\\n\' "$2" >> "$1/undo"'
 _WAIT_READY = ('f=$1; i=0; while [ $i -lt 100 ]; do if [ -s "$f" ]; then cat "$f"; exit 0; fi; '
                'i=$((i+1)); sleep 0.05; done; exit 1')
 
@@ -88,10 +67,11 @@ class NodeProbes:
     specs: list[pods.PodSpec] = field(default_factory=list)
 
 
-def clean(runner: Runner, timeout: float = 30.0) -> dict:
-    """Remove every probe pod and process netbench started on this node; safe to run any time."""
-    out = runner.run(["sh", "-c", _CLEAN, "nb-clean", WORKDIR], timeout=timeout).stdout
-    return json.loads(out.strip().splitlines()[-1])
+def record_undo(runner: Runner, workdir: str, what: str, name: str, argv: list[str]) -> None:
+    """Before making something outside the work directory: the command that removes it, so the node
+    (its watchdog, the run's release) can undo it without the orchestrator."""
+    entry = json.dumps({"what": what, "name": name, "argv": argv})
+    runner.run(["sh", "-c", _UNDO, "nb-undo", workdir, entry])
 
 
 def free_addresses(runner: Runner, facts: NodeFacts, count: int) -> list[str]:
@@ -117,13 +97,13 @@ def free_addresses(runner: Runner, facts: NodeFacts, count: int) -> list[str]:
     raise ProbeError(f"{facts.name}: no free address for probe pods in {net}")
 
 
-def background(runner: Runner, name: str, argv: list[str]) -> CommandResult:
-    return runner.run(["setsid", "-f", "sh", "-c", _BACKGROUND, "nb-bg", f"{WORKDIR}/{name}.pid",
-                       f"{WORKDIR}/{name}.log", *argv])
+def background(runner: Runner, workdir: str, name: str, argv: list[str]) -> CommandResult:
+    return runner.run(["setsid", "-f", "sh", "-c", _BACKGROUND, "nb-bg", f"{workdir}/{name}.pid",
+                       f"{workdir}/{name}.log", *argv])
 
 
 def upload_agent(runner: Runner) -> None:
-    runner.run(["sh", "-c", SAFE_WORKDIR + ' && cat > "$2"', "nb-put", WORKDIR, AGENT],
+    runner.run(["sh", "-c", SAFE_WORKDIR + ' && cat > "$2"', "nb-put", runlock.BASE, AGENT],
                input=AGENT_SOURCE.read_text())
 
 
@@ -138,7 +118,7 @@ def pod_mtu(facts: NodeFacts) -> int | None:
     return max([bridge.mtu, *ports])
 
 
-def create_pods(runner: Runner, facts: NodeFacts, count: int) -> list[tuple[pods.PodSpec, Endpoint]]:
+def create_pods(runner: Runner, facts: NodeFacts, count: int, workdir: str) -> list[tuple[pods.PodSpec, Endpoint]]:
     """Probe pods nb-probe-1… on the node's bridge, with free addresses from its pod subnet."""
     if not (facts.bridge and facts.pod_subnet and facts.bridge_ip):
         raise ProbeError(f"{facts.name}: no pod bridge found (bridge={facts.bridge}, subnet={facts.pod_subnet}); "
@@ -149,6 +129,7 @@ def create_pods(runner: Runner, facts: NodeFacts, count: int) -> list[tuple[pods
     for name, ip in zip(PROBE_PODS[:count], free_addresses(runner, facts, count), strict=True):
         spec = pods.PodSpec(name=name, bridge=facts.bridge, address=f"{ip}/{prefix}", gateway=facts.bridge_ip,
                             mtu=mtu)
+        record_undo(runner, workdir, "pod", name, pods.delete_script(name))
         # the free-address check left a FAILED neighbour entry for this address: drop it, or the first
         # packets to the new pod wait for the kernel to retry resolution
         runner.run(script(pods.create_commands(spec) + [["ip", "neigh", "flush", "to", ip]]))
@@ -156,25 +137,28 @@ def create_pods(runner: Runner, facts: NodeFacts, count: int) -> list[tuple[pods
     return made
 
 
-def deploy(runner: Runner, facts: NodeFacts, python: str = "python3") -> NodeProbes:
+def deploy(runner: Runner, facts: NodeFacts, workdir: str, with_pods: bool = True,
+           python: str = "python3") -> NodeProbes:
     """Probe pods (two: one for cross-node, one more for same-node) with agents and iperf3 servers,
-    plus the same servers on the node itself for the host-host baseline."""
-    clean(runner)
+    plus the same servers on the node itself for the host-host baseline. A node whose roles run no
+    pods (a master) gets the node's servers only. The node must be held (runlock.acquire): what a dead
+    run left was removed then, and nothing of another run is touched."""
     upload_agent(runner)
     probes = NodeProbes(node=facts.name, host=Endpoint(facts.name, facts.address))
-    for spec, endpoint in create_pods(runner, facts, len(PROBE_PODS)):
+    for spec, endpoint in create_pods(runner, facts, len(PROBE_PODS), workdir) if with_pods else []:
         probes.specs.append(spec)
         probes.pods.append(endpoint)
     for ep in [probes.host, *probes.pods]:
         tag = ep.pod or "host"
-        background(runner, f"agent-{tag}", ep.wrap([python, AGENT, "serve", "--bind", ep.ip, "--port",
-                                                   str(AGENT_PORT), "--ready-file", f"{WORKDIR}/agent-{tag}.ready"]))
-        background(runner, f"iperf3-{tag}", ep.wrap(["iperf3", "-s", "-B", ep.ip, "-p", str(IPERF_PORT)]))
+        background(runner, workdir, f"agent-{tag}", ep.wrap([python, AGENT, "serve", "--bind", ep.ip, "--port",
+                                                             str(AGENT_PORT), "--ready-file",
+                                                             f"{workdir}/agent-{tag}.ready"]))
+        background(runner, workdir, f"iperf3-{tag}", ep.wrap(["iperf3", "-s", "-B", ep.ip, "-p", str(IPERF_PORT)]))
     for ep in [probes.host, *probes.pods]:
         tag = ep.pod or "host"
-        ready = runner.run(["sh", "-c", _WAIT_READY, "nb-wait", f"{WORKDIR}/agent-{tag}.ready"], check=False)
+        ready = runner.run(["sh", "-c", _WAIT_READY, "nb-wait", f"{workdir}/agent-{tag}.ready"], check=False)
         if not ready.ok:
-            log = runner.run(["cat", f"{WORKDIR}/agent-{tag}.log"], check=False).stdout
+            log = runner.run(["cat", f"{workdir}/agent-{tag}.log"], check=False).stdout
             raise ProbeError(f"{facts.name}: probe agent in {tag} did not start: {log.strip()[-300:]}")
     wait_listening(runner, [(ep, IPERF_PORT) for ep in [probes.host, *probes.pods]])
     return probes
@@ -192,8 +176,9 @@ def wait_listening(runner: Runner, endpoints: list[tuple[Endpoint, int]], timeou
             time.sleep(0.05)
 
 
-def clean_nodes(targets: Iterable[SshTarget], accept_new_host_keys: bool = False,
+def clean_nodes(targets: Iterable[SshTarget], accept_new_host_keys: bool = False, force: bool = False,
                 transport=Connection) -> GroupResult[dict]:
-    """`netbench clean`: what killed runs left on every node; per node the counts removed, or why not."""
+    """`netbench clean`: what dead runs left on every node (a live run's too with force); per node the
+    counts removed (and the holder, when a live run keeps it), or why not."""
     with Fleet(targets, accept_new_host_keys, transport=transport) as fleet:
-        return fleet.each(clean)
+        return fleet.each(lambda c: runlock.clean(c, force))

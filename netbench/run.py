@@ -1,72 +1,33 @@
 """`netbench run`: connect to every node, learn its facts, deploy probe pods, measure the plan,
 and leave a run directory behind. A node that fails is recorded and skipped; the run goes on.
 
-Probes are removed at the end — after a failure or Ctrl-C too — and `netbench clean` removes what a
-killed run left.
+Each node is taken first (netbench.runlock; another run's: exit 2) and released at the end, after a
+failure, Ctrl-C, SIGTERM or SIGHUP too (netbench.signals): that removes all the run made there. A node
+not released (kill -9, SSH gone) cleans itself once the run stops renewing its lock.
 """
 
 from __future__ import annotations
 
 import platform
-import re
 import subprocess
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from netbench import __version__, cluster, facts, pods, probes
+from netbench import __version__, cluster, facts, pods, probes, runlock, signals
 from netbench.cluster import ClusterNode
 from netbench.errors import InvalidValue
 from netbench.fleet import Connection, Fleet
+from netbench.inventory import runs_pods
 from netbench.measure import MeasureError, latency, throughput
-from netbench.plan import LATENCY_TESTS, SCENARIOS, THROUGHPUT_TESTS, Plan, Step, make_plan, plan_record, planned_traces
+from netbench.plan import LATENCY_TESTS, THROUGHPUT_TESTS, Plan, Step, make_plan, plan_record, planned_traces
 from netbench.remote import script
 from netbench.results import RunDir
+from netbench.runoptions import RunOptions
 
 Progress = Callable[[str, int], None]  # (what is being done, how many steps it completes)
-
-
-@dataclass
-class RunOptions:
-    samples: int = 200
-    interval: float = 0.01
-    size: int = 64
-    duration: float = 2.0
-    repeats: int = 3
-    streams: int = 4
-    udp_rate: str = "500M"
-    scenarios: tuple[str, ...] = SCENARIOS
-    tests: tuple[str, ...] = LATENCY_TESTS + THROUGHPUT_TESTS
-    parallel_pairs: bool = False
-    pairs: list[tuple[str, str]] | None = None
-    max_parallel: int = 16
-    trace: bool = False  # after measuring, trace every pod-pod pair (one direction) into traces.json
-    # Several data paths in one run (the lab switches between passes); host-host, which no mode
-    # changes, is measured in the first pass only and is every mode's baseline.
-    modes: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        checks = [("samples", self.samples >= 1), ("interval", self.interval > 0), ("size", 16 <= self.size <= 65000),
-                  ("duration", self.duration >= 1), ("repeats", self.repeats >= 1), ("streams", self.streams >= 2)]
-        for name, ok in checks:
-            if not ok:
-                raise InvalidValue(f"--{name}: {getattr(self, name)} is out of range")
-        if not float(self.duration).is_integer():
-            raise InvalidValue(f"--duration: {self.duration} is not whole seconds (iperf3 -t counts whole seconds)")
-        if not re.fullmatch(r"\d+(\.\d+)?[KMGT]?(/\d+)?", self.udp_rate, re.I):
-            raise InvalidValue(f"--udp-rate: {self.udp_rate!r} is not an iperf3 rate such as 500M or 1G")
-        unknown = [t for t in self.tests if t not in LATENCY_TESTS + THROUGHPUT_TESTS]
-        if unknown:
-            raise InvalidValue(f"--tests: unknown test {unknown[0]!r} (choose from "
-                             f"{', '.join(LATENCY_TESTS + THROUGHPUT_TESTS)})")
-
-    def steps_per(self, kind: str) -> int:
-        if kind == "latency":
-            return len([t for t in self.tests if t in LATENCY_TESTS])
-        return len([t for t in self.tests if t in THROUGHPUT_TESTS]) * self.repeats
 
 
 @dataclass
@@ -110,6 +71,7 @@ class Session:
         # flannel's leases for the traces' control-plane checks, read when a pass traces (a mode switch
         # rewrites them); None: not known, and the lease checks are skipped
         self.read_leases = read_leases or (lambda: None)
+        self.podless = {n.name for n in nodes if not runs_pods(n.roles)}  # a master: host-host only
         self.pod_network = pod_network
         self.options = options
         self.out_root = out_root
@@ -126,6 +88,9 @@ class Session:
         self.cluster_mode = cluster.cluster_mode({})
         self.probes: dict[str, probes.NodeProbes] = {}
         self.deployed_to: set[str] = set()  # every node a deploy began on, whether or not it finished
+        self.lock = runlock.RunLock.new(options.expiry)
+        self.locked: set[str] = set()  # every node the run asked to take: each is released at the end
+        self.heartbeat = runlock.Heartbeat(self.lock, lambda node, why: self.mark_down(node, "lock", why))
         self.run_dir: RunDir | None = None
         self.host_measured = False
         self.traces: list[dict] = []  # every pass's, in a run over several modes
@@ -148,7 +113,8 @@ class Session:
         """What the run means to measure (run.json `plan`, from the start; gaps.Expected reads it)."""
         o = self.options
         passes = [(m, self._plan(self._scenarios(i == 0))) for i, m in enumerate(o.modes or (None,))]
-        return plan_record(list(self.nodes), o.tests, o.pairs, o.parallel_pairs, o.trace, passes)
+        return plan_record(list(self.nodes), o.tests, o.pairs, o.parallel_pairs, o.trace, passes,
+                           frozenset(self.podless))
 
     def fail(self, where: str, what: str, cause: object) -> None:
         with self._lock:
@@ -168,8 +134,9 @@ class Session:
     def _plan(self, scenarios: tuple[str, ...]) -> Plan:
         """The plan of one scenario set, made once per run: estimate_steps and every pass share it."""
         if scenarios not in self.plans:
-            self.plans[scenarios] = make_plan(list(self.nodes), scenarios, self.options.parallel_pairs,
-                                              self.options.pairs)
+            plan = make_plan(list(self.nodes), scenarios, self.options.parallel_pairs, self.options.pairs,
+                             frozenset(self.podless))
+            self.plans[scenarios] = plan
         return self.plans[scenarios]
 
     def estimate_steps(self) -> int:
@@ -202,6 +169,7 @@ class Session:
         stopped = None
         try:
             self._connect()
+            self._acquire()
             if not self.options.modes:
                 mode = self._pass(run_dir, meta)
             else:
@@ -231,14 +199,15 @@ class Session:
             stopped = {"cause": type(exc).__name__ + (f": {exc}" if str(exc) else ""), "at": self.last_step}
             raise
         finally:
-            self._teardown()
-            self.fleet.close()
-            meta.update(mode=mode, finished=stopped is None, stopped=stopped, ended=time.time(),
-                        wall_s=time.time() - started,
-                        nodes_down=sorted(self.down), failures=[asdict(f) for f in self.failures],
-                        facts=self._facts_meta())
-            run_dir.write_meta(meta)
-            run_dir.write_table()
+            with signals.shielded():  # a second Ctrl-C or SIGTERM waits until the nodes are clean
+                self._teardown()
+                self.fleet.close()
+                meta.update(mode=mode, finished=stopped is None, stopped=stopped, ended=time.time(),
+                            wall_s=time.time() - started,
+                            nodes_down=sorted(self.down), failures=[asdict(f) for f in self.failures],
+                            facts=self._facts_meta())
+                run_dir.write_meta(meta)
+                run_dir.write_table()
         return RunOutcome(run_dir, mode, list(self.failures), sorted(self.down))
 
     def _pass(self, run_dir: RunDir, meta: dict) -> str:
@@ -284,6 +253,19 @@ class Session:
         for name in result:
             self.progress(f"connected {name}", 1)
 
+    def _acquire(self) -> None:
+        """Take every node before anything is made; one another live run holds refuses the run (exit 2)."""
+        self.locked.update(self.up)
+        result = self.fleet.each(lambda c: runlock.acquire(c, self.lock), self.up)
+        for name in result.succeeded:
+            self.heartbeat.add(self.fleet.spare(name))
+        busy = {n: e for n, e in result.failed.items() if isinstance(e, runlock.NodeBusy)}
+        if busy:
+            self.locked -= set(busy)  # another run's: nothing of this one there to release
+            raise next(iter(busy.values()))
+        for name, error in result.failed.items():
+            self.mark_down(name, "lock", error)
+
     def _gather_facts(self) -> None:
         found, failed = cluster.gather_facts(self.fleet, [self.nodes[n] for n in self.up], self.pod_network,
                                              lambda name: self.progress(f"facts {name}", 1))
@@ -308,7 +290,9 @@ class Session:
 
     def _deploy(self) -> None:
         self.deployed_to.update(self.up)  # before anything is created: a deploy that fails half-way is undone too
-        result = self.fleet.each(lambda c: probes.deploy(c, self.facts[c.name]), self.up)
+        pods_needed = any(s != "host-host" for s in self.options.scenarios)  # a master never has any
+        result = self.fleet.each(lambda c: probes.deploy(c, self.facts[c.name], self.lock.workdir,
+                                                         with_pods=pods_needed and c.name not in self.podless), self.up)
         self.probes.update(result.succeeded)
         for name, error in result.failed.items():
             self.mark_down(name, "deploy", error)
@@ -350,8 +334,7 @@ class Session:
             for records in fn(step):
                 run_dir.append(records, mode)
                 self.progress(f"{step.scenario} {step.src}->{step.dst} {records[0].test if records else ''}", 1)
-        with ThreadPoolExecutor(max_workers=min(len(live), self.options.max_parallel)) as pool:
-            list(pool.map(one, live))
+        self.fleet.threads(one, live, self.options.max_parallel)
 
     def _check_nodes(self, *names: str) -> None:
         """After a failed step: is a node gone? One that no longer answers is marked down."""
@@ -403,12 +386,12 @@ class Session:
     def _trace(self, run_dir: RunDir, mode: str) -> None:
         """Each pod-pod pair once (the lower-named node as source), hop by hop, kept with the run."""
         from netbench.trace.tracer import TraceOptions, Tracer
-        nodes = [n for n in self.nodes if n not in self.down and n in self.probes]
+        nodes = [n for n in self.nodes if n not in self.down and n in self.probes and self.probes[n].pods]
         pairs = planned_traces(nodes, self.options.pairs)
         if not pairs:
             return
         tracer = Tracer(self.fleet, self.facts, None if mode in ("mixed", "unknown") else mode,
-                        TraceOptions(), self.read_leases())
+                        TraceOptions(), self.read_leases(), lock=self.lock)
         # the run's probe pods serve the trace as they are (prepare() would clean them away)
         tracer.endpoints = {n: self.probes[n].pods[0] for n in nodes}
         reports = []
@@ -425,8 +408,13 @@ class Session:
         run_dir.write_traces(self.traces)
 
     def _teardown(self) -> None:
-        touched = sorted(self.deployed_to)
+        """Release every node the run asked to take, those marked down too (a node may answer again):
+        the node removes all this run made there. One that cannot be reached cleans itself."""
+        self.heartbeat.stop()
+        self.fleet.resume()
+        touched = sorted(self.locked)
         names = [n for n in touched if n not in self.down] + [n for n in touched if n in self.down]
-        result = self.fleet.each(lambda c: probes.clean(c, timeout=15), names, timeout=60)
+        result = self.fleet.each(lambda c: runlock.release(c, self.lock.run_id, timeout=15), names, timeout=60)
         for name, error in result.failed.items():
-            self.fail(name, "cleanup", f"probes may be left on the node ({error}); run `netbench clean`")
+            self.fail(name, "cleanup", f"probes may be left on the node ({error}); it removes them itself within "
+                      f"{self.lock.expiry:g} s of the run's end (or run `netbench clean`)")

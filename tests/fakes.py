@@ -26,6 +26,11 @@ Scripted trouble, per node (`kind` is the name `Call.kind` shows, e.g. "iperf3",
   unreachable()                    never answers from the start (open() raises NodeError)
 A fault on "start-agent"/"start-iperf3" kills that daemon as it starts (its log holds stderr): setsid
 returns at once on a real node too, and the failure shows when netbench waits for the daemon.
+
+The node lock (probes/runlock.py) is played too: `acquire` takes the node (refused, exit 4, while
+`lock` names another run — the fake's locks never expire on their own; lock["dead"] = True is one
+past its expiry), `release`/`clean` remove what the run made; `expire()` is what the node's
+watchdog does when a run stops renewing.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from scapy.layers.inet import IP
 from scapy.layers.l2 import Ether
 from scapy.utils import PcapWriter
 
-from netbench import facts, firewall, probes
+from netbench import facts, firewall, probes, runlock
 from netbench.cluster import ClusterNode
 from netbench.fleet import NodeError, SshTarget
 from netbench.remote import CommandResult
@@ -160,7 +165,10 @@ class FakeNode:
         self.pods: dict[str, Pod] = {}  # probe pods (netns nb-probe-*) and what they hold
         self.daemons: dict[str, Daemon] = {}  # pidfile -> daemon
         self.files: dict[str, str] = {}
-        self.workdir = False
+        self.workdir = False  # the run's work directory (runlock.acquire made it)
+        self.lock: dict | None = None  # the node lock: run_id, owner, started, expiry
+        self.undo: list[dict] = []  # the run's undo list
+        self.base = False  # /run/netbench exists
         self.captures: set[str] = set()
         self.seen: dict[str, list[tuple[int, bytes]]] = {}  # iface -> (time, packet) a capture saw
         self._faults: list[Fault] = []
@@ -213,6 +221,11 @@ class FakeNode:
         with self.cluster.changed:
             return self.cluster.changed.wait_for(
                 lambda: len([c for c in self.ran(kind) if c.exit_code is not None]) >= count, timeout)
+
+    def expire(self) -> dict:
+        """The watchdog's work when the run holding the node stopped renewing: remove the run."""
+        with self.cluster.lock:
+            return self.cluster.reap(self)
 
     @property
     def running(self) -> list[Daemon]:
@@ -387,7 +400,10 @@ class FakeCluster:
                 return "facts"
             if label is None and body.startswith("set -e\n"):
                 return self._script_kind(body)
-            return {"nb-clean": "clean", "nb-put": "upload", "nb-wait": "wait-ready", "nb-cap-start": "capture-start",
+            if label == "nb-runlock" and input == runlock.PROBE.read_text():
+                return {"acquire": "acquire", "release": "release", "clean": "clean"}.get(argv[4])
+            return {"nb-renew": "renew", "nb-undo": "undo", "nb-put": "upload", "nb-wait": "wait-ready",
+                    "nb-cap-start": "capture-start",
                     "nb-cap-stop": "capture-stop", "pod-delete": "pod-delete"}.get(label)
         if word == "setsid" and "nb-bg" in argv:
             inner = argv[argv.index("nb-bg") + 3:]
@@ -461,28 +477,56 @@ class FakeCluster:
         """probes/firewall.py on a node with no firewall tools: nothing to blame."""
         return 0, json.dumps({"nft": None, "iptables": []}), ""
 
-    def _clean(self, node, ns, argv, input, dies):
-        """probes._CLEAN: kill what the pid files in the work directory name, delete nb-probe-* pods
-        (and what runs in them), remove the work directory; print the counts."""
-        workdir, procs, removed = argv[4], 0, 0
-        for pidfile, d in node.daemons.items():
-            if d.alive and node.workdir and pidfile.startswith(workdir + "/"):
+    def reap(self, node) -> dict:
+        """probes/runlock.py's reap: kill the run's processes, delete its probe pods (and what runs in
+        them), remove its work directory and lock; the counts."""
+        procs, removed = 0, 0
+        for d in node.daemons.values():
+            if d.alive:
                 d.alive, procs = False, procs + 1
         for name in [p for p in node.pods if p.startswith("nb-probe-")]:
-            for d in node.daemons.values():
-                if d.alive and d.ns == name:
-                    d.alive, procs = False, procs + 1
             del node.pods[name]
             removed += 1
-        node.daemons = {k: d for k, d in node.daemons.items() if d.alive}
-        node.files = {p: t for p, t in node.files.items() if not p.startswith(workdir + "/")}
-        node.workdir = False
+        node.daemons = {}
+        node.files = {p: t for p, t in node.files.items() if not p.startswith(runlock.BASE + "/")}
+        node.workdir, node.lock, node.undo = False, None, []
         node.captures.clear()
         node.seen.clear()
-        return 0, json.dumps({"pods": removed, "processes": procs}) + "\n", ""
+        return {"pods": removed, "processes": procs}
+
+    def _acquire(self, node, ns, argv, input, dies):
+        run_id, owner, expiry = argv[5], argv[6], float(argv[7])
+        if node.lock is not None and node.lock["run_id"] != run_id and not node.lock.get("dead"):
+            holder = dict(node.lock, renewed_s_ago=0.5)
+            return 4, json.dumps({"busy": holder}) + "\n", ""
+        removed = self.reap(node)  # what a dead run left: nobody holds the node
+        node.lock = {"run_id": run_id, "owner": owner, "started": 1796000000.0, "expiry": expiry}
+        node.workdir = node.base = True
+        return 0, json.dumps({"workdir": f"{runlock.BASE}/{run_id}", "removed": removed}) + "\n", ""
+
+    def _release(self, node, ns, argv, input, dies):
+        if node.lock is None or node.lock["run_id"] != argv[5]:
+            return 0, json.dumps({"pods": 0, "processes": 0}) + "\n", ""
+        return 0, json.dumps(self.reap(node)) + "\n", ""
+
+    def _clean(self, node, ns, argv, input, dies):
+        if node.lock is not None and not node.lock.get("dead") and "--force" not in argv:
+            holder = dict(node.lock, renewed_s_ago=0.5)
+            return 0, json.dumps({"busy": holder, "pods": 0, "processes": 0, "runs": 0}) + "\n", ""
+        return 0, json.dumps(self.reap(node)) + "\n", ""
+
+    def _renew(self, node, ns, argv, input, dies):
+        return (0, "", "") if node.workdir and argv[4] == f"{runlock.BASE}/{node.lock['run_id']}" else (1, "", "")
+
+    def _undo(self, node, ns, argv, input, dies):
+        if not node.workdir:
+            return 1, "", f"sh: 1: cannot create {argv[4]}/undo: Directory nonexistent"
+        node.undo.append(json.loads(argv[5]))
+        return 0, "", ""
 
     def _upload(self, node, ns, argv, input, dies):
-        node.workdir = True
+        if not node.base:
+            return 3, "", f"refusing {argv[4]}: missing, a symlink or not owned by root"
         node.files[argv[5]] = input or ""
         return 0, "", ""
 
@@ -580,10 +624,9 @@ class FakeCluster:
         return 0, json.dumps({"sent": len(packets), "errors": []}) + "\n", ""
 
     def _capture_start(self, node, ns, argv, input, dies):
-        if not node.workdir and argv[4] != probes.WORKDIR:
-            return 3, "", "refusing"
         workdir, ifaces = argv[4], argv[7:]
-        node.workdir = True
+        if not node.workdir or node.lock is None or workdir != f"{runlock.BASE}/{node.lock['run_id']}":
+            return 3, "", f"refusing {workdir}: missing, a symlink or not owned by root"
         for i in ifaces:
             pidfile = f"{workdir}/cap-{i}.pid"
             node.daemons[pidfile] = Daemon("tcpdump", None, i, 0, pidfile, f"{workdir}/cap-{i}.log")
@@ -626,6 +669,8 @@ class FakeCluster:
                 return 1, f'Cannot open network namespace "{ns}": No such file or directory'
         kind = self._ip_kind(argv)
         if kind == "pod-create":
+            if not any(u.get("what") == "pod" and u.get("name") == words[2] for u in node.undo):
+                return 1, f"fake: pod {words[2]} made before its undo was recorded: a kill now would leave it"
             if words[2] in node.pods:
                 return 1, f'Cannot create namespace file "/run/netns/{words[2]}": File exists'
             node.pods[words[2]] = Pod(words[2])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Optional
 
@@ -19,6 +20,23 @@ from netbench.cli.common import parse_mode_option as _mode
 from netbench.cli.lab import _lab_switch
 from netbench.cli.results import _gates_exit_code, _print_gates
 from netbench.errors import NetbenchError, UserError
+from netbench.runlock import DEFAULT_EXPIRY
+from netbench.signals import Terminated, interrupts
+
+EXPIRY_HELP = ("seconds a node waits for this run to renew its lock before it removes the run's probes by "
+               "itself (after a kill -9 or a lost SSH path)")
+
+
+@contextmanager
+def _signals():
+    """SIGTERM and SIGHUP unwind like Ctrl-C (the probes are removed on the way out), then exit 143 or
+    129; Ctrl-C exits 130 (cli.main)."""
+    try:
+        with interrupts():
+            yield
+    except Terminated as exc:
+        err.print(f"terminated by {exc}")
+        raise typer.Exit(exc.exit_code) from None
 
 
 @app.command("run")
@@ -43,14 +61,21 @@ def run_cmd(
     baseline: Optional[Path] = typer.Option(None, help="a stored run to compare against, for regression gates"),
     accept_new_host_keys: bool = typer.Option(False, help=HOST_KEYS_HELP),
     command_timeout: Optional[float] = typer.Option(None, help="seconds before a remote command is abandoned"),
+    expiry: float = typer.Option(DEFAULT_EXPIRY, help=EXPIRY_HELP),
     as_json: bool = typer.Option(False, "--json", help="print the summary as JSON"),
 ) -> None:
     """Measure latency and throughput between every pair of nodes (pods and hosts)."""
+    with _signals():
+        _run(**locals())
+
+
+def _run(inventory, out, samples, interval, size, duration, repeats, streams, udp_rate, scenarios, tests, pairs,
+         parallel_pairs, trace, modes, gates, baseline, accept_new_host_keys, command_timeout, expiry,
+         as_json) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from netbench import cluster, stats
     from netbench.plan import LATENCY_TESTS, SCENARIOS, THROUGHPUT_TESTS
-    from netbench.report.summary import Figures, per_test, write_intervals
     from netbench.run import RunOptions, Session
 
     inv, nodes = cluster.load(inventory, command_timeout)
@@ -67,7 +92,7 @@ def run_cmd(
         options = RunOptions(samples=samples, interval=interval, size=size, duration=duration, repeats=repeats,
                              streams=streams, udp_rate=udp_rate, scenarios=_csv(scenarios) or SCENARIOS,
                              tests=_csv(tests) or LATENCY_TESTS + THROUGHPUT_TESTS, parallel_pairs=parallel_pairs,
-                             pairs=_pairs(pairs), trace=trace, modes=mode_list)
+                             pairs=_pairs(pairs), trace=trace, modes=mode_list, expiry=expiry)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     progress = Progress(TextColumn("{task.description:<40}", markup=False), BarColumn(), MofNCompleteColumn(),
@@ -92,6 +117,8 @@ def run_cmd(
                 except NetbenchError as exc:  # the run stands; say what the lab is left in
                     err.print(Text.assemble(("could not put the lab back in its mode", "red"), f": {exc}"))
     df = outcome.run_dir.frame()
+    # pandas and the statistics: imported once there is something to show
+    from netbench.report.summary import Figures, per_test, write_intervals
     figures = Figures(df, outcome.run_dir.samples())  # each bootstrap once, for the table and intervals.csv
     rows = per_test(df, figures=figures)
     write_intervals(outcome.run_dir.path, df, None, figures=figures)
@@ -190,17 +217,25 @@ def trace_cmd(
     mtu: bool = typer.Option(True, "--mtu/--no-mtu", help="sweep don't-fragment probe sizes for the path MTU"),
     mode: Optional[str] = typer.Option(None, help="the mode the path should follow (default: what most nodes run)"),
     accept_new_host_keys: bool = typer.Option(False, help=HOST_KEYS_HELP),
+    expiry: float = typer.Option(DEFAULT_EXPIRY, help=EXPIRY_HELP),
     as_json: bool = typer.Option(False, "--json", help="machine-readable output"),
 ) -> None:
     """Follow marked probes hop by hop through both nodes; name where and why a path breaks."""
+    with _signals():
+        _trace(**locals())
+
+
+def _trace(src, dst, inventory, host, all_pairs, probes, mtu, mode, accept_new_host_keys, expiry, as_json) -> None:
     from netbench import cluster
+    from netbench.inventory import runs_pods
     from netbench.trace import render
     from netbench.trace.tracer import TraceOptions, trace_pairs
 
     inv, nodes = cluster.load(inventory)
     names = [n.target.name for n in nodes]
-    if all_pairs:
-        pairs = [(a, b) for a in names for b in names if a != b]
+    if all_pairs:  # pod to pod: the nodes that run pods (a master has none)
+        podded = [n.target.name for n in nodes if host or runs_pods(n.roles)]
+        pairs = [(a, b) for a in podded for b in podded if a != b]
     elif src and dst:
         if src == dst:
             raise UserError(f"trace {src} {dst}: source and destination must be different nodes")
@@ -211,6 +246,8 @@ def trace_cmd(
         _mode(mode)
     if probes < 1:
         raise UserError("--probes: at least 1")
+    if not 2 <= expiry <= 3600:
+        raise UserError(f"--expiry: {expiry} is out of range (2 to 3600 s)")
     options = TraceOptions(probes=probes, mtu_sweep=mtu, host=host)
     from netbench.doctor import read_leases
     # the leases (for the control-plane checks; None when etcd cannot be read from here) are read
@@ -219,7 +256,7 @@ def trace_cmd(
         leases = pool.submit(read_leases, inv)
         reports, failed = trace_pairs(nodes, str(inv.cluster.pod_network), pairs, options, mode,
                                       accept_new_host_keys, progress=lambda s: status.update(Text(s)),
-                                      read_leases=lambda: leases.result()[0])
+                                      read_leases=lambda: leases.result()[0], expiry=expiry)
     if as_json:
         print(json.dumps({"traces": [r.as_dict() for r in reports], "nodes_failed": failed}, indent=2, default=str))
     elif all_pairs:
@@ -257,15 +294,20 @@ def doctor_cmd(
 def clean_cmd(
     inventory: Optional[Path] = typer.Option(None, "--inventory", "-i", help=INVENTORY_HELP),
     accept_new_host_keys: bool = typer.Option(False, help=HOST_KEYS_HELP),
+    force: bool = typer.Option(False, "--force", help="also what a live run holds (its lock, pods, processes)"),
 ) -> None:
-    """Remove probe pods and processes a killed run left on the nodes."""
+    """Remove probe pods and processes dead runs left on the nodes (a live run's are kept unless --force)."""
     from netbench import cluster, probes
 
     _, nodes = cluster.load(inventory)
-    result = probes.clean_nodes([n.target for n in nodes], accept_new_host_keys)
+    result = probes.clean_nodes([n.target for n in nodes], accept_new_host_keys, force)
     for name, value in result.items():
         if isinstance(value, BaseException):
             console.print(Text.assemble((name, "red"), f": {value}"))
+        elif "busy" in value:  # a live run's probes are its own: said, not removed
+            holder = value["busy"]
+            console.print(Text(f"{name}: kept: in use by run {holder.get('run_id')} of {holder.get('owner')} "
+                               f"(renewed {holder.get('renewed_s_ago')} s ago); --force removes it"))
         else:
             console.print(f"{name}: removed {value['pods']} probe pods, {value['processes']} processes")
     raise typer.Exit(0 if result.ok else 1)

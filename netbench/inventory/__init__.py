@@ -8,9 +8,9 @@ fields.py holds single-value checks, rules.py the checks across fields and nodes
 models, load.py reading a file and turning pydantic's errors into those lines.
 """
 
-from netbench.inventory.fields import DEFAULT_KNOWN_HOSTS, MIN_NODES, Role, Sudo
+from netbench.inventory.fields import DEFAULT_KNOWN_HOSTS, MIN_NODES, Role, Sudo, runs_pods
 from netbench.inventory.load import InventoryError, load_inventory
 from netbench.inventory.model import ClusterSettings, EtcdSettings, Inventory, Node, SshSettings
 
 __all__ = ["DEFAULT_KNOWN_HOSTS", "MIN_NODES", "ClusterSettings", "EtcdSettings", "Inventory", "InventoryError",
-           "Node", "Role", "SshSettings", "Sudo", "load_inventory"]
+           "Node", "Role", "SshSettings", "Sudo", "load_inventory", "runs_pods"]

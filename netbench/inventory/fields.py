@@ -19,6 +19,15 @@ from netbench import redact
 from netbench.errors import InvalidValue
 
 Role = Literal["node", "etcd", "master", "router"]
+# Roles say what runs on a node. Only `node` (a kubelet with a pod bridge) runs pods: a node without it
+# (the seed's master: etcd, no kubelet, no docker0 of pods) gets no probe pods, only host-host servers.
+POD_ROLES = frozenset({"node"})
+
+
+def runs_pods(roles) -> bool:
+    """Whether a node with these roles runs pods (and so may hold probe pods)."""
+    return bool(POD_ROLES & set(roles))
+
 MIN_NODES = 2  # a path needs two ends
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 

@@ -8,14 +8,16 @@ import base64
 
 from netbench.errors import NetbenchError
 from netbench.flannel import ENCAP_PORTS
-from netbench.probes import SAFE_WORKDIR, WORKDIR
+from netbench.probes import SAFE_WORKDIR
 from netbench.remote import Runner
 
 FILTER = " or ".join(["icmp", *(f"udp port {port}" for port in ENCAP_PORTS)])  # every overlay's wire
 SNAPLEN = "512"  # headers of a VXLAN-in-UDP probe plus its marker; lengths keep the wire size
 
+# the work directory is the run's (netbench.runlock): its name, the run id, tags every tcpdump
 _START = SAFE_WORKDIR + r"""
 dir=$1; filter=$2; snap=$3; shift 3
+NB_RUN=${dir##*/}; export NB_RUN
 for i in "$@"; do
   rm -f "$dir/cap-$i".*
   setsid -f sh -c 'exec >"$2" 2>&1 </dev/null; echo $$ >"$3"
@@ -48,16 +50,16 @@ class CaptureError(NetbenchError):
     pass
 
 
-def start(runner: Runner, ifaces: list[str]) -> None:
-    result = runner.run(["sh", "-c", _START, "nb-cap-start", WORKDIR, FILTER, SNAPLEN, *ifaces], check=False,
+def start(runner: Runner, ifaces: list[str], workdir: str) -> None:
+    result = runner.run(["sh", "-c", _START, "nb-cap-start", workdir, FILTER, SNAPLEN, *ifaces], check=False,
                         timeout=20)
     if not result.ok:
         raise CaptureError(f"{runner.name}: tcpdump did not start: {result.stderr.strip()}")
 
 
-def stop(runner: Runner, ifaces: list[str]) -> dict[str, bytes]:
+def stop(runner: Runner, ifaces: list[str], workdir: str) -> dict[str, bytes]:
     """Stop the captures and return iface -> pcap bytes (empty when a capture left nothing)."""
-    out = runner.run(["sh", "-c", _STOP, "nb-cap-stop", WORKDIR, *ifaces], timeout=30).stdout
+    out = runner.run(["sh", "-c", _STOP, "nb-cap-stop", workdir, *ifaces], timeout=30).stdout
     pcaps: dict[str, bytes] = {}
     for line in out.splitlines():
         iface, _, data = line.partition(" ")

@@ -15,12 +15,13 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable
 
-from netbench import cluster, controlplane, firewall, pods, probes
+from netbench import cluster, controlplane, firewall, pods, probes, runlock, signals
 from netbench.cluster import DATA_PATHS, ClusterNode
 from netbench.errors import NetbenchError, UserError
 from netbench.facts import NodeFacts
 from netbench.flannel import OVERLAY_KINDS, Mode
 from netbench.fleet import Connection, Fleet
+from netbench.inventory import runs_pods
 from netbench.trace import capture, correlate, diagnose, paths, verdict
 
 SWEEP_SIZES = (576, 1000, 1200, 1280, 1350, 1400, 1420, 1450, 1472, 1500, 8950, 9000)
@@ -68,8 +69,12 @@ def craft(src_ip: str, dst_ip: str, trace_id: int, count: int, size: int, sweep:
 
 class Tracer:
     def __init__(self, fleet: Fleet, facts: dict[str, NodeFacts], mode: str | None = None,
-                 options: TraceOptions | None = None, leases: dict | None = None) -> None:
+                 options: TraceOptions | None = None, leases: dict | None = None,
+                 lock: runlock.RunLock | None = None) -> None:
         self.fleet, self.facts = fleet, facts
+        self.lock = lock or runlock.RunLock.new()  # a run's own, when the run traces its probe pods
+        # a node that lost its renewals has been cleaned by its watchdog: the trace's own failures say so
+        self.heartbeat = runlock.Heartbeat(self.lock, lambda node, why: None)
         self.leases = leases  # subnet -> Lease, for the control-plane checks; None: not known
         self.options = options or TraceOptions()
         self.mode = mode or cluster.detect(facts).likely
@@ -77,21 +82,31 @@ class Tracer:
         self.prepared: set[str] = set()
 
     def prepare(self, nodes: list[str]) -> None:
-        """The agent and one probe pod on each node taking part (none in --host mode)."""
+        """Take each node taking part (refused, NodeBusy, while another run holds one), then the agent
+        and one probe pod on each (none in --host mode)."""
         def setup(conn):
-            probes.clean(conn)
+            runlock.acquire(conn, self.lock)
+            self.heartbeat.add(self.fleet.spare(conn.name))
             probes.upload_agent(conn)
             if self.options.host:
                 return probes.Endpoint(conn.name, self.facts[conn.name].address)
-            return probes.create_pods(conn, self.facts[conn.name], 1)[0][1]
+            return probes.create_pods(conn, self.facts[conn.name], 1, self.lock.workdir)[0][1]
         self.prepared.update(nodes)  # a node that failed half-way may hold a pod too: close() cleans it
         result = self.fleet.each(setup, nodes)
         self.endpoints.update(result.succeeded)
+        busy = {n: e for n, e in result.failed.items() if isinstance(e, runlock.NodeBusy)}
+        if busy:
+            self.prepared -= set(busy)  # another run's: nothing of this trace there to release
+            raise next(iter(busy.values()))
         for name, error in result.failed.items():
             raise NetbenchError(f"{name}: cannot prepare the trace: {error}")
 
     def close(self) -> None:
-        self.fleet.each(probes.clean, sorted(self.prepared))
+        """Release every node prepare touched: all this trace made there goes (shielded: a second
+        Ctrl-C or SIGTERM waits for it)."""
+        with signals.shielded():
+            self.heartbeat.stop()
+            self.fleet.each(lambda c: runlock.release(c, self.lock.run_id), sorted(self.prepared))
 
     def trace(self, src: str, dst: str) -> diagnose.TraceReport:
         fs, fd = self.facts[src], self.facts[dst]
@@ -115,12 +130,13 @@ class Tracer:
         top = max(mtu, fs.pod_mtu or 0)
         sweep = sorted({s for s in SWEEP_SIZES if s <= top} | {mtu, top}) if self.options.mtu_sweep else []
         packets, main, sized, ids = craft(a.ip, b.ip, trace_id, self.options.probes, self.options.size, sweep)
+        workdir = self.lock.workdir
 
         try:
             # captures and the firewall counters before the probes, on both nodes at once; inside the
             # try, so a capture that fails to start on one node never leaves the others running
             with ThreadPoolExecutor(max_workers=4) as pool:
-                started = [pool.submit(capture.start, self.fleet[n], points[n]) for n in points]
+                started = [pool.submit(capture.start, self.fleet[n], points[n], workdir) for n in points]
                 snaps = {n: pool.submit(firewall.snapshot, self.fleet[n]) for n in points}
                 for future in started:
                     future.result()
@@ -130,7 +146,7 @@ class Tracer:
             time.sleep(0.1)  # the last replies are on their way (a LAN's RTT is well under a millisecond)
         finally:
             with ThreadPoolExecutor(max_workers=2) as pool:
-                pcaps = dict(zip(points, pool.map(lambda n: capture.stop(self.fleet[n], points[n]), points),
+                pcaps = dict(zip(points, pool.map(lambda n: capture.stop(self.fleet[n], points[n], workdir), points),
                                  strict=True))
         seen = [s for node, by_iface in pcaps.items() for iface, data in by_iface.items()
                 for s in correlate.sightings(node, iface, data, trace_id, ids)]
@@ -184,7 +200,7 @@ class Tracer:
 def trace_pairs(nodes: list[ClusterNode], pod_network: str, pairs: list[tuple[str, str]], options: TraceOptions,
                 mode: str | None = None, accept_new_host_keys: bool = False,
                 progress=None, transport=Connection, read_leases: Callable[[], dict | None] | None = None,
-                ) -> tuple[list[diagnose.TraceReport], dict[str, str]]:
+                expiry: float = runlock.DEFAULT_EXPIRY) -> tuple[list[diagnose.TraceReport], dict[str, str]]:
     """Connect, learn facts, prepare the nodes the pairs need, trace each pair; always clean up.
     Returns the reports and, per node, why it could not take part. read_leases gives flannel's leases
     for the control-plane checks (None: unknown); it is asked once the facts are in."""
@@ -193,10 +209,16 @@ def trace_pairs(nodes: list[ClusterNode], pod_network: str, pairs: list[tuple[st
     missing = sorted({x for p in pairs for x in p} - set(names))
     if missing:
         raise UserError(f"no node named {missing[0]!r} in the inventory (nodes: {', '.join(names)})")
+    podless = [n for n in nodes if not runs_pods(n.roles) and any(n.name in p for p in pairs)]
+    if podless and not options.host:
+        n = podless[0]
+        raise UserError(f"{n.name}: its roles ({', '.join(n.roles)}) run no pods, so it gets no probe pod; "
+                        "trace it node to node with --host")
     with Fleet([n.target for n in nodes], accept_new_host_keys, transport=transport) as fleet:
         node_facts, errors = cluster.gather_facts(fleet, nodes, pod_network)
         failed = {name: str(error) for name, error in errors.items()}
-        tracer = Tracer(fleet, node_facts, mode, options, read_leases() if read_leases else None)
+        tracer = Tracer(fleet, node_facts, mode, options, read_leases() if read_leases else None,
+                        runlock.RunLock.new(expiry))
         involved = sorted({x for p in pairs for x in p} - set(failed))
         reports = []
         try:

@@ -3,7 +3,7 @@ result per node, a node that fails never hides what the others did (Fabric's Gro
 
 from __future__ import annotations
 
-from netbench import cluster, doctor, probes
+from netbench import cluster, doctor, probes, runlock
 from netbench.errors import CommandError
 from netbench.inventory import load_inventory
 from tests.fakes import fake_cluster  # noqa: F401 — fake_cluster is a fixture
@@ -12,9 +12,12 @@ from tests.fakes import fake_cluster  # noqa: F401 — fake_cluster is a fixture
 def leave_probes(lab, name: str) -> None:
     """What a killed run leaves on a node: its probe pods, agents and iperf3 servers."""
     node = lab[name]
+    lock = runlock.RunLock.new()
+    runlock.acquire(node, lock)
     probes.deploy(node, cluster.of_node(lab.nodes()[list(lab.nodes_by_name).index(name)], node.raw_facts,
-                                        lab.pod_network))
+                                        lab.pod_network), lock.workdir)
     assert len(node.pods) == 2 and len(node.running) == 6
+    node.lock["dead"] = True  # past its expiry, and its watchdog gone too
 
 
 def test_clean_keeps_the_counts_of_the_nodes_it_reached(fake_cluster):  # noqa: F811

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from netbench import probes
+from netbench import probes, runlock
 from netbench.errors import CommandError
 from netbench.fleet import Fleet
 from tests.fakes import FakeCluster, UnknownCommand
@@ -27,9 +27,11 @@ def test_an_unknown_command_fails_loudly_and_is_kept():
 def test_commands_are_known_by_meaning_not_by_their_exact_text():
     lab = FakeCluster("vxlan", ["n1", "n2"])
     n1 = lab["n1"]
-    assert probes.clean(n1) == {"pods": 0, "processes": 0}
-    probes.upload_agent(lab["n2"])  # the work directory the pid files go to
-    probes.background(lab["n2"], "iperf3-host", ["iperf3", "-p", "15201", "-B", "198.18.0.2", "-s"])
+    assert runlock.clean(n1) == {"pods": 0, "processes": 0}
+    lock = runlock.RunLock.new()
+    runlock.acquire(lab["n2"], lock)  # the work directory the pid files go to
+    probes.upload_agent(lab["n2"])
+    probes.background(lab["n2"], lock.workdir, "iperf3-host", ["iperf3", "-p", "15201", "-B", "198.18.0.2", "-s"])
     reordered = n1.run(["iperf3", "--json", "-B", "198.18.0.1", "-t", "2", "-p", "15201", "-c", "198.18.0.2"])
     assert n1.calls[-1].kind == "iperf3" and '"sum_received"' in reordered.stdout
     refused = n1.run(["iperf3", "-c", "198.18.0.2", "-p", "1", "--json"], check=False)

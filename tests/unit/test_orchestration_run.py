@@ -62,9 +62,14 @@ def test_every_pair_is_measured_and_nothing_is_left(fake_cluster, tmp_path):  # 
     pod_ping = lab["n1"].ran("agent-ping")[0]
     assert pod_ping.ns == "nb-probe-1" and pod_ping.argv[pod_ping.argv.index("--dst") + 1].startswith("10.1.")
     for node in lab:
-        assert node.kinds[0] == "facts" and node.kinds[-1] == "clean"
-        assert len(node.ran("clean")) == 2  # before deploying, and the teardown
+        # the node is taken before anything else and released last; nothing else cleans anything
+        assert node.kinds[:2] == ["acquire", "facts"] and node.kinds[-1] == "release"
+        assert len(node.ran("release")) == 1 and node.ran("clean") == []
+        assert node.ran("acquire")[0].argv[5] == s.lock.run_id == node.ran("release")[0].argv[5]
+        # every pod was on the run's undo list before it was made (the fake refuses it otherwise)
+        assert [u["name"] for u in node.undo] == [] and len(node.ran("undo")) == 2
         assert_clean(node)
+        assert node.lock is None
     meta = out.run_dir.meta()
     assert meta["finished"] is True and meta["ended"] >= meta["started"] and meta["stopped"] is None
     assert meta["nodes_down"] == [] and meta["mode"] == "vxlan"
@@ -92,8 +97,8 @@ def test_a_failed_deploy_marks_the_node_down_and_is_still_cleaned(fake_cluster, 
     assert pairs(df, "udp_rr") == {("n1", "n3")} and pairs(df, "tcp") == {("n1", "n3"), ("n3", "n1")}
     assert s.deployed_to == set(NODES)
     # the teardown reached n2 and removed what its half-finished deploy had made
-    assert json.loads(lab["n2"].ran("clean")[-1].stdout) == {"pods": 2, "processes": 5}
-    assert lab["n2"].kinds[-1] == "clean" and "pod-create" in lab["n2"].kinds[:-1]
+    assert json.loads(lab["n2"].ran("release")[-1].stdout) == {"pods": 2, "processes": 5}
+    assert lab["n2"].kinds[-1] == "release" and "pod-create" in lab["n2"].kinds[:-1]
     for node in lab:
         assert_clean(node)
     assert out.run_dir.meta()["nodes_down"] == ["n2"]
@@ -107,7 +112,7 @@ def test_a_deploy_failing_half_way_through_the_pods_is_undone(fake_cluster, tmp_
     assert out.nodes_down == ["n2"]
     assert [f.what for f in out.failures if f.where == "n2"] == ["deploy"]
     assert "RTNETLINK answers: File exists" in out.failures[0].cause
-    assert json.loads(lab["n2"].ran("clean")[-1].stdout) == {"pods": 1, "processes": 0}
+    assert json.loads(lab["n2"].ran("release")[-1].stdout) == {"pods": 1, "processes": 0}
     assert pairs(out.run_dir.frame(), "udp_rr") == {("n1", "n1")}  # n1's own pods still measured
     assert_clean(lab["n2"])
 
@@ -129,7 +134,7 @@ def test_ctrl_c_between_steps_cleans_every_touched_node(fake_cluster, tmp_path):
     assert s.run_dir.frame().empty
     assert s.deployed_to == set(NODES)
     for node in lab:
-        assert node.kinds[-1] == "clean" and len(node.ran("clean")) == 2
+        assert node.kinds[-1] == "release" and len(node.ran("release")) == 1
         assert_clean(node)
 
 
@@ -218,7 +223,7 @@ def test_unreachable_and_factless_nodes_are_never_deployed_to(fake_cluster, tmp_
     assert next(f.cause for f in out.failures if f.where == "n2") == "n2: cannot reach 198.18.0.2:22: No route to host"
     assert next(f.cause for f in out.failures if f.where == "n3").endswith("exited 127: python3 is missing")
     assert s.deployed_to == {"n1"}
-    assert lab["n2"].calls == [] and lab["n3"].kinds == ["facts"]
+    assert lab["n2"].calls == [] and lab["n3"].kinds == ["acquire", "facts", "release"]
     assert pairs(out.run_dir.frame(), "udp_rr") == {("n1", "n1")}
 
 
@@ -231,7 +236,7 @@ def test_ctrl_c_during_a_slow_deploy_leaves_no_pods(fake_cluster, tmp_path):  # 
         # `ip netns add` is slow and outlasts the teardown's cleanup of n2
         lab["n1"].wait_for("upload") and lab["n3"].wait_for("upload")
         signal.pthread_kill(threading.main_thread().ident, signal.SIGINT)
-        n2.wait_for("clean", 2)
+        n2.wait_for("release")
 
     n2.before("pod-create", ctrl_c)
     s = session(lab, tmp_path)
@@ -241,5 +246,5 @@ def test_ctrl_c_during_a_slow_deploy_leaves_no_pods(fake_cluster, tmp_path):  # 
     assert not n2.wait_for("start-agent", timeout=0.5)
     lab.settle()
 
-    assert len(n2.ran("clean")) == 2
+    assert len(n2.ran("release")) == 1
     assert n2.pods == {}, f"left on n2 after the run: {sorted(n2.pods)}"

@@ -21,8 +21,8 @@ def trace(lab, pairs, **options):
 
 
 def assert_clean(node) -> None:
-    assert node.kinds[-1] == "clean"
-    assert (node.pods, node.running, node.captures) == ({}, [], set())
+    assert node.kinds[-1] == "release"
+    assert (node.pods, node.running, node.captures, node.lock) == ({}, [], set(), None)
 
 
 def test_a_trace_captures_both_ends_sends_from_the_pod_and_cleans(fake_cluster):  # noqa: F811
@@ -56,10 +56,11 @@ def test_prepare_failing_on_one_node_removes_the_pods_already_made(fake_cluster)
     with pytest.raises(NetbenchError, match="(?s)n2: cannot prepare the trace: .*Operation not permitted"):
         trace(lab, [("n1", "n2")])
 
-    assert json.loads(lab["n1"].ran("clean")[-1].stdout) == {"pods": 1, "processes": 0}
+    assert json.loads(lab["n1"].ran("release")[-1].stdout) == {"pods": 1, "processes": 0}
     for name in ("n1", "n2"):
         assert lab[name].ran("capture-start") == []
-        assert len(lab[name].ran("clean")) == 2  # prepare's own, then close()
+        assert lab[name].kinds[0] == "facts" and lab[name].kinds[1] == "acquire"  # taken before anything is made
+        assert len(lab[name].ran("release")) == 1 and lab[name].ran("clean") == []
         assert_clean(lab[name])
     assert lab["n3"].kinds == ["facts"]
 
@@ -72,7 +73,7 @@ def test_a_capture_that_does_not_start_stops_the_others(fake_cluster):  # noqa: 
 
     # n1's four tcpdumps were stopped by the trace itself (capture-stop); close() then removed the pod
     assert len(lab["n1"].ran("capture-stop")) == 1
-    assert json.loads(lab["n1"].ran("clean")[-1].stdout) == {"pods": 1, "processes": 0}
+    assert json.loads(lab["n1"].ran("release")[-1].stdout) == {"pods": 1, "processes": 0}
     assert lab["n1"].ran("send-raw") == []
     assert_clean(lab["n1"])
     assert_clean(lab["n2"])
@@ -85,7 +86,7 @@ def test_ctrl_c_while_probing_stops_the_captures_and_cleans(fake_cluster):  # no
         trace(lab, [("n1", "n2")])
 
     for node in lab:
-        assert node.kinds[-2:] == ["capture-stop", "clean"]
+        assert node.kinds[-2:] == ["capture-stop", "release"]
         assert_clean(node)
 
 
@@ -98,7 +99,7 @@ def test_an_unreachable_node_is_reported_and_its_pairs_left_out(fake_cluster):  
     assert list(failed) == ["n3"]
     assert failed["n3"].endswith("exited 255: n3: cannot reach 198.18.0.3:22: No route to host")
     assert len(json.loads(lab["n1"].ran("send-raw")[0].input)) == 20  # no MTU sweep
-    assert lab["n3"].ran("clean") == []
+    assert lab["n3"].ran("acquire") == lab["n3"].ran("release") == []
 
 
 def test_run_trace_uses_the_run_probe_pods(fake_cluster, tmp_path):  # noqa: F811
@@ -111,7 +112,8 @@ def test_run_trace_uses_the_run_probe_pods(fake_cluster, tmp_path):  # noqa: F81
     assert [(t["src"], t["dst"], t["run_mode"]) for t in traces] == [
         ("n1", "n2", "vxlan"), ("n1", "n3", "vxlan"), ("n2", "n3", "vxlan")]
     for node in lab:
-        assert len(node.ran("clean")) == 2  # the trace reused the pods: no clean between deploy and teardown
+        # the trace reused the run's pods and lock: taken once, released once, nothing cleaned between
+        assert len(node.ran("acquire")) == len(node.ran("release")) == 1 and node.ran("clean") == []
         assert {c.ns for c in node.ran("send-raw")} <= {"nb-probe-1"}
         assert_clean(node)
     assert len(lab["n1"].ran("send-raw")) == 2 and len(lab["n3"].ran("send-raw")) == 0

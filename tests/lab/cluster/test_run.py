@@ -2,7 +2,6 @@
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -40,7 +39,7 @@ def probes_left(lab) -> dict:
     left = {}
     for node in lab.nodes:
         pods = [n for n in node.run(["ip", "netns", "list"]).stdout.split() if n.startswith("nb-probe")]
-        workdir = node.run(["test", "-e", "/tmp/netbench"], check=False).ok
+        workdir = bool(node.run(["ls", "-A", "/run/netbench"], check=False).stdout.strip())
         if pods or workdir:
             left[node.name] = {"pods": pods, "workdir": workdir}
     if procs := probe_processes():
@@ -83,7 +82,7 @@ def test_a_run_measures_every_pair_in_every_scenario(in_mode, mode, tmp_path):
 def test_a_node_lost_mid_run_is_reported_and_the_rest_measured(in_mode, tmp_path):
     lab = in_mode(Mode.host_gw)
     run = subprocess.Popen([sys.executable, "-m", "netbench", "run", *QUICK, "--tests", "udp_rr,tcp",
-                            "--command-timeout", "8", "--out", str(tmp_path), "--json"],
+                            "--command-timeout", "8", "--expiry", "4", "--out", str(tmp_path), "--json"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     n3 = lab.node("n3")
     try:
@@ -124,10 +123,12 @@ def test_a_node_lost_mid_run_is_reported_and_the_rest_measured(in_mode, tmp_path
     # throughput runs after latency, when n3 is known to be down: its four directions were never measured
     assert [v.split(" (n3 down")[0] for v in verdicts["tcp"]["violations"]] == [
         f"not measured: {p} pod-pod tcp" for p in ("n1->n3", "n2->n3", "n3->n1", "n3->n2")]
-    time.sleep(0.5)
-    cleaned = netbench("clean")
-    assert cleaned.returncode == 0, cleaned.stdout + cleaned.stderr
-    assert probes_left(lab) == {}
+    # the run could not release n3 (it was cut off): n3 removed the run's probes itself once the run
+    # stopped renewing its lock, with no `netbench clean`
+    deadline = time.monotonic() + 4 + 3
+    while probes_left(lab):
+        assert time.monotonic() < deadline, probes_left(lab)
+        time.sleep(0.1)
 
 
 def inventory_copy(lab, tmp_path, known_hosts_text: str) -> Path:
@@ -155,27 +156,3 @@ def test_unknown_host_keys_are_refused_unless_accepted_and_changed_ones_always(l
     path = inventory_copy(lab, tmp_path, f"{lab.node('n1').spec.address} {n2_key}\n")
     proc = netbench("doctor", "-i", str(path), "--accept-new-host-keys")
     assert proc.returncode == 1 and "does not match" in proc.stdout
-
-
-@pytest.mark.parametrize("how", ["ctrl-c", "kill -9"])
-def test_probes_are_removed_after_an_interrupted_run(in_mode, how, tmp_path):
-    lab = in_mode(Mode.host_gw)
-    run = subprocess.Popen([sys.executable, "-m", "netbench", "run", "--samples", "20", "--duration", "5",
-                            "--tests", "udp_rr,tcp", "--out", str(tmp_path)],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 60
-    while not list(tmp_path.glob("*/records.jsonl")):
-        assert time.monotonic() < deadline and run.poll() is None
-        time.sleep(0.05)
-    assert probes_left(lab), "probes should be deployed while the run measures"
-    if how == "ctrl-c":
-        run.send_signal(signal.SIGINT)
-        assert run.wait(timeout=60) == 130
-        assert probes_left(lab) == {}  # the run cleaned up after itself
-    else:
-        run.send_signal(signal.SIGKILL)
-        run.wait(timeout=10)
-        assert probes_left(lab)  # a killed run cannot clean up…
-        cleaned = netbench("clean")  # …so `netbench clean` does
-        assert cleaned.returncode == 0 and "removed 2 probe pods" in cleaned.stdout
-        assert probes_left(lab) == {}
