@@ -85,7 +85,7 @@ def test_ctrl_c_while_probing_stops_the_captures_and_cleans(fake_cluster):  # no
         trace(lab, [("n1", "n2")])
 
     for node in lab:
-        assert node.kinds[-2:] == ["capture-stop", "clean"]
+        assert node.kinds[-3:] == ["capture-stop", "cni-release", "clean"]
         assert_clean(node)
 
 
