@@ -118,6 +118,29 @@ def invoke(kind: str, command: str, conf: dict, container_id: str, netns: str, i
         raise CniError(f"{kind} {command}: the result is not JSON: {out[:200]}") from None
 
 
+def chain_add(network: dict, container_id: str, netns: str, ifname: str, path: list[str]) -> dict:
+    """ADD through every plugin in order, each given the previous one's result; the last result."""
+    prev = None
+    for plugin in network["plugins"]:
+        prev = invoke(plugin["type"], "ADD", plugin_config(network, plugin, prev), container_id, netns, ifname, path)
+    return prev or {}
+
+
+def chain_del(network: dict, result: dict | None, container_id: str, netns: str, ifname: str,
+              path: list[str]) -> list[str]:
+    """DEL through every plugin in reverse order, each given the ADD's result (CNI >= 0.4.0), going on
+    past a refusal so the others still release what they hold; the refusals."""
+    with_prev = version(network["cniVersion"]) >= (0, 4, 0) and result
+    errors = []
+    for plugin in reversed(network["plugins"]):
+        try:
+            invoke(plugin["type"], "DEL", plugin_config(network, plugin, result if with_prev else None), container_id,
+                   netns, ifname, path)
+        except CniError as exc:
+            errors.append(str(exc))
+    return errors
+
+
 def address_of(result: dict, netns: str, ifname: str) -> tuple[str, str]:
     """(address CIDR, gateway) the chain gave the pod's interface: CNI 0.3+ `ips`, or 0.1/0.2 `ip4`."""
     ips = result.get("ips") or []
@@ -197,10 +220,7 @@ def add(conf_file: str, pod: str, container_id: str, ifname: str) -> dict:
             invoke("loopback", "ADD", LOOPBACK, container_id, netns, "lo", path)
         except CniError:
             ip("-n", pod, "link", "set", "dev", "lo", "up")  # no loopback plugin here: as it would
-        prev = None
-        for plugin in network["plugins"]:
-            prev = invoke(plugin["type"], "ADD", plugin_config(network, plugin, prev), container_id, netns, ifname,
-                          path)
+        prev = chain_add(network, container_id, netns, ifname, path)
         record["result"] = prev
         write_record(pod, record)
         address, gateway = address_of(prev or {}, netns, ifname)
@@ -226,29 +246,19 @@ def kill_in(pod: str) -> int:
 def delete(pod: str) -> dict:
     """DEL the chain in reverse order (the namespace still there, if it is), then remove the namespace.
     The record stays when a plugin refused: the next release retries, and the address is not lost."""
-    path = os.path.join(STATE_DIR, f"{pod}.json")
+    path = os.path.join(state_dir(), f"{pod}.json")
     try:
         with open(path) as f:
             record = json.load(f)
-    except OSError:
+    except (OSError, ValueError):  # records are written whole (rename): none, or not ours
         record = None
-    except ValueError:
-        record = None
-        os.unlink(path)  # half-written by a killed ADD before any plugin ran
     netns = os.path.join(NETNS_DIR, pod)
     exists = os.path.exists(netns)
     procs = kill_in(pod) if exists else 0
     errors = []
     if record:
-        network, prev = record["network"], record.get("result")
-        with_prev = version(network["cniVersion"]) >= (0, 4, 0)
-        for plugin in reversed(network["plugins"]):
-            conf = plugin_config(network, plugin, prev if with_prev and prev else None)
-            try:
-                invoke(plugin["type"], "DEL", conf, record["container_id"], netns if exists else "", record["ifname"],
-                       plugin_path())
-            except CniError as exc:
-                errors.append(f"{pod}: {exc}")
+        errors = [f"{pod}: {e}" for e in chain_del(record["network"], record.get("result"), record["container_id"],
+                                                    netns if exists else "", record["ifname"], plugin_path())]
     if exists:
         ip("netns", "del", pod, check=False)
     if record and not errors:
