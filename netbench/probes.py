@@ -1,7 +1,7 @@
 """Probe pods on a node, over any Runner (SSH on real clusters and on the lab alike): create them
 through the node's own CNI plugins when it has a CNI network (the address then comes from, and is
-recorded in, its IPAM), with the pod primitive otherwise; copy the agent, start its echo servers and iperf3 servers, and remove all
-of it — also what a killed run left behind (`netbench clean`).
+recorded in, its IPAM), with the pod primitive otherwise; copy the agent, start its echo servers and
+iperf3 servers, and remove all of it — also what a killed run left behind (`netbench clean`).
 
 Everything netbench starts on a node writes a pid file under WORKDIR, and every pod is named
 nb-probe-*, so cleanup needs nothing but the node itself.

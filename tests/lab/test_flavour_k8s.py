@@ -185,7 +185,8 @@ def test_each_node_has_its_own_cni_network_and_store(lab):
     for node in lab.nodes:
         conf = json.loads(node.run(["cat", "/etc/cni/net.d/10-flannel.conflist"]).stdout)
         bridge, portmap = conf["plugins"]
-        assert (conf["name"], bridge["type"], bridge["bridge"], portmap["type"]) == ("cbr0", "bridge", "cni0", "portmap")
+        assert (conf["name"], bridge["type"], bridge["bridge"]) == ("cbr0", "bridge", "cni0")
+        assert portmap["type"] == "portmap"
         assert bridge["ipam"]["ranges"] == [[{"subnet": node.spec.subnet, "gateway": node.spec.bridge_address[:-3]}]]
         # the lab's pod came from this node's host-local, and only it is in this node's store
         assert store(lab, node.name) == {lab.pod_ip(node.name): "lab-nb-pod1"}

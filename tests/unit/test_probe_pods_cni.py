@@ -22,8 +22,8 @@ def cni_facts(files: dict, plugins=PLUGINS):
 
 
 def test_the_first_valid_configuration_in_name_order_is_the_network():
-    net, skipped = facts.cni_network(cni_facts({"05-broken.conflist": "{", "20-other.conf": {"name": "x", "type": "ptp"},
-                                               "10-flannel.conflist": FLANNEL, "README": "not read"}))
+    net, skipped = facts.cni_network(cni_facts({"05-broken.conflist": "{", "10-flannel.conflist": FLANNEL,
+                                                "20-other.conf": {"name": "x", "type": "ptp"}}))
     assert (net.file, net.name, net.plugins, net.bridge) == ("/etc/cni/net.d/10-flannel.conflist", "cbr0",
                                                              ("bridge", "portmap"), "cni0")
     assert (net.ipam, net.ipam_store, net.missing) == ("host-local", "/var/lib/cni/networks/cbr0", ())
@@ -84,7 +84,8 @@ def test_probe_pods_are_made_by_the_nodes_cni_chain_one_round_trip_each():
 
 def test_a_failed_cni_add_says_which_node_config_and_why():
     net, _ = facts.cni_network(cni_facts({"10-flannel.conflist": FLANNEL}))
-    node = Node([(lambda a: True, (1, json.dumps({"error": "bridge ADD: no IP addresses available in range set"}), ""))])
+    error = {"error": "bridge ADD: no IP addresses available in range set"}
+    node = Node([(lambda a: True, (1, json.dumps(error), ""))])
     with pytest.raises(probes.ProbeError, match="n1: CNI ADD of nb-probe-1 through /etc/cni/net.d/10-flannel.conflist "
                                                 "failed: bridge ADD: no IP addresses available"):
         probes.create_pods(node, node_facts(net), 1)
@@ -118,7 +119,8 @@ def test_veths_leading_into_probe_pods_are_not_the_nodes_pods_whatever_their_nam
     assert [i.name for i in f.bridge_ports()] == ["vethapp"]
     assert probes.pod_mtu(f) == 1450
     raw = {"links": [{"ifname": "veth9f8e7d6c", "mtu": 1472, "flags": ["UP"], "link_netnsid": 1,
-                      "linkinfo": {"info_kind": "veth"}}], "netns_ids": [{"name": "nb-probe-1", "id": 1}, {"name": "x"}]}
+                      "linkinfo": {"info_kind": "veth"}}],
+           "netns_ids": [{"name": "nb-probe-1", "id": 1}, {"name": "x"}]}
     parsed = facts.analyse("n1", "198.18.0.1", raw, "10.244.0.0/16")
     assert parsed.interfaces["veth9f8e7d6c"].peer_nsid == 1 and parsed.netns_ids == {1: "nb-probe-1"}
 
