@@ -214,7 +214,10 @@ def add(conf_file: str, pod: str, container_id: str, ifname: str) -> dict:
     record = {"pod": pod, "container_id": container_id, "ifname": ifname, "netns": netns, "conf": conf_file,
               "network": network, "result": None}
     write_record(pod, record)  # first: a DEL can undo even an ADD that never returned
-    ip("netns", "add", pod)
+    made = ip("netns", "add", pod, check=False)
+    if made.returncode != 0:
+        os.unlink(os.path.join(STATE_DIR, f"{pod}.json"))
+        raise CniError(f"ip netns add {pod}: {made.stderr.strip() or made.returncode}")
     try:
         try:
             invoke("loopback", "ADD", LOOPBACK, container_id, netns, "lo", path)
