@@ -49,7 +49,12 @@ class Interface:
     details: dict = field(default_factory=dict)
     mac: str = ""  # `ip -j link`'s address: the VTEP MAC of a vxlan device
     master: str | None = None  # the bridge this interface is a port of
-    peer_netns: bool = False  # a veth whose other end is in another namespace (a pod's, a container's)
+    peer_nsid: int | None = None  # a veth's: the id of the namespace its other end is in
+
+    @property
+    def peer_netns(self) -> bool:
+        """A veth whose other end is in another namespace (a pod's, a container's)."""
+        return self.peer_nsid is not None
 
 
 @dataclass(frozen=True)
@@ -65,6 +70,51 @@ class Neighbour:
 
     def __str__(self) -> str:
         return f"{self.dst} dev {self.dev} " + (f"lladdr {self.lladdr} " if self.lladdr else "") + self.state
+
+
+@dataclass(frozen=True)
+class CniNetwork:
+    """The CNI network a node's container runtime uses: the first valid configuration of its conf dir
+    in name order, as libcni's ConfFiles and kubelet pick it."""
+
+    file: str  # /etc/cni/net.d/10-flannel.conflist
+    name: str  # cbr0: also host-local's store directory name
+    version: str
+    plugins: tuple[str, ...]  # the chain's plugin types, in order
+    bridge: str | None = None  # the bridge plugin's bridge
+    ipam: str | None = None  # the IPAM plugin type
+    ipam_store: str | None = None  # where host-local records the addresses it gave
+    missing: tuple[str, ...] = ()  # plugin types not installed in any plugin directory
+
+
+def cni_network(raw: dict | None) -> tuple[CniNetwork | None, list[str]]:
+    """(the network, why other configuration files were passed over) from probes/facts.py's `cni`."""
+    if not raw:
+        return None, []
+    skipped: list[str] = []
+    installed = {p for names in (raw.get("plugins") or {}).values() for p in names}
+    for name, text in sorted((raw.get("files") or {}).items()):
+        path = f"{raw.get('conf_dir', '/etc/cni/net.d')}/{name}"
+        try:
+            conf = json.loads(text or "")
+        except ValueError as exc:
+            skipped.append(f"{path}: not JSON ({exc})")
+            continue
+        plugins = conf.get("plugins") if isinstance(conf, dict) and "plugins" in conf else [conf]
+        if not isinstance(conf, dict) or not conf.get("name") or not isinstance(plugins, list) or not plugins or \
+                not all(isinstance(p, dict) and isinstance(p.get("type"), str) for p in plugins):
+            skipped.append(f"{path}: not a CNI network configuration (name, and plugins each with a type)")
+            continue
+        types = tuple(p["type"] for p in plugins)
+        ipam = next((p["ipam"] for p in plugins if isinstance(p.get("ipam"), dict)), {})
+        store = None
+        if ipam.get("type") == "host-local":
+            store = f"{str(ipam.get('dataDir') or '/var/lib/cni/networks').rstrip('/')}/{conf['name']}"
+        bridge = next((p.get("bridge", "cni0") for p in plugins if p["type"] == "bridge"), None)
+        return CniNetwork(file=path, name=str(conf["name"]), version=str(conf.get("cniVersion", "")), plugins=types,
+                          bridge=bridge, ipam=ipam.get("type"), ipam_store=store,
+                          missing=tuple(t for t in types if t not in installed)), skipped
+    return None, skipped
 
 
 @dataclass
@@ -90,6 +140,9 @@ class NodeFacts:
     boot_id: str = ""
     frr: dict | None = None  # FRR's daemons and neighbours, when FRR runs on the node
     neighbours: list[Neighbour] = field(default_factory=list)
+    cni: CniNetwork | None = None  # the node's CNI network: probe pods are made through it
+    cni_skipped: list[str] = field(default_factory=list)  # configuration files that are not usable, and why
+    netns_ids: dict[int, str] = field(default_factory=dict)  # nsid -> network namespace name
 
     @property
     def learned_routes(self) -> list[Route]:
@@ -136,9 +189,12 @@ class NodeFacts:
 
     def bridge_ports(self) -> list[Interface]:
         """The interfaces plugged into the pod bridge: the host ends of the node's pods' veths (not of
-        netbench's own probe pods, whose MTU a run refits only after reading the facts)."""
+        netbench's own probe pods, whose MTU a run refits only after reading the facts: known by name,
+        or, when a CNI plugin named them, by the namespace their other end is in)."""
         ours = {pods.host_veth(p) for p in pods.PROBE_PODS}
-        return [i for i in self.interfaces.values() if self.bridge and i.master == self.bridge and i.name not in ours]
+        return [i for i in self.interfaces.values() if self.bridge and i.master == self.bridge and i.name not in ours
+                and not self.netns_ids.get(i.peer_nsid if i.peer_nsid is not None else -1, "").startswith(
+                    pods.PROBE_PREFIX)]
 
     def detached_pod_veths(self) -> list[Interface]:
         """Host ends of pod veths that are in no bridge: a pod whose traffic reaches nothing (veths that
@@ -147,7 +203,8 @@ class NodeFacts:
         if not self.bridge or self.bridge not in self.interfaces:
             return []
         return [i for i in self.interfaces.values()
-                if i.kind == "veth" and i.peer_netns and not i.master and not i.addrs and i.name not in ours]
+                if i.kind == "veth" and i.peer_netns and not i.master and not i.addrs and i.name not in ours
+                and not self.netns_ids.get(i.peer_nsid, "").startswith(pods.PROBE_PREFIX)]
 
     def device_of_kind(self, kind: str, default: str | None = None) -> Interface | None:
         """The overlay device, found by kind (tun, vxlan): the one named `default` when there are several,
@@ -201,7 +258,7 @@ def analyse(name: str, address: str, raw: dict, pod_network: str, subnet: str | 
             name=link["ifname"], kind=_kind(link), mtu=int(link.get("mtu", 0)),
             up="UP" in link.get("flags", []), details=link.get("linkinfo", {}).get("info_data", {}),
             mac=str(link.get("address") or "").lower(), master=link.get("master"),
-            peer_netns="link_netnsid" in link)
+            peer_nsid=link.get("link_netnsid"))
     for entry in raw.get("addrs", []):
         iface = interfaces.get(entry.get("ifname"))
         for a in entry.get("addr_info", []):
@@ -230,6 +287,7 @@ def analyse(name: str, address: str, raw: dict, pod_network: str, subnet: str | 
         underlay = next((i.name for i in interfaces.values()
                          if any(str(ipaddress.ip_interface(c).ip) == address for c in i.addrs)), None)
     sysctl = raw.get("sysctl", {})
+    cni, cni_skipped = cni_network(raw.get("cni"))
     return NodeFacts(
         name=name, address=address, hostname=raw.get("hostname", ""), uid=int(raw.get("uid", -1)),
         tools=raw.get("tools", {}), ip_forward=sysctl.get("net.ipv4.ip_forward") == "1",
@@ -240,6 +298,8 @@ def analyse(name: str, address: str, raw: dict, pod_network: str, subnet: str | 
         netns=raw.get("netns", []),
         nft=raw.get("nft") or "", qdiscs=raw.get("qdiscs") or [], boot_id=raw.get("boot_id", ""),
         frr=raw.get("frr"), neighbours=parse_neighbours(raw.get("neigh") or []),
+        cni=cni, cni_skipped=cni_skipped,
+        netns_ids={int(n["id"]): str(n["name"]) for n in raw.get("netns_ids") or [] if "id" in n and "name" in n},
     )
 
 

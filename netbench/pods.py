@@ -1,6 +1,7 @@
 """The pod primitive: a network namespace with a veth into the node's bridge, as a CNI bridge plugin
 makes it. Built only from plain `ip` commands (returned as argv lists), so the lab runs them through
-nsenter and probe deployment runs the very same commands on a real node over SSH.
+nsenter and probe deployment runs the very same commands on a real node over SSH. On a node with a CNI
+network configuration, pods are made by its plugins instead (probes/cni.py, run on the node).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ import ipaddress
 import re
 import zlib
 from dataclasses import dataclass
+from pathlib import Path
 
 from netbench.errors import InvalidValue
 
@@ -16,7 +18,19 @@ _NAME = re.compile(r"^nb-[a-z0-9][a-z0-9-]{0,40}$")
 
 
 # The probe pods netbench creates on a node (run, trace): never mistaken for the node's own pods.
-PROBE_PODS = ("nb-probe-1", "nb-probe-2")
+PROBE_PREFIX = "nb-probe-"
+PROBE_PODS = (f"{PROBE_PREFIX}1", f"{PROBE_PREFIX}2")
+CNI_PROBE = Path(__file__).resolve().parents[1] / "probes" / "cni.py"
+
+
+def cni_container_id(pod_name: str) -> str:
+    """The CNI_CONTAINERID a probe pod is made with: what host-local writes next to the address it gave."""
+    return f"netbench-{pod_name}"
+
+
+def cni_command(command: str, *args: str) -> list[str]:
+    """probes/cni.py run on the node from stdin (pass CNI_PROBE's text as input): one round trip."""
+    return ["python3", "-", command, *args]
 
 
 def host_veth(pod_name: str) -> str:
@@ -31,6 +45,7 @@ class PodSpec:
     address: str  # 10.1.93.2/24
     gateway: str  # the bridge's address, 10.1.93.1
     mtu: int
+    veth: str = ""  # the host end, when a CNI plugin named it; "" is ours, host_veth(name)
 
     def __post_init__(self) -> None:
         if not _NAME.match(self.name):
@@ -43,7 +58,7 @@ class PodSpec:
 
     @property
     def host_veth(self) -> str:
-        return host_veth(self.name)
+        return self.veth or host_veth(self.name)
 
     @property
     def ip(self) -> str:

@@ -1,7 +1,8 @@
 """Probe pods on a node, over any Runner (SSH on real clusters and on the lab alike): create them
-with the pod primitive, copy the agent, start its echo servers and iperf3 servers. Removing them is
-the node lock's work (netbench.runlock): everything here lives in the run's work directory or is
-recorded there, before it is made, as the command that removes it.
+through the node's own CNI plugins when it has a CNI network (the address then comes from, and is
+recorded in, its IPAM), with the pod primitive otherwise; copy the agent, start its echo servers and
+iperf3 servers. Removing them is the node lock's work (netbench.runlock): everything here lives in
+the run's work directory or is recorded there, before it is made, as the command that removes it.
 
 Every process started here carries NB_RUN=<run id> in its environment, so the node finds it by the
 run id alone (probes/runlock.py), even after the orchestrator died.
@@ -23,6 +24,7 @@ from netbench.fleet import Connection, Fleet, GroupResult, SshTarget
 from netbench.remote import CommandResult, Runner, script
 
 AGENT = f"{runlock.BASE}/agent.py"  # beside the lock: one run at a time uses it
+CNI_STATE_DIR = "/run/netbench-cni"  # probes/cni.py's records of the pods it made (STATE_DIR there)
 AGENT_SOURCE = Path(__file__).resolve().parents[1] / "probes" / "agent.py"
 AGENT_PORT = 17777
 IPERF_PORT = 15201
@@ -54,6 +56,7 @@ class Endpoint:
     node: str
     ip: str
     pod: str | None = None  # None: the node's own network namespace (host-host)
+    veth: str | None = None  # the host end of the pod's veth (where its packets show on the node)
 
     def wrap(self, argv: list[str]) -> list[str]:
         return ["ip", "netns", "exec", self.pod, *argv] if self.pod else list(argv)
@@ -74,9 +77,37 @@ def record_undo(runner: Runner, workdir: str, what: str, name: str, argv: list[s
     runner.run(["sh", "-c", _UNDO, "nb-undo", workdir, entry])
 
 
+# Only when a CNI pod was ever made here (its records' directory exists) does python3 start.
+_CNI_RELEASE = ('d=$1; shift; if [ -d "$d" ]; then exec python3 - "$@"; fi; '
+                'echo \'{"pods": 0, "processes": 0, "errors": []}\'')
+
+
+def release_cni_pods(runner: Runner, timeout: float = 30.0) -> dict:
+    """DEL every probe pod made through the node's CNI (its address goes back to the IPAM), kill what
+    runs in it and remove it; what a plugin refused stays recorded, and clean() fails saying so."""
+    result = runner.run(["sh", "-c", _CNI_RELEASE, "nb-cni", CNI_STATE_DIR, "release", "--prefix", pods.PROBE_PREFIX],
+                        input=pods.CNI_PROBE.read_text(), timeout=timeout, check=False)
+    out = _last_json(result.stdout)
+    if not out:
+        result.check()  # not the script's answer (the connection, no python3): as any command's failure
+    if not result.ok or out.get("errors"):
+        raise ProbeError(f"{runner.name}: cannot release probe pods through CNI: "
+                         + ("; ".join(out.get("errors") or []) or out.get("error") or result.why))
+    return out
+
+
+def _last_json(text: str) -> dict:
+    try:
+        out = json.loads(text.strip().splitlines()[-1]) if text.strip() else {}
+    except ValueError:
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
 def free_addresses(runner: Runner, facts: NodeFacts, count: int) -> list[str]:
     """Addresses for probe pods from the top of the node's pod subnet, skipping any the node knows
-    (its neighbour table) or that answer a ping — container runtimes hand out from the bottom."""
+    (its neighbour table) or that answer a ping — container runtimes hand out from the bottom. Only a
+    ping that got no reply (exit 1) means free: any other failure (no ping, no route) says nothing."""
     net = ipaddress.ip_network(facts.pod_subnet)
     taken = {str(ipaddress.ip_interface(a).ip) for i in facts.interfaces.values() for a in i.addrs}
     neigh = runner.run(["ip", "-j", "neigh", "show"], check=False).stdout
@@ -89,8 +120,12 @@ def free_addresses(runner: Runner, facts: NodeFacts, count: int) -> list[str]:
         ip = str(host)
         if ip in taken:
             continue
-        if runner.run(["ping", "-n", "-q", "-c", "1", "-W", "0.3", ip], check=False, timeout=5).ok:
+        probe = runner.run(["ping", "-n", "-q", "-c", "1", "-W", "0.3", ip], check=False, timeout=5)
+        if probe.exit_code == 0:
             continue  # someone answers: in use
+        if probe.exit_code != 1:
+            raise ProbeError(f"{facts.name}: cannot tell whether {ip} is free: `ping` exited {probe.exit_code} "
+                             f"({probe.why})")
         chosen.append(ip)
         if len(chosen) == count:
             return chosen
@@ -119,7 +154,12 @@ def pod_mtu(facts: NodeFacts) -> int | None:
 
 
 def create_pods(runner: Runner, facts: NodeFacts, count: int, workdir: str) -> list[tuple[pods.PodSpec, Endpoint]]:
-    """Probe pods nb-probe-1… on the node's bridge, with free addresses from its pod subnet."""
+    """Probe pods nb-probe-1…: through the node's CNI network when it has one, else on the node's bridge
+    with free addresses from its pod subnet. Each is in the run's undo list before it is made."""
+    if facts.cni:
+        return [cni_pod(runner, facts, name, workdir) for name in PROBE_PODS[:count]]
+    if facts.cni_skipped:  # a runtime here would fail too: making pods behind its back would be worse
+        raise ProbeError(f"{facts.name}: no usable CNI network configuration: {'; '.join(facts.cni_skipped)}")
     if not (facts.bridge and facts.pod_subnet and facts.bridge_ip):
         raise ProbeError(f"{facts.name}: no pod bridge found (bridge={facts.bridge}, subnet={facts.pod_subnet}); "
                            "set `bridge` and `subnet` for this node in the inventory")
@@ -133,8 +173,37 @@ def create_pods(runner: Runner, facts: NodeFacts, count: int, workdir: str) -> l
         # the free-address check left a FAILED neighbour entry for this address: drop it, or the first
         # packets to the new pod wait for the kernel to retry resolution
         runner.run(script(pods.create_commands(spec) + [["ip", "neigh", "flush", "to", ip]]))
-        made.append((spec, Endpoint(facts.name, ip, name)))
+        made.append((spec, Endpoint(facts.name, ip, name, spec.host_veth)))
     return made
+
+
+# cni.py is kept in the run's work directory, and the pod's DEL in its undo list, before the ADD runs:
+# the node's watchdog or the run's release gives the address back without the orchestrator.
+_CNI_ADD = ('d=$1; entry=$2; shift 2; cat > "$d/cni.py" && printf \'%s\\n\' "$entry" >> "$d/undo" && '
+            'exec python3 "$d/cni.py" "$@"')
+
+
+def cni_pod(runner: Runner, facts: NodeFacts, name: str, workdir: str) -> tuple[pods.PodSpec, Endpoint]:
+    """One probe pod made as the node's container runtime makes pods: its CNI chain's ADD, in one round
+    trip (probes/cni.py); the address is the one the node's IPAM gave."""
+    net = facts.cni
+    if net.missing:
+        raise ProbeError(f"{facts.name}: {net.file} needs CNI plugin(s) {', '.join(net.missing)}, not installed")
+    undo = json.dumps({"what": "pod", "name": name, "argv": ["python3", f"{workdir}/cni.py", "del", "--pod", name]})
+    add = pods.cni_command("add", "--conf", net.file, "--pod", name, "--container-id", pods.cni_container_id(name))
+    result = runner.run(["sh", "-c", _CNI_ADD, "nb-cni-add", workdir, undo, *add[2:]],
+                        input=pods.CNI_PROBE.read_text(), timeout=90, check=False)
+    out = _last_json(result.stdout)
+    if not out:
+        result.check()
+    if not result.ok or "address" not in out:
+        raise ProbeError(f"{facts.name}: CNI ADD of {name} through {net.file} failed: {out.get('error') or result.why}")
+    gateway = out.get("gateway") or facts.bridge_ip
+    if not gateway:
+        raise ProbeError(f"{facts.name}: {net.file} gave {name} {out['address']} but no gateway")
+    spec = pods.PodSpec(name=name, bridge=net.bridge or facts.bridge or "", address=out["address"], gateway=gateway,
+                        mtu=int(out.get("mtu") or 1500), veth=out.get("veth") or "")
+    return spec, Endpoint(facts.name, spec.ip, name, spec.host_veth)
 
 
 def deploy(runner: Runner, facts: NodeFacts, workdir: str, with_pods: bool = True,
@@ -180,5 +249,11 @@ def clean_nodes(targets: Iterable[SshTarget], accept_new_host_keys: bool = False
                 transport=Connection) -> GroupResult[dict]:
     """`netbench clean`: what dead runs left on every node (a live run's too with force); per node the
     counts removed (and the holder, when a live run keeps it), or why not."""
+    def one(conn) -> dict:
+        counts = runlock.clean(conn, force)
+        if "busy" in counts:
+            return counts  # a live run's CNI pods are its own
+        released = release_cni_pods(conn)  # CNI pods no run's undo list named: their addresses go back too
+        return {**counts, **{k: counts.get(k, 0) + released.get(k, 0) for k in ("pods", "processes")}}
     with Fleet(targets, accept_new_host_keys, transport=transport) as fleet:
-        return fleet.each(lambda c: runlock.clean(c, force))
+        return fleet.each(one)

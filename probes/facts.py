@@ -15,6 +15,9 @@ import subprocess
 TOOLS = ("python3", "ip", "bridge", "tcpdump", "iperf3", "nft", "sysctl", "etcdctl", "vtysh")
 DAEMONS = re.compile(rb"flanneld|flannel_udp|zebra|ospfd|bgpd|bird|etcd\b|iperf3|socat")
 SUBNET_ENV = "/run/flannel/subnet.env"
+CNI_CONF_DIR = "/etc/cni/net.d"
+CNI_EXTENSIONS = (".conf", ".conflist", ".json")  # what libcni's ConfFiles reads
+CNI_PLUGIN_DIRS = ("/opt/cni/bin", "/usr/lib/cni", "/usr/libexec/cni")
 
 
 def ip_json(*args: str):
@@ -121,6 +124,26 @@ def frr() -> dict | None:
     return out
 
 
+def cni() -> dict | None:
+    """The node's CNI network configurations (name -> text) and the plugins installed; None: no config
+    directory. Which configuration applies is decided where netbench runs, as the runtime decides it."""
+    try:
+        names = sorted(n for n in os.listdir(CNI_CONF_DIR) if n.endswith(CNI_EXTENSIONS))
+    except OSError:
+        return None
+    files = {}
+    for name in names:
+        text = read(os.path.join(CNI_CONF_DIR, name))
+        files[name] = text[:65536] if text is not None else None
+    plugins = {}
+    for d in CNI_PLUGIN_DIRS:
+        try:
+            plugins[d] = sorted(n for n in os.listdir(d) if os.access(os.path.join(d, n), os.X_OK))
+        except OSError:
+            continue
+    return {"conf_dir": CNI_CONF_DIR, "files": files, "plugins": plugins}
+
+
 def main() -> None:
     links = ip_json("-d", "link", "show")
     facts = {
@@ -138,12 +161,14 @@ def main() -> None:
         "subnet_env": read(SUBNET_ENV),
         "daemons": daemons(),
         "netns": sorted(os.listdir("/run/netns")) if os.path.isdir("/run/netns") else [],
+        "netns_ids": ip_json("netns", "list"),  # the ids veths name their peer's namespace by
         # what can drop or shape packets: firewall rules and queueing disciplines
         "nft": command(["nft", "list", "ruleset"]),
         "qdiscs": json.loads(command(["tc", "-j", "qdisc", "show"]) or "[]"),
         # nodes with the same boot id share one clock: their capture timestamps compare directly
         "boot_id": (read("/proc/sys/kernel/random/boot_id") or "").strip(),
         "frr": frr(),
+        "cni": cni(),
     }
     print(json.dumps(facts))
 

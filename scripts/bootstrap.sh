@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # Installs what netbench and its lab need, and only what is missing: safe to run on every `make`.
-# Debian packages are the real parts the lab runs (etcd, sshd, FRR, iperf3, tcpdump); services are
+# Debian packages are the real parts the lab runs (etcd, sshd, FRR, iperf3, tcpdump, the CNI plugins in
+# /usr/lib/cni that the k8s flavour's nodes make their pods with); services are
 # never started in the root namespace by the install: the lab starts its own copies inside namespaces.
 set -euo pipefail
 PYTHON=${PYTHON:-python3}
 cd "$(dirname "$0")/.."
 
 APT_PACKAGES=(iproute2 iputils-ping iperf3 tcpdump openssh-server openssh-client etcd-server etcd-client
-              frr nftables iptables socat sockperf procps util-linux psmisc
+              frr nftables iptables socat sockperf procps util-linux psmisc containernetworking-plugins
               chromium fonts-dejavu-core)  # chromium: the report is checked in a real browser
 
 missing=()

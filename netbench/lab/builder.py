@@ -21,7 +21,7 @@ from pyroute2.netlink.exceptions import NetlinkError
 from netbench import flannel, pods
 from netbench.errors import LabError, UserError
 from netbench.flannel import Mode
-from netbench.lab import cleanup, datapaths, linkem, status, underlay
+from netbench.lab import cleanup, cni, datapaths, linkem, status, underlay
 from netbench.lab.daemons import EtcdServer, FrrDaemons, Sshd, SshKeys, install_probes
 from netbench.lab.node import LabNode
 from netbench.lab.procs import alive, cmdline, in_netns
@@ -202,6 +202,9 @@ class Lab:
         state = self.state
         nodes = [LabNode(n, self.dir) for n in topo.nodes]
         install_probes(self.dir)
+        if topo.flavour.cni:
+            cni.check_installed()
+            cni.make_mount_points()
 
         step("underlay switch")
         self._netns(SWITCH_NS)
@@ -256,6 +259,8 @@ class Lab:
 
         step(f"pods, leases in etcd, the {topo.mode.value} data path")
         for node in nodes:
+            if topo.flavour.cni:
+                cni.write_config(node, topo.flavour, topo.mode.mtu())
             for i in range(1, topo.pods_per_node + 1):
                 self._create_pod(node, i, topo.mode.mtu())
         self._apply_mode(topo.mode, fresh=True)
@@ -275,7 +280,10 @@ class Lab:
                             gateway=node.spec.bridge_address.split("/")[0], mtu=mtu)
 
     def _create_pod(self, node: LabNode, index: int, mtu: int) -> None:
-        node.run(script(pods.create_commands(self.pod_spec(node, index, mtu))))
+        if self.topology.flavour.cni:
+            cni.create_pod(node, self.probes_dir, f"nb-pod{index}", node.spec.pod_address(index))
+        else:
+            node.run(script(pods.create_commands(self.pod_spec(node, index, mtu))))
 
     def pod_ip(self, node: str, index: int = 1) -> str:
         """The address of the lab's pod nb-pod<index> on a node."""
@@ -334,6 +342,11 @@ class Lab:
     def _set_node_mtu(self, node: LabNode, mtu: int) -> None:
         with node.ipr() as ipr:
             ipr.link("set", index=ipr.link_lookup(ifname=self.topology.flavour.bridge)[0], mtu=mtu)
+        if self.topology.flavour.cni:  # the next pod gets it from the config, these are refitted by hand
+            cni.write_config(node, self.topology.flavour, mtu)
+            for i in range(1, self.topology.pods_per_node + 1):
+                cni.set_pod_mtu(node, f"nb-pod{i}", mtu)
+            return
         commands = [c for i in range(1, self.topology.pods_per_node + 1)
                     for c in pods.set_mtu_commands(self.pod_spec(node, i, mtu), mtu)]
         if commands:

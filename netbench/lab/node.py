@@ -21,7 +21,10 @@ from netbench.remote import CommandResult
 # Directories a node has of its own, bind-mounted over the host's at the standard paths.
 # /etc/frr only where FRR is installed: the lab's frr mode needs it, the other modes do not.
 # /var/tmp is the node's own too: FRR keeps per-daemon crash-log directories there (/var/tmp/frr).
-PRIVATE_DIRS = {"run": "/run", "tmp": "/tmp", "var-tmp": "/var/tmp", "frr": "/etc/frr"}
+# /etc/cni and /var/lib/cni where they exist (lab/cni.py makes them for flavours with CNI): each node its
+# own network config and host-local store; every other node sees an empty one, never the host's.
+PRIVATE_DIRS = {"run": "/run", "tmp": "/tmp", "var-tmp": "/var/tmp", "frr": "/etc/frr", "cni-etc": "/etc/cni",
+                "cni-lib": "/var/lib/cni"}
 NODE_SYSCTLS = [
     "net.ipv4.ip_forward=1",
     # IPv6 router solicitations and MLD would only add noise to every capture.

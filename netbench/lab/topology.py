@@ -40,6 +40,7 @@ class Flavour:
     pod_network: ipaddress.IPv4Network
     subnet_len: int = 24
     default_mode: Mode = Mode.udp
+    cni: bool = False  # pods made through a CNI network config and plugins (lab/cni.py), as kubelet's runtime does
 
     def __post_init__(self) -> None:
         for what, ifname in (("bridge", self.bridge), ("underlay", self.underlay)):
@@ -58,9 +59,9 @@ class Flavour:
                                f"pod networks ({', '.join(map(str, POD_NETWORKS))})")
 
 
-# The seed's nodes (docker0 on flanneld's lease), and a kube-flannel node (cni0, a cloud VM's ens4).
+# The seed's nodes (docker0 on flanneld's lease), and a kube-flannel node (cni0, a cloud VM's ens4, CNI).
 FLANNEL = Flavour("flannel", bridge="docker0", underlay="eth0", pod_network=POD_NETWORKS[0])
-K8S = Flavour("k8s", bridge="cni0", underlay="ens4", pod_network=POD_NETWORKS[1], default_mode=Mode.vxlan)
+K8S = Flavour("k8s", bridge="cni0", underlay="ens4", pod_network=POD_NETWORKS[1], default_mode=Mode.vxlan, cni=True)
 FLAVOURS = {f.name: f for f in (FLANNEL, K8S)}
 
 

@@ -45,7 +45,7 @@ def _is_ip(address: str) -> bool:
 
 
 def _veth(ep: probes.Endpoint) -> str | None:
-    return pods.host_veth(ep.pod) if ep.pod else None
+    return (ep.veth or pods.host_veth(ep.pod)) if ep.pod else None
 
 
 def craft(src_ip: str, dst_ip: str, trace_id: int, count: int, size: int, sweep: list[int]):

@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 import yaml
@@ -134,3 +136,111 @@ def test_trace_names_faults_made_by_hand_with_kube_flannels_names(lab):
     assert v["hint"] == "nft -a list chain inet nbtest forward", v
     proc = netbench("trace", "n1", "n2", "--no-mtu", "--probes", "5", "--json")
     assert proc.returncode == 0, proc.stdout[-2000:]
+
+
+# -- CNI: the nodes' own network config and host-local store; probe pods made through them -----------
+
+STORE = "/var/lib/cni/networks/cbr0"  # host-local's default dataDir + the conflist's network name
+# A kubelet's pods as host-local sees them: ADD (or DEL) with the node's own conflist's IPAM section,
+# one container id per pod. Run on the node; prints the addresses it was given, as JSON.
+ALLOCATE = r"""
+import json, subprocess, sys
+command, count = sys.argv[1], int(sys.argv[2])
+conf = json.load(open("/etc/cni/net.d/10-flannel.conflist"))
+ipam = next(p["ipam"] for p in conf["plugins"] if "ipam" in p)
+stdin = json.dumps({"cniVersion": conf["cniVersion"], "name": conf["name"], "ipam": ipam})
+got = []
+for i in range(count):
+    env = {"CNI_COMMAND": command, "CNI_CONTAINERID": f"kubelet-pod-{i}", "CNI_NETNS": f"/run/netns/kube-{i}",
+           "CNI_IFNAME": "eth0", "CNI_PATH": "/usr/lib/cni", "PATH": "/usr/sbin:/usr/bin:/sbin:/bin"}
+    out = subprocess.run(["/usr/lib/cni/host-local"], input=stdin, env=env, capture_output=True, text=True, check=True)
+    if command == "ADD":
+        got.append(json.loads(out.stdout)["ips"][0]["address"].split("/")[0])
+print(json.dumps(got))
+"""
+
+
+def store(lab: Lab, node: str) -> dict[str, str]:
+    """address -> container id, as host-local recorded them in the node's own store (read on the node)."""
+    out = lab.node(node).run(["sh", "-c", 'cd "$1" && for f in [0-9]*; do [ -f "$f" ] && printf "%s %s\\n" "$f" '
+                              '"$(head -n 1 "$f" | tr -d "\\r")"; done; true', "store", STORE]).stdout
+    return dict(line.split() for line in out.splitlines())
+
+
+def probe_leftovers(lab: Lab) -> dict[str, list[str]]:
+    """Per node: probe pods, their CNI records and their addresses in the store, wherever any is left."""
+    left = {}
+    for node in lab.nodes:
+        found = [n for n in node.run(["ip", "netns", "list"]).stdout.split() if n.startswith("nb-probe")]
+        found += node.run(["sh", "-c", "ls /run/netbench-cni 2>/dev/null | grep '^nb-probe' || true"]).stdout.split()
+        found += [ip for ip, cid in store(lab, node.name).items() if cid.startswith("netbench-")]
+        if found:
+            left[node.name] = found
+    return left
+
+
+def test_each_node_has_its_own_cni_network_and_store(lab):
+    for name in ("/usr/lib/cni/bridge", "/usr/lib/cni/host-local", "/usr/lib/cni/portmap", "/usr/lib/cni/loopback"):
+        assert os.access(name, os.X_OK), f"{name}: Debian's containernetworking-plugins is not installed"
+    for node in lab.nodes:
+        conf = json.loads(node.run(["cat", "/etc/cni/net.d/10-flannel.conflist"]).stdout)
+        bridge, portmap = conf["plugins"]
+        assert (conf["name"], bridge["type"], bridge["bridge"]) == ("cbr0", "bridge", "cni0")
+        assert portmap["type"] == "portmap"
+        assert bridge["ipam"]["ranges"] == [[{"subnet": node.spec.subnet, "gateway": node.spec.bridge_address[:-3]}]]
+        # the lab's pod came from this node's host-local, and only it is in this node's store
+        assert store(lab, node.name) == {lab.pod_ip(node.name): "lab-nb-pod1"}
+
+
+def test_probe_pods_take_their_addresses_from_host_local_and_never_collide(lab, tmp_path):
+    """The issue's case: host-local hands out round-robin over the whole lease, so a node that has run
+    pods a while gives the top of the range next — where netbench used to put its probe pods. During a
+    run, 50 more pods' addresses from the same IPAM never meet a probe's; after it, the probes' are free."""
+    in_mode(lab, Mode.vxlan)
+    n1 = lab.node("n1")
+    net = ipaddress.ip_network(n1.spec.subnet)
+    n1.run(["sh", "-c", 'printf %s "$2" > "$1/last_reserved_ip.0"', "seed", STORE, str(net.network_address + 240)])
+    run = subprocess.Popen([sys.executable, "-m", "netbench", "run", "--tests", "udp_rr", "--scenarios", "pod-pod",
+                            "--samples", "80", "--interval", "0.01", "--out", str(tmp_path), "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(held := {ip: c for ip, c in store(lab, "n1").items() if c.startswith("netbench-")}) < 2:
+            assert run.poll() is None and time.monotonic() < deadline, "no probe address ever reached the store"
+            time.sleep(0.05)
+        for ip, container in held.items():  # the addresses the probe pods really have
+            pod = container.removeprefix("netbench-")
+            assert f" {ip}/{net.prefixlen}" in n1.run(["ip", "-n", pod, "-br", "addr", "show", "eth0"]).stdout
+        others = json.loads(n1.run(["python3", "-c", ALLOCATE, "ADD", "50"]).stdout)
+        during = run.poll() is None
+    finally:
+        out, err = run.communicate(timeout=120)
+    try:
+        assert run.returncode == 0, err[-2000:]
+        assert during, "the run ended before the 50 pods were allocated: make it longer"
+        assert len(set(others)) == 50 and not set(others) & set(held), (sorted(held), others)
+        assert all(ipaddress.ip_address(ip) in net for ip in [*held, *others])
+        after = store(lab, "n1")
+        assert set(others) <= set(after) and not set(held) & set(after), after  # the probes' went back to the IPAM
+        assert probe_leftovers(lab) == {}
+        assert json.loads(out)["failures"] == []
+    finally:
+        n1.run(["python3", "-c", ALLOCATE, "DEL", "50"])
+        n1.run(["rm", "-f", f"{STORE}/last_reserved_ip.0"])
+
+
+def test_clean_gives_back_what_a_killed_run_left_even_a_pod_deleted_by_hand(lab):
+    """Two probe pods made as a run makes them, then the run is gone; a person deletes one namespace by
+    hand. `netbench clean` runs the chain's DEL for both: the store holds neither address afterwards."""
+    n2 = lab.node("n2")
+    for pod in ("nb-probe-1", "nb-probe-2"):
+        n2.run(["python3", str(lab.probes_dir / "cni.py"), "add", "--conf", "/etc/cni/net.d/10-flannel.conflist",
+                "--pod", pod, "--container-id", f"netbench-{pod}"])
+    n2.run(["ip", "netns", "del", "nb-probe-2"])
+    assert sorted(c for c in store(lab, "n2").values() if c.startswith("netbench-")) == [
+        "netbench-nb-probe-1", "netbench-nb-probe-2"]
+    proc = netbench("clean")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert probe_leftovers(lab) == {}
+    assert store(lab, "n2") == {lab.pod_ip("n2"): "lab-nb-pod1"}
+    assert len([name for name in links(lab, "n2") if name.startswith("veth")]) == 1  # nb-pod1's host end only
