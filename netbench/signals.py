@@ -5,6 +5,7 @@ is held until it is done."""
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from contextlib import contextmanager
@@ -30,8 +31,15 @@ def _main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _raise(signum: int, frame) -> None:  # noqa: ARG001
-    raise Terminated(signum)
+def _raiser(owner: int):
+    """The handler: Terminated in the process that installed it. A process forked from it without exec
+    (pyroute2's namespace helpers are) inherits the handler: there a SIGTERM just ends it, as it would
+    have without netbench, instead of unwinding a copy of the run (printing, cleaning, holding locks)."""
+    def handler(signum: int, frame) -> None:  # noqa: ARG001
+        if os.getpid() != owner:
+            os._exit(128 + signum)
+        raise Terminated(signum)
+    return handler
 
 
 @contextmanager
@@ -40,7 +48,7 @@ def interrupts() -> Iterator[None]:
     if not _main_thread():
         yield
         return
-    old = {s: signal.signal(s, _raise) for s in _CAUGHT}
+    old = {s: signal.signal(s, _raiser(os.getpid())) for s in _CAUGHT}
     try:
         yield
     finally:
@@ -57,7 +65,13 @@ def shielded() -> Iterator[None]:
         return
     held: list[int] = []
     sigs = (signal.SIGINT, *_CAUGHT)
-    old = {s: signal.signal(s, lambda signum, frame: held.append(signum)) for s in sigs}
+    owner = os.getpid()
+
+    def hold(signum: int, frame) -> None:  # noqa: ARG001
+        if os.getpid() != owner:  # a forked helper: ended, as above
+            os._exit(128 + signum)
+        held.append(signum)
+    old = {s: signal.signal(s, hold) for s in sigs}
 
     def restore() -> None:
         for s, handler in old.items():

@@ -4,6 +4,7 @@ and a node that already removed the run, the SSH path lost; roles; Fleet.each's 
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 import time
@@ -229,8 +230,25 @@ def test_the_cli_exits_128_plus_the_signal(sig, code):
     import typer
 
     from netbench.cli.measure import _signals
+    before = signal.getsignal(sig)
     with pytest.raises(typer.Exit) as caught, _signals():
         signal.pthread_kill(threading.main_thread().ident, sig)
         time.sleep(1)  # the handler raises here
     assert caught.value.exit_code == code
-    assert signal.getsignal(sig) is not signals._raise  # the handlers are put back
+    assert signal.getsignal(sig) is before  # the handlers are put back
+
+
+def test_a_process_forked_without_exec_is_ended_by_sigterm_not_unwound_as_the_run():
+    # pyroute2's namespace helpers are forks of the run: a SIGTERM there (the lab stopping what runs in a
+    # node's namespace) must end the fork, never print "terminated" or run the run's cleanup in it
+    with signals.interrupts():
+        ready, tell = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.write(tell, b"x")  # past Python's after-fork reset, which drops a signal that came earlier
+            time.sleep(5)
+            os._exit(0)
+        os.read(ready, 1)
+        os.kill(pid, signal.SIGTERM)
+        _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 143
