@@ -6,6 +6,7 @@ so sshd, the overlay daemon and every command run over SSH see the node exactly 
 from __future__ import annotations
 
 import os
+import pwd
 import shlex
 import subprocess
 import time
@@ -52,6 +53,14 @@ class LabNode:
             path.mkdir(parents=True, exist_ok=True)
             os.chmod(path, 0o1777 if sub in ("tmp", "var-tmp") else 0o755)
             mounts.append(["mount", "--bind", str(path), target])
+        # bash reads the user's ~/.bashrc for every command sshd runs: the host's (here: pyenv's init,
+        # 150 ms) is not a node's, whose default rc returns at once when not interactive
+        rc = Path(pwd.getpwuid(os.getuid()).pw_dir) / ".bashrc"
+        if rc.is_file():
+            own = self.dir / "bashrc"
+            own.write_text("# the lab node's own ~/.bashrc (a fresh Debian node's stops here when not interactive)\n"
+                           "case $- in *i*) ;; *) return;; esac\n")
+            mounts.append(["mount", "--bind", str(own), str(rc)])
         ready = self.dir / "run" / ".nb-node-ready"
         ready.unlink(missing_ok=True)
         body = "\n".join(
