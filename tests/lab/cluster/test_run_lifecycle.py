@@ -21,8 +21,25 @@ LONG = ["--tests", "udp_rr", "--pairs", "n1:n2", "--samples", "100000", "--inter
 
 
 def start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "netbench", *args], stdout=subprocess.PIPE,
+    # -X faulthandler: a run that hangs is made to print every thread's stack (SIGABRT) before it is killed
+    return subprocess.Popen([sys.executable, "-X", "faulthandler", "-m", "netbench", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc: subprocess.Popen, timeout: float = 60) -> tuple[str, str]:
+    """The run's output once it exits; a run still there after `timeout` fails the test with its threads'
+    stacks, and is killed and its nodes freed, so it does not hold the lab's nodes for the tests after it."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        try:
+            _, stderr = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, stderr = proc.communicate()
+        netbench("clean", "--force")
+        pytest.fail(f"the run did not exit within {timeout:.0f} s; its threads:\n{stderr[-6000:]}")
 
 
 def netbench(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -122,7 +139,7 @@ def test_a_signal_at_any_phase_leaves_nothing_on_any_node(lab, tmp_path, phase, 
     proc = start(*args, *(["--out", str(tmp_path)] if args[0] == "run" else []))
     wait_for(proc, marker(lab))
     proc.send_signal(sig)
-    _, stderr = proc.communicate(timeout=60)
+    _, stderr = finish(proc)
     assert proc.returncode == code, stderr[-1500:]
     assert "Traceback" not in stderr
     assert left(lab) == {}
@@ -164,7 +181,7 @@ def test_one_run_at_a_time_and_a_master_gets_no_pods(lab, tmp_path):
         assert kept.returncode == 0 and kept.stdout.count(f"kept: in use by run {holder}") == 3, kept.stdout
     finally:
         os.kill(ping, signal.SIGCONT)
-    stdout, stderr = first.communicate(timeout=60)
+    stdout, stderr = finish(first)
     assert first.returncode == 0, stderr[-1500:]
     out = json.loads(stdout)
     assert out["failures"] == []  # the master's pod pairs were never planned, not skipped
