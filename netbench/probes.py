@@ -107,8 +107,13 @@ def _last_json(text: str) -> dict:
 def free_addresses(runner: Runner, facts: NodeFacts, count: int) -> list[str]:
     """Addresses for probe pods from the top of the node's pod subnet, skipping any the node knows
     (its neighbour table) or that answer a ping — container runtimes hand out from the bottom. Only a
-    ping that got no reply (exit 1) means free: any other failure (no ping, no route) says nothing."""
+    ping that got no reply (exit 1) means free: any other failure (no ping, no route) says nothing.
+    A pod bridge that is down answers no ping and has no route (the kernel drops its connected route):
+    its ports can be reached by no one, so the interfaces and the neighbour table decide alone, and the
+    trace goes on to name the down bridge as its verdict."""
     net = ipaddress.ip_network(facts.pod_subnet)
+    bridge = facts.interfaces.get(facts.bridge or "")
+    ping = bridge is None or bridge.up
     taken = {str(ipaddress.ip_interface(a).ip) for i in facts.interfaces.values() for a in i.addrs}
     neigh = runner.run(["ip", "-j", "neigh", "show"], check=False).stdout
     try:
@@ -120,10 +125,10 @@ def free_addresses(runner: Runner, facts: NodeFacts, count: int) -> list[str]:
         ip = str(host)
         if ip in taken:
             continue
-        probe = runner.run(["ping", "-n", "-q", "-c", "1", "-W", "0.3", ip], check=False, timeout=5)
-        if probe.exit_code == 0:
+        probe = runner.run(["ping", "-n", "-q", "-c", "1", "-W", "0.3", ip], check=False, timeout=5) if ping else None
+        if probe and probe.exit_code == 0:
             continue  # someone answers: in use
-        if probe.exit_code != 1:
+        if probe and probe.exit_code != 1:
             raise ProbeError(f"{facts.name}: cannot tell whether {ip} is free: `ping` exited {probe.exit_code} "
                              f"({probe.why})")
         chosen.append(ip)

@@ -116,6 +116,16 @@ def test_without_cni_only_a_ping_that_got_no_reply_means_free(code, err):
     assert probes.free_addresses(node, node_facts(), 2) == ["10.244.5.253", "10.244.5.252"]
 
 
+def test_behind_a_pod_bridge_that_is_down_the_neighbour_table_alone_decides():
+    down = node_facts()
+    down.interfaces["cni0"].up = False
+    neigh = [{"dst": "10.244.5.254", "dev": "cni0", "state": ["STALE"]}, {"dst": "10.244.5.253", "state": ["FAILED"]}]
+    node = Node([(lambda a: a[:2] == ["ip", "-j"], (0, json.dumps(neigh), "")),
+                 (lambda a: a[0] == "ping", (2, "", "connect: Network is unreachable"))])
+    assert probes.free_addresses(node, down, 2) == ["10.244.5.253", "10.244.5.252"]
+    assert not any(a[0] == "ping" for a, _ in node.ran)  # a down bridge answers no ping: none is sent
+
+
 def test_veths_leading_into_probe_pods_are_not_the_nodes_pods_whatever_their_name():
     ifaces = {"cni0": Interface("cni0", "bridge", 1450, True, ["10.244.5.1/24"]),
               "vethapp": Interface("vethapp", "veth", 1450, True, master="cni0", peer_nsid=0),
