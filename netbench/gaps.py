@@ -22,9 +22,11 @@ class Gap:
     dst: str
     test: str  # or "trace"
     why: str = ""
+    round: int | None = None  # of a run in several rounds (run --rounds)
 
     def __str__(self) -> str:
         what = f"not measured: {self.src}->{self.dst} {self.scenario} {self.test}"
+        what += f" in round {self.round}" if self.round is not None else ""
         return f"{what} ({self.why})" if self.why else what
 
 
@@ -44,7 +46,8 @@ class Expected:
         self.stopped = meta.get("stopped") or {}
         self.failures = meta.get("failures") or []
         self.down = set(meta.get("nodes_down") or [])
-        self.passes: list[tuple[str, tuple[str, ...]]] = []
+        self.passes: list[tuple[str, tuple[str, ...], int | None]] = []  # (mode, scenarios, round)
+        self.rounds = 1
         self._plans: dict[tuple[str, ...], Plan] = {}
         if not self.known:
             self.nodes, self.tests, self.pairs, self.trace, self.parallel = [], [], None, False, False
@@ -54,12 +57,13 @@ class Expected:
         self.podless = frozenset(plan.get("podless") or ())  # nodes whose roles run no pods: host-host only
         self.pairs = [tuple(p) for p in plan["pairs"]] if plan.get("pairs") else None
         self.trace, self.parallel = bool(plan.get("trace")), bool(plan.get("parallel_pairs"))
+        self.rounds = int(plan.get("rounds") or 1)
         seen = sorted(set(df["mode"])) if df is not None and not df.empty else []
         for p in plan["passes"]:
             mode = p["mode"] or self._found_mode(meta, seen)
-            self.passes.append((mode, tuple(p["scenarios"])))
+            self.passes.append((mode, tuple(p["scenarios"]), p.get("round")))
         try:
-            for _, scenarios in self.passes:
+            for _, scenarios, _ in self.passes:
                 self._plan(scenarios)
         except InvalidValue as exc:
             raise UserError(f"{where}: {exc}") from None
@@ -78,50 +82,58 @@ class Expected:
 
     @property
     def modes(self) -> list[str]:
-        return list(dict.fromkeys(mode for mode, _ in self.passes))
+        return list(dict.fromkeys(mode for mode, _, _ in self.passes))
 
     def latency_tests(self) -> list[str]:
         return [t for t in self.tests if t in LATENCY_TESTS]
 
-    def planned(self, mode: str | None, scenario: str, test: str) -> set[tuple[str, str]]:
-        """(src, dst) pairs planned for `test` in `scenario` in `mode`'s passes (in any pass when mode is None)."""
+    def planned(self, mode: str | None, scenario: str, test: str) -> set[tuple[str, str, int | None]]:
+        """(src, dst, round) planned for `test` in `scenario` in `mode`'s passes (in any pass when mode is None);
+        round None in a run of one round (or one that recorded none)."""
         if test not in self.tests:
             return set()
-        out: set[tuple[str, str]] = set()
-        for m, scenarios in self.passes:
+        out: set[tuple[str, str, int | None]] = set()
+        for m, scenarios, r in self.passes:
             if (mode is None or m == mode) and scenario in scenarios:
-                out |= planned_pairs(self._plan(scenarios), scenario, test)
+                at = r if self.rounds > 1 else None
+                out |= {(s, d, at) for s, d in planned_pairs(self._plan(scenarios), scenario, test)}
         return out
 
     def missing(self, df: pd.DataFrame, mode: str | None, scenario: str, test: str, metric: str) -> list[Gap]:
-        """Planned pairs with no `test`.`metric` record: each a Gap with the reason the run knows."""
+        """Planned measurements with no `test`.`metric` record (in its round): each a Gap with the reason the
+        run knows."""
         planned = self.planned(mode, scenario, test)
         if not planned:
             return []
         sel = df[(df.scenario == scenario) & (df.test == test) & (df.metric == metric)
                  & ((df["mode"] == mode) if mode else True)]
-        have = set(zip(sel.src, sel.dst, strict=True))
-        return [Gap(mode or "-", scenario, s, d, test, self.why(mode, f"{s}->{d}", (s, d), f"{scenario} {test}"))
-                for s, d in sorted(planned - have)]
+        rounds = pd.to_numeric(sel["round"], errors="coerce") if self.rounds > 1 and "round" in sel else None
+        at = [None] * len(sel) if rounds is None else [int(r) if r == r else None for r in rounds]
+        have = set(zip(sel.src, sel.dst, at, strict=True))
+        return [Gap(mode or "-", scenario, s, d, test, self.why(mode, f"{s}->{d}", (s, d), f"{scenario} {test}", r), r)
+                for s, d, r in sorted(planned - have, key=lambda k: (k[2] or 0, k[0], k[1]))]
 
     def missing_traces(self, traces: list[dict], mode: str) -> list[Gap]:
-        if not self.trace or not any(m == mode and "pod-pod" in sc for m, sc in self.passes):
+        if not self.trace or not any(m == mode and "pod-pod" in sc for m, sc, _ in self.passes):
             return []
         have = {(t["src"], t["dst"]) for t in traces if t.get("run_mode", t.get("mode")) == mode}
         return [Gap(mode, "pod-pod", a, b, "trace", self.why(mode, f"{a}->{b}", (a, b), "trace"))
                 for a, b in planned_traces([n for n in self.nodes if n not in self.podless], self.pairs)
                 if (a, b) not in have]
 
-    def why(self, mode: str | None, where: str, nodes: tuple[str, str], what: str) -> str:
-        """What the run recorded about a measurement it did not make."""
+    def why(self, mode: str | None, where: str, nodes: tuple[str, str], what: str, round_no: int | None = None) -> str:
+        """What the run recorded about a measurement it did not make (in round_no: a run in several rounds
+        notes the round of each failure, run.Session.fail)."""
+        switched = {f"mode {mode}", f"mode {mode} round {round_no}"}
         for f in self.failures:
-            if f["where"] == f"mode {mode}" and f["what"] == "switch":
+            if f["where"] in switched and f["what"] == "switch":
                 return _short(f"mode {mode} could not be set: {f['cause']}")
         for node in dict.fromkeys(nodes):
             if node in self.down:
                 cause = next((f for f in self.failures if f["where"] == node and f["what"] != "cleanup"), None)
                 return _short(f"{node} down: {cause['what']}: {cause['cause']}" if cause else f"{node} down")
-        cause = next((f for f in self.failures if f["where"] == where and f["what"] == what), None)
+        cause = next((f for f in self.failures if f["where"] == where and f["what"] == what
+                      and (round_no is None or f["cause"].startswith(f"round {round_no}:"))), None)
         if cause:
             return _short(cause["cause"])
         if not self.finished:
@@ -151,7 +163,7 @@ def all_missing(expected: Expected, df: pd.DataFrame, traces: list[dict]) -> lis
     """Every planned measurement without a record (by the metric every record of its test carries:
     `reachable` for latency, `gbps` for throughput) and every planned trace not made."""
     out: dict[Gap, None] = {}  # a mode run in two passes is one set of gaps
-    for mode, scenarios in expected.passes:
+    for mode, scenarios, _ in expected.passes:
         for scenario in scenarios:
             for test in expected.tests:
                 metric = "reachable" if test in LATENCY_TESTS else "gbps"

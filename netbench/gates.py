@@ -195,6 +195,31 @@ def _pairs(df: pd.DataFrame, mode: str | None, scenario: str, test: str, metric:
     return sel.groupby(["src", "dst"]).value.median()
 
 
+def _host_ratios(df: pd.DataFrame, mode: str, rule: Rule) -> pd.Series:
+    """Per (src, dst): the pair's figure over the host-host figure of the same two nodes (either way). Round
+    by round when the records carry their rounds (the baseline of the same round; the median over rounds),
+    else the mode's own host-host figure or, without one, the run's (a pass that measured none)."""
+    by_round = "round" in df and df["round"].notna().all()
+    keys = ["src", "dst", "round"] if by_round else ["src", "dst"]
+
+    def medians(m: str | None, scenario: str) -> pd.Series:
+        sel = df[((df["mode"] == m) if m else True) & (df.scenario == scenario) & (df.test == rule.test)
+                 & (df.metric == rule.metric)]
+        return sel.groupby(keys).value.median()
+    values = medians(mode, rule.scenario)
+    base = medians(None if by_round else mode, "host-host")
+    if base.empty and not by_round:
+        base = medians(None, "host-host")
+    ratios: dict[tuple, float] = {}
+    for key, v in values.items():
+        src, dst, *rnd = key
+        b = base.get((src, dst, *rnd), base.get((dst, src, *rnd)))
+        if b:
+            ratios[key] = v / b
+    out = pd.Series(ratios, dtype=float)
+    return out.groupby(level=[0, 1]).median() if by_round and not out.empty else out
+
+
 def _fmt(v: float) -> str:
     return f"{v:.3g}" if abs(v) < 1000 else f"{v:.0f}"
 
@@ -276,17 +301,9 @@ def _one(rule: Rule, mode: str, df: pd.DataFrame, traces: list[dict], baseline: 
         if values.empty:
             return Outcome(rule, mode, None, f"{label}: no {rule.test}.{rule.metric} measured")
         if rule.kind == "ratio":
-            base = _pairs(df, mode, "host-host", rule.test, rule.metric)
-            if base.empty:  # a run over several modes measures the host baseline in one pass only
-                base = _pairs(df, None, "host-host", rule.test, rule.metric)
-            ratios = {}
-            for (src, dst), v in values.items():
-                b = base.get((src, dst), base.get((dst, src)))
-                if b:
-                    ratios[(src, dst)] = v / b
-            if not ratios:
+            values = _host_ratios(df, mode, rule)
+            if values.empty:
                 return Outcome(rule, mode, None, f"{label}: no host-host baseline measured for these pairs")
-            values = pd.Series(ratios)
         fn = OPS[rule.op]
         bad = [f"{src}->{dst}: {_fmt(v)} (needs {rule.op} {_fmt(rule.value)})" for (src, dst), v in values.items()
                if not fn(v, rule.value)]

@@ -116,6 +116,16 @@ def _make_plan(nodes: list[str], scenarios: tuple[str, ...], parallel_pairs: boo
     return plan
 
 
+def pass_order(modes: tuple[str, ...], rounds: int) -> list[tuple[int, str | None, bool]]:
+    """The passes of a run as (round, mode, whether it measures the host baseline: the first pass of each
+    round does), rounds counted from 1: each mode once per round, the order
+    reversed every other round (udp,vxlan,frr then frr,vxlan,udp): a drift of the machine over the run then
+    meets every mode at the same mean position, and the mode that ends a round begins the next, so one
+    switch of the data path fewer per round. mode None: the cluster as it is (a run without --modes)."""
+    order: tuple[str | None, ...] = modes or (None,)
+    return [(r, m, i == 0) for r in range(1, rounds + 1) for i, m in enumerate(order if r % 2 else order[::-1])]
+
+
 def planned_pairs(plan: Plan, scenario: str, test: str) -> set[tuple[str, str]]:
     """The (src, dst) pairs the plan measures `test` between in `scenario` (as records name them)."""
     rounds = plan.latency_rounds if test in LATENCY_TESTS else plan.throughput_rounds
@@ -130,16 +140,21 @@ def planned_traces(nodes: list[str], only_pairs: list[tuple[str, str]] | None) -
 
 
 def plan_record(nodes: list[str], tests: tuple[str, ...], only_pairs: list[tuple[str, str]] | None,
-                parallel_pairs: bool, trace: bool, passes: list[tuple[str | None, Plan]],
-                podless: frozenset[str] = frozenset()) -> dict:
-    """A run's plans as run.json keeps them: the inputs of make_plan per pass (mode None: the mode the
-    nodes are found in), not the steps, so a 500-node plan stays small; and how many measurements
-    (test x step, and traces) they add up to."""
+                parallel_pairs: bool, trace: bool, passes: list[tuple[int, str | None, Plan]],
+                podless: frozenset[str] = frozenset(), sizes: dict[str, list[int]] | None = None) -> dict:
+    """A run's plans as run.json keeps them: the inputs of make_plan per pass (its round, and its mode; None:
+    the mode the nodes are found in), not the steps, so a 500-node plan stays small; and how many
+    measurements (test x step, the size sweep's, and traces, made in the first round) they add up to.
+    sizes: the message sizes each swept test is measured at (SIZE_TESTS), in every pass."""
     lat = len([t for t in tests if t in LATENCY_TESTS])
     thr = len([t for t in tests if t in THROUGHPUT_TESTS])
     traced = len(planned_traces([n for n in nodes if n not in podless], only_pairs)) if trace else 0
-    count = sum(sum(map(len, p.latency_rounds)) * lat + sum(map(len, p.throughput_rounds)) * thr
-                + (traced if "pod-pod" in p.scenarios else 0) for _, p in passes)
+    swept = sizes or {}
+    count = sum(sum(map(len, p.latency_rounds)) * (lat + len(swept.get("udp_rr", ())))
+                + sum(map(len, p.throughput_rounds)) * (thr + len(swept.get("tcp", ())))
+                + (traced if "pod-pod" in p.scenarios and r == 1 else 0) for r, _, p in passes)
     return {"nodes": list(nodes), "pairs": [list(p) for p in only_pairs] if only_pairs else None,
             "parallel_pairs": parallel_pairs, "tests": list(tests), "trace": trace, "podless": sorted(podless),
-            "passes": [{"mode": m, "scenarios": list(p.scenarios)} for m, p in passes], "measurements": count}
+            "rounds": max((r for r, _, _ in passes), default=1), "sizes": swept,
+            "passes": [{"round": r, "mode": m, "scenarios": list(p.scenarios)} for r, m, p in passes],
+            "measurements": count}

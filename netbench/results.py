@@ -19,7 +19,11 @@ from netbench.errors import UserError
 from netbench.measure import Record
 from netbench.run_files import SCHEMA_VERSION
 
-COLUMNS = ["run", "mode", "scenario", "src", "dst", "test", "metric", "value", "unit", "repeat", "time"]
+COLUMNS = ["run", "mode", "scenario", "src", "dst", "test", "metric", "value", "unit", "repeat", "round", "size",
+           "time"]
+# round: the pass over every mode it was measured in (run --rounds), from 1; none in runs made before rounds.
+# size: the message size of a size sweep's record (run --sizes); none for every other record, and only those
+# are the run's figures (RunDir.frame); the sweep is read apart (frame(sweep=True)).
 
 
 def new_run_id(label: str = "") -> str:
@@ -52,18 +56,22 @@ class RunDir:
     def records_file(self) -> Path:
         return self.path / "records.jsonl"
 
-    def append(self, records: list[Record], mode: str) -> None:
+    def append(self, records: list[Record], mode: str, round_no: int | None = None, size: int | None = None) -> None:
         now = time.time()
-        lines = "".join(json.dumps({"run": self.run_id, "mode": mode, **r.as_dict(), "time": now}) + "\n"
+        extra = {k: v for k, v in (("round", round_no), ("size", size)) if v is not None}
+        lines = "".join(json.dumps({"run": self.run_id, "mode": mode, **r.as_dict(), **extra, "time": now}) + "\n"
                         for r in records)
         with self._lock, open(self.records_file, "a") as f:
             f.write(lines)
             f.flush()
             os.fsync(f.fileno())
 
-    def append_samples(self, mode: str, scenario: str, src: str, dst: str, test: str, rtts_us: list[float]) -> None:
-        """Raw RTT samples, for distributions (the tidy table keeps their statistics)."""
+    def append_samples(self, mode: str, scenario: str, src: str, dst: str, test: str, rtts_us: list[float],
+                       round_no: int | None = None) -> None:
+        """Raw RTT samples, for distributions and their intervals (the tidy table keeps their statistics);
+        round_no: the run's round (report.summary resamples rounds when there are several)."""
         line = json.dumps({"mode": mode, "scenario": scenario, "src": src, "dst": dst, "test": test,
+                           **({"round": round_no} if round_no is not None else {}),
                            "rtt_us": [round(x, 3) for x in rtts_us]}) + "\n"
         with self._lock, open(self.path / "samples.jsonl", "a") as f:
             f.write(line)
@@ -128,7 +136,13 @@ class RunDir:
     def meta(self) -> dict:
         return run_files.check_meta(self._read("run.json"), self.path / "run.json")
 
-    def frame(self) -> pd.DataFrame:
+    def frame(self, sweep: bool = False) -> pd.DataFrame:
+        """The run's records, without those of its size sweep; with sweep=True, those only."""
+        df = self._records()
+        sized = df["size"].notna()
+        return (df[sized] if sweep else df[~sized]).reset_index(drop=True)
+
+    def _records(self) -> pd.DataFrame:
         rows, numbers = [], []
         lines = self._lines(self.records_file) if self.records_file.exists() else []
         for number, line in enumerate(lines, 1):
@@ -149,7 +163,7 @@ class RunDir:
         return df
 
     def write_table(self) -> pd.DataFrame:
-        df = self.frame()
+        df = self._records()
         df.to_csv(self.path / "table.csv", index=False)
         df.to_parquet(self.path / "table.parquet", index=False)
         return df

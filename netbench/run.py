@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from netbench import __version__, cluster, facts, pods, probes, runlock, signals
+from netbench import __version__, cluster, facts, pods, probes, runlock, signals, sweep
 from netbench.cluster import ClusterNode
 from netbench.errors import InvalidValue
 from netbench.fleet import Connection, Fleet
@@ -92,7 +92,8 @@ class Session:
         self.locked: set[str] = set()  # every node the run asked to take: each is released at the end
         self.heartbeat = runlock.Heartbeat(self.lock, lambda node, why: self.mark_down(node, "lock", why))
         self.run_dir: RunDir | None = None
-        self.host_measured = False
+        self.round_no = 1  # the round (run --rounds) being measured
+        self.host_rounds: set[int] = set()  # the rounds whose host baseline is measured
         self.traces: list[dict] = []  # every pass's, in a run over several modes
         self.plans: dict[tuple[str, ...], Plan] = {}  # per scenario set, made once (see _plan)
         self._lock = threading.Lock()
@@ -112,11 +113,13 @@ class Session:
     def plan_record(self) -> dict:
         """What the run means to measure (run.json `plan`, from the start; gaps.Expected reads it)."""
         o = self.options
-        passes = [(m, self._plan(self._scenarios(i == 0))) for i, m in enumerate(o.modes or (None,))]
+        passes = [(r, m, self._plan(self._scenarios(host))) for r, m, host in o.passes()]
         return plan_record(list(self.nodes), o.tests, o.pairs, o.parallel_pairs, o.trace, passes,
-                           frozenset(self.podless))
+                           frozenset(self.podless), o.swept())
 
     def fail(self, where: str, what: str, cause: object) -> None:
+        if self.options.rounds > 1:  # gaps.Expected.why tells one round's failure from another's
+            cause = f"round {self.round_no}: {cause}"
         with self._lock:
             self.failures.append(Failure(where, what, str(cause)))
 
@@ -140,15 +143,17 @@ class Session:
         return self.plans[scenarios]
 
     def estimate_steps(self) -> int:
-        total = len(self.nodes)
-        for i in range(max(1, len(self.options.modes))):
-            plan = self._plan(self._scenarios(i == 0))
+        total, last = len(self.nodes), ""
+        for i, (_, mode, host) in enumerate(self.options.passes()):
+            plan = self._plan(self._scenarios(host))
+            total += 2 * len(self.nodes) if i == 0 or mode != last else 0  # facts, probes: after a switch
+            last = mode
             if i == 0 and not plan.steps:
                 raise InvalidValue("--pairs and --scenarios leave nothing to measure (a pair A:A is measured only "
                                  "by the pod-pod-same-node scenario)")
             lat = sum(len(r) for r in plan.latency_rounds) * self.options.steps_per("latency")
             thr = sum(len(r) for r in plan.throughput_rounds) * self.options.steps_per("throughput")
-            total += 2 * len(self.nodes) + lat + thr
+            total += lat + thr
         return total
 
     def _scenarios(self, with_host: bool) -> tuple[str, ...]:
@@ -159,7 +164,7 @@ class Session:
     # -- the flow ----------------------------------------------------------------------------
     def execute(self, switch: Callable[[str], None] | None = None) -> RunOutcome:
         """Measure the cluster as it is, or — with options.modes and a `switch` that changes the data
-        path (the lab's) — one pass per mode, all in this one run."""
+        path (the lab's) — one pass per mode, all in this one run; options.rounds times (plan.pass_order)."""
         run_dir = self.run_dir = RunDir.create(self.out_root, self.label)
         started = time.time()
         meta = {"started": started, "finished": False, "plan": self.plan_record(), "options": asdict(self.options),
@@ -170,29 +175,17 @@ class Session:
         try:
             self._connect()
             self._acquire()
-            if not self.options.modes:
-                mode = self._pass(run_dir, meta)
-            else:
-                if switch is None:
-                    raise InvalidValue("a run over several modes needs a way to switch them (the lab)")
+            if self.options.modes and switch is None:
+                raise InvalidValue("a run over several modes needs a way to switch them (the lab)")
+            if self.options.modes:
                 meta["modes"], meta["passes"] = list(self.options.modes), []
                 mode = ",".join(self.options.modes)
-                for wanted in self.options.modes:
-                    self.progress(f"switching the data path to {wanted}", 0)
-                    t0 = time.time()
-                    try:
-                        switch(wanted)
-                    except Exception as exc:  # noqa: BLE001 — a mode that cannot be set is a result
-                        self.fail(f"mode {wanted}", "switch", exc)
-                        meta["passes"].append({"mode": wanted, "error": str(exc)})
-                        continue
-                    switched = time.time()
-                    self.mode_label = wanted
-                    self._pass(run_dir, meta)
-                    meta["passes"].append({"mode": wanted, "switch_s": round(switched - t0, 3),
-                                           "wall_s": round(time.time() - t0, 3), "detected": self.modes.copy(),
-                                           "learned_routes": {n: f.learned_summary() for n, f in self.facts.items()
-                                                              if f.learned_routes}})
+            for round_no, wanted, _ in self.options.passes():
+                self.round_no = round_no
+                if wanted is None:  # the cluster as it is: its facts and probes once, for every round
+                    mode = self._pass(run_dir, meta, fresh=round_no == 1)
+                else:
+                    self._mode_pass(run_dir, meta, wanted, switch)
                     meta["mode"] = mode
                     run_dir.write_meta(meta)
         except BaseException as exc:  # Ctrl-C, or a bug: the run directory says where it stopped
@@ -210,24 +203,50 @@ class Session:
                 run_dir.write_table()
         return RunOutcome(run_dir, mode, list(self.failures), sorted(self.down))
 
-    def _pass(self, run_dir: RunDir, meta: dict) -> str:
-        """One measurement of the data path in place: facts, probes (kept for the next pass), the plan,
-        traces."""
-        self._gather_facts()
+    def _mode_pass(self, run_dir: RunDir, meta: dict, wanted: str, switch: Callable[[str], None]) -> None:
+        """One pass of a run over several modes: the data path switched to `wanted` (unless the pass
+        before left it so: the end of a round and the start of the next), measured, and noted in
+        run.json `passes`."""
+        t0 = time.time()
+        fresh = wanted != self.mode_label
+        if fresh:
+            self.progress(f"switching the data path to {wanted}", 0)
+            try:
+                switch(wanted)
+            except Exception as exc:  # noqa: BLE001 — a mode that cannot be set is a result
+                where = f"mode {wanted}" + (f" round {self.round_no}" if self.options.rounds > 1 else "")
+                self.fail(where, "switch", exc)
+                self.mode_label = None  # the data path is in no known mode: the next pass switches
+                meta["passes"].append({"round": self.round_no, "mode": wanted, "error": str(exc)})
+                return
+        switched = time.time()
+        self.mode_label = wanted
+        self._pass(run_dir, meta, fresh)
+        meta["passes"].append({"round": self.round_no, "mode": wanted, "switch_s": round(switched - t0, 3),
+                               "wall_s": round(time.time() - t0, 3), "detected": self.modes.copy(),
+                               "learned_routes": {n: f.learned_summary() for n, f in self.facts.items()
+                                                  if f.learned_routes}})
+
+    def _pass(self, run_dir: RunDir, meta: dict, fresh: bool = True) -> str:
+        """One measurement of the data path in place: facts and probes (deployed once, refitted after a
+        switch: fresh), the plan, traces (in the first round)."""
+        if fresh:
+            self._gather_facts()
+            if self.options.modes and self.cluster_mode.name != self.mode_label:
+                found = {n: m["mode"] for n, m in self.modes.items()}
+                self.fail(f"mode {self.mode_label}", "facts", f"the nodes do not look like {self.mode_label}: {found}")
+            meta.update(mode=self.mode_label or self.cluster_mode.name, facts=self._facts_meta())
+            run_dir.write_meta(meta)
+            if self.probes:
+                self._refit()
+            else:
+                self._deploy()
+            sweep.check(self.options, {n: f for n, f in self.facts.items() if n not in self.down}, self.podless)
         mode = self.mode_label or self.cluster_mode.name
-        if self.options.modes and self.cluster_mode.name != self.mode_label:
-            found = {n: m["mode"] for n, m in self.modes.items()}
-            self.fail(f"mode {self.mode_label}", "facts", f"the nodes do not look like {self.mode_label}: {found}")
-        meta.update(mode=mode, facts=self._facts_meta())
-        run_dir.write_meta(meta)
-        if self.probes:
-            self._refit()
-        else:
-            self._deploy()
-        # host-host once, in the first pass that gets this far: no mode changes it
-        self._measure(run_dir, mode, self._scenarios(not self.host_measured))
-        self.host_measured = True
-        if self.options.trace:
+        # host-host once per round, in the first pass that gets this far: no mode changes it
+        self._measure(run_dir, mode, self._scenarios(self.round_no not in self.host_rounds))
+        self.host_rounds.add(self.round_no)
+        if self.options.trace and self.round_no == 1:
             self._trace(run_dir, mode)
         return mode
 
@@ -309,18 +328,20 @@ class Session:
         return src.pods[0], dst.pods[0]
 
     def _measure(self, run_dir: RunDir, mode: str, scenarios: tuple[str, ...]) -> None:
-        plan = self._plan(scenarios)
-        lat_tests = [t for t in self.options.tests if t in LATENCY_TESTS]
-        thr_tests = [t for t in self.options.tests if t in THROUGHPUT_TESTS]
-        if lat_tests:
-            for rnd in plan.latency_rounds:
-                self._round(rnd, lambda s: self._latency(s, lat_tests), run_dir, mode, len(lat_tests))
-        if thr_tests:
-            for rnd in plan.throughput_rounds:
-                self._round(rnd, lambda s: self._throughput(s, thr_tests), run_dir, mode,
-                            len(thr_tests) * self.options.repeats)
+        """The plan's tests, then the size sweep (udp_rr, tcp at each size: size None is the tests')."""
+        plan, o = self._plan(scenarios), self.options
+        swept = o.swept()
+        lat = [([t for t in o.tests if t in LATENCY_TESTS], None)] + [(["udp_rr"], z) for z in swept.get("udp_rr", ())]
+        thr = [([t for t in o.tests if t in THROUGHPUT_TESTS], None)] + [(["tcp"], z) for z in swept.get("tcp", ())]
+        for tests, size in lat:
+            for rnd in plan.latency_rounds if tests else ():
+                self._round(rnd, lambda s, t=tests, z=size: self._latency(s, t, z), run_dir, mode, len(tests), size)
+        for tests, size in thr:
+            for rnd in plan.throughput_rounds if tests else ():
+                self._round(rnd, lambda s, t=tests, z=size: self._throughput(s, t, z), run_dir, mode,
+                            len(tests) * o.repeats, size)
 
-    def _round(self, steps: list[Step], fn, run_dir: RunDir, mode: str, weight: int) -> None:
+    def _round(self, steps: list[Step], fn, run_dir: RunDir, mode: str, weight: int, size: int | None = None) -> None:
         live = [s for s in steps if s.src not in self.down and s.dst not in self.down and s.src in self.probes
                 and s.dst in self.probes]
         for s in steps:
@@ -332,7 +353,7 @@ class Session:
 
         def one(step: Step) -> None:
             for records in fn(step):
-                run_dir.append(records, mode)
+                run_dir.append(records, mode, self.round_no, size)
                 self.progress(f"{step.scenario} {step.src}->{step.dst} {records[0].test if records else ''}", 1)
         self.fleet.threads(one, live, self.options.max_parallel)
 
@@ -345,7 +366,7 @@ class Session:
             if not alive.ok:
                 self.mark_down(name, "unreachable mid-run", alive.stderr.strip() or f"exit {alive.exit_code}")
 
-    def _latency(self, step: Step, tests: list[str]):
+    def _latency(self, step: Step, tests: list[str], size: int | None = None):
         src, dst = self.endpoints(step)
         conn = self.fleet[step.src]
         o = self.options
@@ -353,10 +374,12 @@ class Session:
             if step.src in self.down or step.dst in self.down:
                 return
             try:
-                rtts, sent = latency.DRIVERS[test](conn, src, dst, samples=o.samples, interval=o.interval, size=o.size)
+                rtts, sent = latency.DRIVERS[test](conn, src, dst, samples=o.samples, interval=o.interval,
+                                                   size=size or o.size)
                 records = latency.records(test, rtts, sent, step.scenario, step.src, step.dst)
-                self.run_dir.append_samples(self.mode_label or self.cluster_mode.name, step.scenario, step.src,
-                                            step.dst, test, rtts)
+                if size is None:  # the sweep's are not the run's figures (RunDir.frame)
+                    self.run_dir.append_samples(self.mode_label or self.cluster_mode.name, step.scenario, step.src,
+                                                step.dst, test, rtts, self.round_no)
                 if not rtts:
                     self.fail(f"{step.src}->{step.dst}", f"{step.scenario} {test}", "unreachable: no reply")
                     self._check_nodes(step.src, step.dst)  # a path, or a whole node gone?
@@ -366,7 +389,7 @@ class Session:
                 self._check_nodes(step.src, step.dst)
                 yield []
 
-    def _throughput(self, step: Step, tests: list[str]):
+    def _throughput(self, step: Step, tests: list[str], mss: int | None = None):
         src, dst = self.endpoints(step)
         conn = self.fleet[step.src]
         o = self.options
@@ -376,7 +399,7 @@ class Session:
                     return
                 try:
                     parsed = throughput.iperf3(conn, src, dst, test, duration=o.duration, streams=o.streams,
-                                               udp_rate=o.udp_rate)
+                                               udp_rate=o.udp_rate, mss=mss)
                     yield throughput.records(test, parsed, step.scenario, step.src, step.dst, repeat)
                 except MeasureError as exc:
                     self.fail(f"{step.src}->{step.dst}", f"{step.scenario} {test}", exc)

@@ -39,6 +39,7 @@ class FailureRow(_Loose):
 class PassPlan(_Loose):
     mode: StrictStr | None
     scenarios: list[StrictStr]
+    round: StrictInt | None = None  # from 1; none in runs made before rounds
 
 
 class PlanRecord(_Loose):
@@ -49,6 +50,8 @@ class PlanRecord(_Loose):
     trace: StrictBool = False
     passes: list[PassPlan]
     measurements: StrictInt | None = None
+    rounds: StrictInt = 1
+    sizes: dict[StrictStr, list[StrictInt]] = {}  # the size sweep: the sizes each test is measured at
 
 
 class Stopped(_Loose):

@@ -11,7 +11,9 @@ Three kinds of figure, three methods (each named in the output, 95% by default):
   pairs × repeats measured: the distribution-free interval of a median (binomial order statistics, exact),
   which needs 6 values for 95%. A single iperf3 run gets no interval: its 1-s intervals are autocorrelated
   (one congestion window carries over to the next), so an interval from them would be falsely narrow.
-- Ratios (vs host, CPU per Gbit/s): a percentile bootstrap of the ratio of medians.
+- Ratios (vs host, CPU per Gbit/s): a percentile bootstrap of the ratio of medians. "vs host" of a run in
+  rounds is taken round by round, against the host baseline of the same round (`round_ratio`): the rounds
+  are resampled, then the values within each, so a drift of the machine between rounds cancels.
 
 Differences (compare, gates, modes side by side): RTT statistics by the bootstrap interval of the ratio of
 the two statistics (significant when it excludes 1); per-test figures by Mann-Whitney U over the values
@@ -45,7 +47,8 @@ SAMPLES, VALUES, DERIVED = "samples", "values", "derived"  # what an estimate wa
 METHODS = {
     SAMPLES: "percentile bootstrap over the raw RTT samples (units resampled, then samples within)",
     VALUES: "distribution-free interval of the median over pairs × repeats (binomial order statistics)",
-    DERIVED: "percentile bootstrap of the ratio of medians over pairs × repeats",
+    DERIVED: "percentile bootstrap of the ratio of medians over pairs × repeats (vs host: of the same round, "
+             "rounds resampled)",
 }
 MANN_WHITNEY, WELCH = "Mann-Whitney U", "Welch's t on logs"
 TESTS = {SAMPLES: "bootstrap interval of the ratio", VALUES: f"{MANN_WHITNEY} (too few values for it: {WELCH})",
@@ -248,6 +251,36 @@ def ratio(num: Estimate, den: Estimate, level: float = LEVEL) -> Estimate:
     with np.errstate(divide="ignore", invalid="ignore"):
         reps = num.reps / _rng(1).permutation(den.reps)
     return derived(num.value / den.value, reps, [num, den], level)
+
+
+def round_ratio(num: Sequence[Sequence[float]], den: Sequence[Sequence[float]], level: float = LEVEL,
+                resamples: int = RESAMPLES, seed: int | None = None) -> Estimate:
+    """num over den round by round (num[i] and den[i]: the values of round i): the median over rounds of each
+    round's median(num) / median(den). Interval: a two-stage percentile bootstrap, the rounds resampled, then
+    num's and den's values within each; none when a side has fewer values than a median's interval needs."""
+    rounds = [(np.asarray(a, dtype=float), np.asarray(b, dtype=float)) for a, b in zip(num, den, strict=True)]
+    rounds = [(a[np.isfinite(a)], b[np.isfinite(b)]) for a, b in rounds]
+    rounds = [(a, b) for a, b in rounds if len(a) and len(b) and np.median(b)]
+    if not rounds:
+        return NONE
+    value = float(np.median([np.median(a) / np.median(b) for a, b in rounds]))
+    n = min(sum(len(a) for a, _ in rounds), sum(len(b) for _, b in rounds))
+    if n < min_values(level):
+        return Estimate(value, n=n, kind=DERIVED, level=level, note=f"n/a: {n} values (pairs × repeats × rounds); "
+                        f"a {level:.0%} interval of a median needs {min_values(level)}")
+    rng = _rng(seed)
+    per_round = np.empty((len(rounds), resamples))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        for i, (a, b) in enumerate(rounds):
+            ma = np.median(a[rng.integers(0, len(a), (resamples, len(a)))], axis=1)
+            per_round[i] = ma / np.median(b[rng.integers(0, len(b), (resamples, len(b)))], axis=1)
+    picked = rng.integers(0, len(rounds), (len(rounds), resamples))
+    reps = np.median(np.take_along_axis(per_round, picked, axis=0), axis=0)
+    finite = reps[np.isfinite(reps)]
+    if not len(finite):
+        return Estimate(value, n=n, kind=DERIVED, level=level, note="n/a: a baseline of 0")
+    lo, hi = _bounds(finite, level)
+    return Estimate(value, lo, hi, n, DERIVED, level, reps=reps)
 
 
 @dataclass(frozen=True)

@@ -41,10 +41,13 @@ def records(test: str, parsed: dict[str, float], scenario: str, src: str, dst: s
 
 
 def iperf3(runner: Runner, src: probes.Endpoint, dst: probes.Endpoint, test: str, *, duration: float,
-           streams: int, udp_rate: str) -> dict[str, float]:
-    """One iperf3 test (tcp, tcp_multi or udp) from src to the iperf3 server on dst, parsed."""
+           streams: int, udp_rate: str, mss: int | None = None) -> dict[str, float]:
+    """One iperf3 test (tcp, tcp_multi or udp) from src to the iperf3 server on dst, parsed; mss: the TCP
+    segment size asked for (-M, a size sweep's), else the path's."""
     argv = ["iperf3", "-c", dst.ip, "-p", str(probes.IPERF_PORT), "-B", src.ip, "-t", str(duration),
             "--json", "--connect-timeout", "3000"]
+    if mss is not None and test != "udp":
+        argv += ["-M", str(mss)]
     if test == "tcp_multi":
         argv += ["-P", str(streams)]
     elif test == "udp":

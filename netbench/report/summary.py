@@ -53,6 +53,22 @@ class Figures:
             return self._cache[key][metric]
         return stats.from_values(self.rows(mode, scenario, test, metric).value, self.level)
 
+    def vs_host(self, mode: str, scenario: str, test: str, metric: str = "gbps") -> tuple[Estimate, str | None]:
+        """A mode's figure over the host-host one, and which baseline it took: "round" (each round's figure
+        over the host baseline of the same round, when the records carry their rounds), else "mode" (its own
+        pass's host-host) or "run" (every host-host of the run: a pass that measured none); None: no baseline."""
+        pod, host = self.rows(mode, scenario, test, metric), self.rows(None, "host-host", test, metric)
+        if pod.empty or host.empty:
+            return stats.NONE, None
+        if "round" in pod and pod["round"].notna().all() and host["round"].notna().all():
+            rounds = sorted(set(pod["round"]) & set(host["round"]))
+            if rounds:
+                return stats.round_ratio([pod.value[pod["round"] == r] for r in rounds],
+                                         [host.value[host["round"] == r] for r in rounds], self.level), "round"
+        own = not self.rows(mode, "host-host", test, metric).empty
+        base = self.get(mode if own else None, "host-host", test, metric)
+        return stats.ratio(self.get(mode, scenario, test, metric), base, self.level), "mode" if own else "run"
+
     def cpu_per_gbps(self, mode: str | None, scenario: str) -> Estimate:
         """Both ends' iperf3 CPU (% of a host) per TCP Gbit/s delivered; the three figures of one iperf3 run
         resampled together."""
@@ -112,9 +128,8 @@ def per_test(df: pd.DataFrame, samples: list[dict] | None = None, level: float =
             ci[m.name] = [e.lo, e.hi] if e.has_interval else None
             if e.note:
                 notes[m.name] = e.note
-        host = _host(fig, mode, test) if scenario != "host-host" and "gbps" in row else stats.NONE
-        if host.value:
-            e = stats.ratio(fig.get(mode, scenario, test, "gbps"), host, level)
+        e = fig.vs_host(mode, scenario, test)[0] if scenario != "host-host" and "gbps" in row else stats.NONE
+        if e.value is not None:
             row[VS_HOST], ci[VS_HOST] = e.value, [e.lo, e.hi] if e.has_interval else None
             if e.note:
                 notes[VS_HOST] = e.note
@@ -122,16 +137,7 @@ def per_test(df: pd.DataFrame, samples: list[dict] | None = None, level: float =
     return rows
 
 
-VS_HOST = "gbps_vs_host"  # per_test's Gbit/s over the host-host Gbit/s of the same test
-
-
-def _host(fig: Figures, mode: str, test: str) -> Estimate:
-    """The host-host Gbit/s a mode's pod figures are set against: its own pass's, else the run's."""
-    if not fig.rows(mode, "host-host", test, "gbps").empty:
-        return fig.get(mode, "host-host", test, "gbps")
-    if not fig.rows(None, "host-host", test, "gbps").empty:
-        return fig.get(None, "host-host", test, "gbps")
-    return stats.NONE
+VS_HOST = "gbps_vs_host"  # per_test's Gbit/s over the host-host Gbit/s of the same test (Figures.vs_host)
 
 
 def _mode_figures(fig: Figures, mode: str | None, scenario: str) -> dict:
@@ -149,26 +155,25 @@ def per_mode(df: pd.DataFrame, samples: list[dict] | None = None, level: float =
              figures: Figures | None = None) -> list[dict]:
     """One row per mode in the order the modes were run, then one BASELINE row when host-host was measured.
 
-    A mode's "vs host" uses its own host-host figure when its pass measured one, else the figure of every
-    host-host measurement in the run (a multi-mode run may measure the host path in one pass only; the
-    underlay does not change with the mode). `host_baseline` says which: "mode", "run" or None. Every
-    figure's estimate (interval, method) is in row["est"].
+    A mode's "vs host" is taken round by round against the host baseline of the same round (every round
+    measures one); in a run that recorded no rounds, against its own pass's host-host figure, else the
+    figure of every host-host measurement in the run (the underlay does not change with the mode).
+    `host_baseline` says which: "round", "mode", "run" or None (Figures.vs_host). Every figure's estimate
+    (interval, method) is in row["est"].
     """
     if df.empty:
         return []
     fig = figures or Figures(df, samples, level)
     host = df[df.scenario == "host-host"]
-    run_tcp = fig.get(None, "host-host", "tcp", "gbps") if not host.empty else stats.NONE
     run_rtt = fig.get(None, "host-host", "udp_rr", "rtt_p50_us") if not host.empty else stats.NONE
     rows = []
     for mode in dict.fromkeys(df["mode"]):
         row = {"mode": mode, **_mode_figures(fig, mode, "pod-pod")}
-        own = not fig.rows(mode, "host-host", "tcp", "gbps").empty
-        base = fig.get(mode, "host-host", "tcp", "gbps") if own else run_tcp
+        vs_host, baseline = fig.vs_host(mode, "pod-pod", "tcp")
         rtt_own = not fig.rows(mode, "host-host", "udp_rr", "rtt_p50_us").empty
-        _add(row, "tcp_vs_host", stats.ratio(row["est"]["tcp_gbps"], base, level))
+        _add(row, "tcp_vs_host", vs_host)
         _add(row, "host_rtt_p50_us", fig.get(mode, "host-host", "udp_rr", "rtt_p50_us") if rtt_own else run_rtt)
-        row["host_baseline"] = None if base.value is None else ("mode" if own else "run")
+        row["host_baseline"] = baseline
         rows.append(row)
     if not host.empty:
         row = {"mode": BASELINE, **_mode_figures(fig, None, "host-host"), "host_baseline": None}

@@ -75,7 +75,7 @@ def test_every_pair_is_measured_and_nothing_is_left(fake_cluster, tmp_path):  # 
     assert meta["nodes_down"] == [] and meta["mode"] == "vxlan"
     # the plan: 3 pairs x (2 latency tests + tcp both ways) in pod-pod and host-host, 3 nodes in same-node
     assert meta["plan"]["nodes"] == NODES and meta["plan"]["passes"] == [
-        {"mode": None, "scenarios": ["pod-pod", "pod-pod-same-node", "host-host"]}]
+        {"round": 1, "mode": None, "scenarios": ["pod-pod", "pod-pod-same-node", "host-host"]}]
     assert meta["plan"]["measurements"] == 2 * (3 * 2 + 6) + 3 * 2 + 3
     assert gaps.all_missing(gaps.Expected(meta, df), df, []) == []
 
