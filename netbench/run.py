@@ -118,7 +118,7 @@ class Session:
                            frozenset(self.podless), o.swept())
 
     def fail(self, where: str, what: str, cause: object) -> None:
-        if self.options.rounds > 1:  # gaps.Expected.why tells one round's failure from another's
+        if self.options.rounds > 1 and not where.startswith("mode "):  # gaps.Expected.why tells rounds apart
             cause = f"round {self.round_no}: {cause}"
         with self._lock:
             self.failures.append(Failure(where, what, str(cause)))

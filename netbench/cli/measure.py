@@ -57,6 +57,11 @@ def run_cmd(
     trace: bool = typer.Option(False, "--trace", help="also trace every pod pair hop by hop (kept in the run)"),
     modes: Optional[str] = typer.Option(None, help="lab only: measure these data paths in turn, one run "
                                         "(e.g. udp,vxlan,host-gw,static,frr)"),
+    rounds: int = typer.Option(1, help="measure every mode (the cluster as it is, without --modes) this many times, "
+                               "interleaved, the host baseline in every round: a drift of the machine then hits "
+                               "every mode alike"),
+    sizes: Optional[str] = typer.Option(None, help="also sweep these message sizes in bytes, e.g. 64,512,1400: "
+                                        "udp_rr's UDP payload, tcp's MSS (iperf3 -M, from 88)"),
     gates: Optional[Path] = typer.Option(None, help="gate rules (YAML) applied to the run at the end"),
     baseline: Optional[Path] = typer.Option(None, help="a stored run to compare against, for regression gates"),
     accept_new_host_keys: bool = typer.Option(False, help=HOST_KEYS_HELP),
@@ -70,7 +75,7 @@ def run_cmd(
 
 
 def _run(inventory, out, samples, interval, size, duration, repeats, streams, udp_rate, scenarios, tests, pairs,
-         parallel_pairs, trace, modes, gates, baseline, accept_new_host_keys, command_timeout, expiry,
+         parallel_pairs, trace, modes, rounds, sizes, gates, baseline, accept_new_host_keys, command_timeout, expiry,
          as_json) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -92,7 +97,8 @@ def _run(inventory, out, samples, interval, size, duration, repeats, streams, ud
         options = RunOptions(samples=samples, interval=interval, size=size, duration=duration, repeats=repeats,
                              streams=streams, udp_rate=udp_rate, scenarios=_csv(scenarios) or SCENARIOS,
                              tests=_csv(tests) or LATENCY_TESTS + THROUGHPUT_TESTS, parallel_pairs=parallel_pairs,
-                             pairs=_pairs(pairs), trace=trace, modes=mode_list, expiry=expiry)
+                             pairs=_pairs(pairs), trace=trace, modes=mode_list, rounds=rounds,
+                             sizes=_sizes(sizes), expiry=expiry)
     except ValueError as exc:
         raise UserError(str(exc)) from None
     progress = Progress(TextColumn("{task.description:<40}", markup=False), BarColumn(), MofNCompleteColumn(),
@@ -139,6 +145,16 @@ def _run(inventory, out, samples, interval, size, duration, repeats, streams, ud
         if gate_outcomes:
             _print_gates(gate_outcomes)
     raise typer.Exit(outcome.exit_code or _gates_exit_code(gate_outcomes))
+
+
+def _sizes(text: str | None) -> tuple[int, ...]:
+    """--sizes 64,512,1400 as whole bytes; RunOptions checks their range."""
+    out = []
+    for item in _csv(text):
+        if not item.isdigit():
+            raise UserError(f"--sizes: {item!r} is not a whole number of bytes (e.g. --sizes 64,512,1400)")
+        out.append(int(item))
+    return tuple(out)
 
 
 def print_mode_comparison(df, out: Console, samples: list[dict] | None = None, figures=None) -> None:

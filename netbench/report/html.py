@@ -83,7 +83,7 @@ def write(run_dir: Path) -> dict[str, Path]:
         failures=meta.get("failures", []), gates=run.gates(), complete=complete,
         started=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(meta.get("started", 0))),
         plots={"throughput": plots.throughput(df), "latency": plots.latency(rows), "cdf": plots.latency_cdf(samples),
-               "heatmaps": heatmaps},
+               "heatmaps": heatmaps, "sizes": plots.sizes(run.frame(sweep=True))},
     )
     out = {"html": run.path / "index.html", "summary": run.path / "summary.md", "csv": run.path / "table.csv",
            "intervals": summary.write_intervals(run.path, df, samples, figures=figures)}

@@ -113,6 +113,41 @@ def latency_cdf(samples: list[dict]) -> str | None:
     return _png(fig)
 
 
+SWEPT = (("udp_rr", "rtt_p50_us", "UDP RTT p50 µs", "UDP payload, bytes"), ("tcp", "gbps", "TCP Gbit/s", "MSS, bytes"))
+
+
+def sizes(sweep: pd.DataFrame, level: float = stats.LEVEL) -> str | None:
+    """The size sweep (run --sizes): RTT p50 and TCP Gbit/s against the message size, one line per mode (pod to
+    pod), the host baseline dashed; one axis per metric for every mode, so an overlay's per-packet cost shows
+    as the gap that opens as packets get smaller. Points: medians over pairs × repeats × rounds, with their
+    interval."""
+    sweep = sweep[sweep["size"].notna()]
+    panels = [p for p in SWEPT if not sweep[(sweep.test == p[0]) & (sweep.metric == p[1])].empty]
+    if not panels:
+        return None
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
+    for ax, (test, metric, label, xlabel) in zip(axes[0], panels, strict=True):
+        sel = sweep[(sweep.test == test) & (sweep.metric == metric)]
+        lines = [(m, sel[(sel["mode"] == m) & (sel.scenario == "pod-pod")]) for m in dict.fromkeys(sel["mode"])]
+        lines.append((BASELINE, sel[sel.scenario == "host-host"]))
+        for name, part in lines:
+            if part.empty:
+                continue
+            xs = sorted(set(part["size"].astype(int)))
+            est = [stats.from_values(part[part["size"] == x].value, level) for x in xs]
+            style = {"color": "k", "linestyle": "--"} if name == BASELINE else {}
+            ax.errorbar(xs, [e.value for e in est], yerr=_errors(est), marker="o", capsize=3, label=name, **style)
+        ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.0f}"))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:.4g}"))
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.suptitle(f"against message size, pod to pod (dashed: host); error bars: {level:.0%} interval", fontsize=8)
+    return _png(fig)
+
+
 def _grid(df: pd.DataFrame, mode: str, test: str, metric: str) -> tuple[list[str], np.ndarray] | None:
     sel = df[(df["mode"] == mode) & (df.scenario == "pod-pod") & (df.test == test) & (df.metric == metric)]
     if sel.empty:
