@@ -184,9 +184,11 @@ def test_a_sweep_measures_each_size_and_keeps_it_apart_from_the_run_figures(fake
     plan = out.run_dir.meta()["plan"]
     assert plan["sizes"] == {"udp_rr": [64, 1400], "tcp": [1400]}
     assert plan["measurements"] == 2 * (1 * 3 + 2 * 2)  # (udp_rr + 2 sizes) x 1 pair, (tcp + 1 size) x 2 ways
-    from netbench.report import plots
-    assert plots.sizes(sweep).startswith("data:image/png;base64,")
+    from netbench.report import html, plots
     assert plots.sizes(out.run_dir.frame()) is None
+    page = html.write(out.run_dir.path)["html"].read_text()
+    section = page.split('id="sizes"')[1].split("<h2")[0]
+    assert "against message size" in section and 'src="data:image/png;base64,' in section
 
 
 def test_a_size_larger_than_the_pods_mtu_allows_is_refused_before_it_is_measured(fake_cluster, tmp_path):  # noqa: F811
