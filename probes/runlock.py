@@ -32,6 +32,9 @@ import time
 BASE = "/run/netbench"  # /run: root's, a tmpfs gone at reboot; never a directory others may write
 LOCK = "lock"
 PROBE_PODS = "nb-probe-"
+# The node's named network namespaces (its pods); --netns elsewhere for tests: on a machine that hosts the
+# lab, the root's /run/netns holds every lab node, whose runs' processes a sweep there would take for its own.
+NETNS = "/run/netns"
 
 
 class Refused(Exception):
@@ -93,7 +96,7 @@ def own_netns() -> set[int]:
     """The network namespaces of this node: its own and those under /run/netns (its pods). Where
     several nodes share one kernel (the lab) a process of another node is never this node's."""
     found = set()
-    for path in ["/proc/self/ns/net"] + [os.path.join("/run/netns", n) for n in listdir("/run/netns")]:
+    for path in ["/proc/self/ns/net"] + [os.path.join(NETNS, n) for n in listdir(NETNS)]:
         try:
             found.add(os.stat(path).st_ino)
         except OSError:
@@ -162,7 +165,7 @@ def watchdog_pid(rundir: str, run_id: str) -> list[int]:
 
 
 def netns_exists(name: str) -> bool:
-    return os.path.exists(os.path.join("/run/netns", name))
+    return os.path.exists(os.path.join(NETNS, name))
 
 
 def reap(base: str, run_id: str) -> dict:
@@ -208,7 +211,7 @@ def orphans(base: str, pods: str = PROBE_PODS) -> dict:
                 total[k] += v
             total["runs"] += 1
     total["processes"] += kill(tagged(None, base, True))
-    for ns in listdir("/run/netns"):
+    for ns in listdir(NETNS):
         if ns.startswith(pods):
             pids = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True).stdout.split()
             total["processes"] += kill([int(p) for p in pids if p.isdigit()])
@@ -324,9 +327,11 @@ def clean(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    global NETNS
     ap = argparse.ArgumentParser(prog="runlock.py")
     ap.add_argument("--base", default=BASE, help=argparse.SUPPRESS)  # tests: a directory of their own…
-    ap.add_argument("--pods", default=PROBE_PODS, help=argparse.SUPPRESS)  # …and pod names nothing has
+    ap.add_argument("--pods", default=PROBE_PODS, help=argparse.SUPPRESS)  # …and pod names nothing has…
+    ap.add_argument("--netns", default=NETNS, help=argparse.SUPPRESS)  # …and no namespaces but their own
     sub = ap.add_subparsers(dest="command", required=True)
     a = sub.add_parser("acquire")
     a.add_argument("run_id")
@@ -340,6 +345,7 @@ def main(argv: list[str] | None = None) -> int:
     c.add_argument("--force", action="store_true")
     c.set_defaults(func=clean)
     args = ap.parse_args(argv)
+    NETNS = args.netns
     try:
         private_base(args.base)
         return args.func(args)

@@ -17,8 +17,9 @@ import pytest
 
 from netbench import runlock
 
-# pod names nothing on this machine has: a sweep for leftover probe pods must never touch real ones
-ARGS = ["--pods", "nb-runlock-test-none-"]
+# pod names nothing on this machine has, and no named network namespaces: a sweep for leftover probe pods and
+# processes must never touch real ones (as root, /run/netns holds a running lab's nodes: their runs' probes)
+ARGS = ["--pods", "nb-runlock-test-none-", "--netns", "/nonexistent/nb-runlock-test"]
 
 
 def call(base: Path, *args: str) -> tuple[int, dict]:
