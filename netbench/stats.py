@@ -351,7 +351,9 @@ def difference(a: Estimate, b: Estimate, higher_is_better: bool, level: float = 
                               "(2 each)", **common)
         significant = p < 1 - level
         if a.reps is not None and b.reps is not None and a.value:
-            lo, hi = _bounds(_rng(1).permutation(b.reps) / a.reps, level)
+            with np.errstate(divide="ignore", invalid="ignore"):  # a replicate of 0 (no loss): not a bound
+                reps = _rng(1).permutation(b.reps) / a.reps
+            lo, hi = _bounds(reps[np.isfinite(reps)], level) if np.isfinite(reps).any() else (None, None)
     elif a.reps is not None and b.reps is not None and a.kind != VALUES and b.kind != VALUES:
         test = TESTS[a.kind]
         with np.errstate(divide="ignore", invalid="ignore"):

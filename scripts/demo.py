@@ -35,7 +35,7 @@ def main() -> int:
     # (the host baseline in each): a drift of the shared machine then hits every mode alike. One 1 s
     # iperf3 per direction, mode and round keeps the whole comparison under 3 minutes on 2 cores
     # (`netbench run` defaults measure more).
-    options = RunOptions(samples=50, interval=0.005, duration=1, repeats=1, tests=("udp_rr", "icmp", "tcp"),
+    options = RunOptions(samples=100, interval=0.005, duration=1, repeats=1, tests=("udp_rr", "icmp", "tcp"),
                          scenarios=("pod-pod", "host-host"), trace=True, modes=MODES, rounds=ROUNDS)
     rules = gates.parse_rules(ROOT / "configs" / "gates.yaml")  # a bad rule file is said before the run
     with Progress(TextColumn("{task.description:<44}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
