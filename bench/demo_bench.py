@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """Three consecutive `make demo`s (lab up, five modes in rounds, every pair, traces, report, gates, lab
 down): each one's wall time against its target (under 3 minutes on a 2-core machine), its rankings of
-the modes by pod TCP Gbit/s and RTT p50 with their intervals, whether every order the intervals separate
-(no overlap, and at least the metric's minimum effect) agrees across the three, and whether the host baseline is ever significantly slower than a
-pod path (it cannot be: the pods' packets cross the same underlay and more)."""
+the modes by pod TCP Gbit/s and RTT p50 with their intervals, whether every order the intervals
+separate (no overlap, and at least the metric's minimum effect) agrees across the three, and whether
+the host baseline is ever significantly slower than a pod path (it cannot be: the pods' packets cross
+the same underlay and more)."""
 
 from __future__ import annotations
 
