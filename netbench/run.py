@@ -408,27 +408,14 @@ class Session:
 
     def _trace(self, run_dir: RunDir, mode: str) -> None:
         """Each pod-pod pair once (the lower-named node as source), hop by hop, kept with the run."""
-        from netbench.trace.tracer import TraceOptions, Tracer
+        from netbench.trace.tracer import trace_probes
         nodes = [n for n in self.nodes if n not in self.down and n in self.probes and self.probes[n].pods]
         pairs = planned_traces(nodes, self.options.pairs)
-        if not pairs:
-            return
-        tracer = Tracer(self.fleet, self.facts, None if mode in ("mixed", "unknown") else mode,
-                        TraceOptions(), self.read_leases(), lock=self.lock)
-        # the run's probe pods serve the trace as they are (prepare() would clean them away)
-        tracer.endpoints = {n: self.probes[n].pods[0] for n in nodes}
-        reports = []
-        for a, b in pairs:
-            self.progress(f"trace {a}->{b}", 0)
-            try:
-                report = tracer.trace(a, b).as_dict()
-            except Exception as exc:  # noqa: BLE001 — one pair's failure does not stop the others
-                self.fail(f"{a}->{b}", "trace", exc)
-                continue
-            report["run_mode"] = mode  # gates judge traces by the run's mode, whatever path they expected
-            reports.append(report)
-        self.traces += reports
-        run_dir.write_traces(self.traces)
+        if pairs:
+            self.traces += trace_probes(self.fleet, self.facts, {n: self.probes[n].pods[0] for n in nodes}, pairs,
+                                        mode, self.read_leases(), self.lock, lambda what: self.progress(what, 0),
+                                        lambda where, exc: self.fail(where, "trace", exc))
+            run_dir.write_traces(self.traces)
 
     def _teardown(self) -> None:
         """Release every node the run asked to take, those marked down too (a node may answer again):

@@ -232,3 +232,24 @@ def trace_pairs(nodes: list[ClusterNode], pod_network: str, pairs: list[tuple[st
         finally:
             tracer.close()
     return reports, failed
+
+
+def trace_probes(fleet: Fleet, facts: dict[str, NodeFacts], endpoints: dict[str, probes.Endpoint],
+                 pairs: list[tuple[str, str]], mode: str, leases: dict | None, lock: runlock.RunLock,
+                 progress: Callable[[str], None], fail: Callable[[str, Exception], None]) -> list[dict]:
+    """A run's traces (run --trace) between its own probe pods, as they are (prepare() would clean them
+    away), under its lock; a pair that fails is `fail`ed (where, why) and the others go on. Each report as
+    a dict with the run's mode: gates judge traces by it, whatever path they expected."""
+    tracer = Tracer(fleet, facts, None if mode in ("mixed", "unknown") else mode, TraceOptions(), leases, lock=lock)
+    tracer.endpoints = dict(endpoints)
+    reports = []
+    for a, b in pairs:
+        progress(f"trace {a}->{b}")
+        try:
+            report = tracer.trace(a, b).as_dict()
+        except Exception as exc:  # noqa: BLE001 — one pair's failure does not stop the others
+            fail(f"{a}->{b}", exc)
+            continue
+        report["run_mode"] = mode
+        reports.append(report)
+    return reports

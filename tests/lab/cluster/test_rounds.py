@@ -21,7 +21,7 @@ def netbench(*args, timeout=300):
 def test_a_multi_mode_run_in_rounds_measures_each_mode_and_the_baseline_in_every_round(in_mode, tmp_path):
     in_mode(Mode.host_gw)
     proc = netbench("run", "--modes", "host-gw,vxlan", "--rounds", "2", *LATENCY, "--scenarios",
-                    "pod-pod,host-host", "--out", str(tmp_path), "--json")
+                    "pod-pod,host-host", "--trace", "--out", str(tmp_path), "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     run_dir = Path(json.loads(proc.stdout)["run_dir"])
     meta = json.loads((run_dir / "run.json").read_text())
@@ -40,6 +40,10 @@ def test_a_multi_mode_run_in_rounds_measures_each_mode_and_the_baseline_in_every
     samples = RunDir.open(run_dir).samples()
     assert {(s["mode"], s["round"]) for s in samples if s["scenario"] == "pod-pod"} == set(pods)
     assert meta["plan"]["rounds"] == 2 and len(meta["plan"]["passes"]) == 4 and meta["finished"] is True
+    traces = json.loads((run_dir / "traces.json").read_text())  # each mode traced once: in the first round
+    assert sorted((t["run_mode"], t["src"], t["dst"]) for t in traces) == [
+        (m, a, b) for m in ("host-gw", "vxlan") for a, b in (("n1", "n2"), ("n1", "n3"), ("n2", "n3"))]
+    assert all(any(v["kind"] == "delivered" and v["ok"] for v in t["verdicts"]) for t in traces)
 
 
 def test_a_size_sweep_shows_the_overlays_per_packet_cost_and_refuses_a_size_the_path_cannot_carry(in_mode,
