@@ -407,6 +407,17 @@ class Session:
         self.traces += reports
         run_dir.write_traces(self.traces)
 
+    def _release(self, conn) -> dict:
+        """A node marked down gets one short try on a fresh connection (3 s to answer): it cleans itself
+        within the expiry otherwise, and waiting out a full connect timeout only delays the run's end."""
+        if conn.name not in self.down:
+            return runlock.release(conn, self.lock.run_id, timeout=15)
+        spare = self.fleet.spare(conn.name, connect_timeout=3)
+        try:
+            return runlock.release(spare, self.lock.run_id, timeout=5)
+        finally:
+            spare.close()
+
     def _teardown(self) -> None:
         """Release every node the run asked to take, those marked down too (a node may answer again):
         the node removes all this run made there. One that cannot be reached cleans itself."""
@@ -414,7 +425,7 @@ class Session:
         self.fleet.resume()
         touched = sorted(self.locked)
         names = [n for n in touched if n not in self.down] + [n for n in touched if n in self.down]
-        result = self.fleet.each(lambda c: runlock.release(c, self.lock.run_id, timeout=15), names, timeout=60)
+        result = self.fleet.each(self._release, names, timeout=60)
         for name, error in result.failed.items():
             self.fail(name, "cleanup", f"probes may be left on the node ({error}); it removes them itself within "
                       f"{self.lock.expiry:g} s of the run's end (or run `netbench clean`)")
