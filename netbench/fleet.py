@@ -11,7 +11,6 @@ Every command is an argv list joined with shlex quoting, run with a timeout; non
 
 from __future__ import annotations
 
-
 import logging
 import os
 import re
