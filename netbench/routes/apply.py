@@ -17,8 +17,9 @@ from netbench.remote import script
 from netbench.routes.errors import RoutesError
 from netbench.routes.frrplan import frr_plan, learned, summarise_plan
 from netbench.routes.iproute import MARK, describe, restore_argv, route_metric, sections, show_routes, static_routes
-from netbench.routes.leases import Lease, own_lease, peer_leases, read_leases
+from netbench.routes.leases import Lease, own_lease, peer_leases
 from netbench.routes.safety import refuse_unsafe, unsafe_leases
+from netbench.routes.sources import required, stored_source
 from netbench.routes.state import (
     KINDS,
     STATE_FILE,
@@ -283,14 +284,20 @@ def apply(inv: Inventory, nodes: Sequence[ClusterNode], kind: str, routing: str 
     UnsafeLeases (a UserError) when a lease must not become a route, raised after every node's facts are
     read and before anything changes on any node (the dry run refuses them too)."""
     routing = check_args(kind, routing)
-    leases = read_leases(inv)
-    job = Job(kind, str(inv.cluster.pod_network), leases, routing, dry_run,
+    early = stored_source(inv)  # etcd's or the Node objects': checked before any node is reached
+    job = Job(kind, str(inv.cluster.pod_network), early or {}, routing, dry_run,
               auth_key=frr.new_auth_key() if kind == "frr" else None)
-    refuse_unsafe(unsafe_leases(leases, job.pod_network, [n.address for n in inv.nodes]))  # before SSH
+    addresses = [n.address for n in inv.nodes]
+    if early is not None:
+        refuse_unsafe(unsafe_leases(early, job.pod_network, addresses))  # before SSH
     with Fleet([n.target for n in nodes], accept_new_host_keys) as fleet:
         known, failed = cluster.gather_facts(fleet, nodes, job.pod_network)
-        refuse_unsafe(unsafe_leases(leases, job.pod_network, [n.address for n in inv.nodes], known))
-        return _each(fleet, nodes, replace(job, known=known), failed)
+        leases = early if early is not None else required(inv, known, {}, failed)  # the nodes' own
+        refuse_unsafe(unsafe_leases(leases, job.pod_network, addresses, known))
+        outcomes = _each(fleet, nodes, replace(job, leases=leases, known=known), failed)
+    for out in outcomes.values():
+        out.notes[:0] = [f"leases from {leases.source}"] + [n for n in leases.notes if "not reached" in n]
+    return outcomes
 
 
 def revert(inv: Inventory, nodes: Sequence[ClusterNode], dry_run: bool = False,
