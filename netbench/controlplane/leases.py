@@ -110,7 +110,9 @@ def disagreements(c: Cluster) -> list[Finding]:
                 continue
             said = "; ".join(f"{name} {a} in {lease.source or 'the table'}, {b} in {theirs.source or label}"
                              for name, a, b in differ)
-            for node in _concerned(c, subnet, address=lease.public_ip):
+            concerned = {*_concerned(c, subnet, address=lease.public_ip),
+                         *_concerned(c, subnet, address=theirs.public_ip)}  # the node either sends its pods to
+            for node in sorted(concerned):
                 found.append(Finding("lease-sources-disagree", node, f"the sources of flannel's leases disagree on "
                                      f"{subnet}: {said}", evidence=(lease.describe(), theirs.describe()),
                                      hint=c.lease_hint(), extra={"subnet": subnet, "lease_ip": lease.public_ip,
