@@ -66,11 +66,11 @@ class Session:
     def __init__(self, nodes: list[ClusterNode], pod_network: str, options: RunOptions, out_root: Path,
                  inventory_meta: dict, label: str = "", accept_new_host_keys: bool = False,
                  progress: Progress | None = None, transport=Connection,
-                 read_leases: Callable[[], dict | None] | None = None) -> None:
+                 read_leases: Callable[[dict[str, facts.NodeFacts]], dict | None] | None = None) -> None:
         self.nodes = {n.name: n for n in nodes}
-        # flannel's leases for the traces' control-plane checks, read when a pass traces (a mode switch
-        # rewrites them); None: not known, and the lease checks are skipped
-        self.read_leases = read_leases or (lambda: None)
+        # flannel's leases for the traces' control-plane checks, read with the facts when a pass traces (a
+        # mode switch rewrites them; the nodes may be their source); None: not known, the checks are skipped
+        self.read_leases = read_leases or (lambda _facts: None)
         self.podless = {n.name for n in nodes if not runs_pods(n.roles)}  # a master: host-host only
         self.pod_network = pod_network
         self.options = options
@@ -391,7 +391,7 @@ class Session:
         if not pairs:
             return
         tracer = Tracer(self.fleet, self.facts, None if mode in ("mixed", "unknown") else mode,
-                        TraceOptions(), self.read_leases(), lock=self.lock)
+                        TraceOptions(), self.read_leases(self.facts), lock=self.lock)
         # the run's probe pods serve the trace as they are (prepare() would clean them away)
         tracer.endpoints = {n: self.probes[n].pods[0] for n in nodes}
         reports = []
