@@ -208,7 +208,7 @@ class Lab:
         install_probes(self.dir)
         if topo.flavour.cni:
             cni.check_installed()
-            cni.make_mount_points()
+            cni.make_mount_points(self.dir)
 
         step("underlay switch")
         self._netns(SWITCH_NS)
