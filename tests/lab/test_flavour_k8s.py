@@ -23,6 +23,7 @@ from netbench.flannel import Mode
 from netbench.lab.builder import Lab, running_lab
 from netbench.lab.faults import Fault
 from netbench.lab.topology import K8S, LabTopology
+from netbench.report import compare
 from tests.lab.helpers import ping, ttl_of
 
 POD_NETWORK = ipaddress.ip_network("10.244.0.0/16")
@@ -338,14 +339,17 @@ def test_routes_static_from_the_nodes_leases_a_run_over_them_then_revert(lab, tm
     puts every table back byte for byte."""
     in_mode(lab, Mode.vxlan)
     before = snapshot(lab)
+    short = ["--tests", "udp_rr", "--scenarios", "pod-pod", "--pairs", "n1:n2", "--samples", "20", "--interval",
+             "0.005", "--json"]
+    overlay = netbench("run", *short, "--out", str(tmp_path / "vxlan"), timeout=180)  # the overlay as it runs
+    assert overlay.returncode == 0, overlay.stderr[-2000:]
     applied = netbench("routes", "apply", "static")
     assert applied.returncode == 0 and "leases from nodes" in applied.stdout, applied.stdout + applied.stderr
     try:
         for node in lab.nodes:
             peers = {p.spec.subnet: p.spec.address for p in lab.nodes if p.name != node.name}
             assert {d: r["gateway"] for d, r in routes_of(lab, node.name, "static").items()} == peers
-        run = netbench("run", "--tests", "udp_rr", "--scenarios", "pod-pod", "--pairs", "n1:n2", "--samples", "20",
-                       "--interval", "0.005", "--trace", "--out", str(tmp_path), "--json", timeout=180)
+        run = netbench("run", *short, "--trace", "--out", str(tmp_path / "static"), timeout=180)
         assert run.returncode == 0, run.stderr[-2000:]
         out = json.loads(run.stdout)
         assert out["mode"] == "static" and out["failures"] == []
@@ -358,6 +362,10 @@ def test_routes_static_from_the_nodes_leases_a_run_over_them_then_revert(lab, tm
         assert not [h for h in hops if "flannel.1" in h], hops  # the overlay is not on the path
         assert hops["n1:ens4:out"]["ttl"] == 63 and not hops["n1:ens4:out"]["encap"], hops["n1:ens4:out"]
         assert ttl_of(ping(lab, "n1", lab.pod_ip("n2"))) == 62
+        # the two runs side by side, path against path: what the routes changed
+        _, side = compare.compare([Path(json.loads(overlay.stdout)["run_dir"]), Path(out["run_dir"])])
+        p50 = side[side.metric == "rtt_p50_us"].iloc[0]
+        assert p50["mode"] == "vxlan → static" and p50[f"{Path(out['run_dir']).name} ratio"] > 0, p50
     finally:
         reverted = netbench("routes", "revert")
     assert reverted.returncode == 0, reverted.stdout + reverted.stderr
