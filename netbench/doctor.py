@@ -4,29 +4,19 @@ printed. Healthy only when no node has a problem or a finding (ADVISORY ones asi
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
 from netbench import cluster, controlplane
 from netbench.cluster import ClusterNode
-from netbench.errors import UserError
 from netbench.findings import ADVISORY
 from netbench.fleet import Connection, Fleet
 from netbench.inventory import Inventory
-from netbench.routes.leases import Lease, lease_table
-
-
-def read_leases(inv: Inventory) -> tuple[dict[str, Lease] | None, str]:
-    """flannel's leases straight from etcd when it answers from here (the lab's does), and where they came
-    from; (None, why) when they cannot be read, so the lease checks are skipped, not failed."""
-    if not inv.cluster.etcd:
-        return None, "no cluster.etcd in the inventory: leases not checked"
-    try:
-        table = lease_table(inv, timeout=2)
-    except UserError as exc:
-        return None, f"{exc}: leases not checked"
-    return table, f"etcd {', '.join(inv.cluster.etcd.endpoints)}"
+from netbench.routes import sources
+from netbench.routes.leases import Lease
 
 
 def _lease_json(lease: Lease) -> dict:
@@ -36,11 +26,15 @@ def _lease_json(lease: Lease) -> dict:
 
 def examine(inv: Inventory, nodes: list[ClusterNode], accept_new_host_keys: bool = False,
             transport=Connection) -> dict:
-    with Fleet([n.target for n in nodes], accept_new_host_keys, transport=transport) as fleet:
-        # privileged: uid 0 when root or `sudo -n` works, else sudo is off
-        node_facts, failed = cluster.gather_facts(fleet, nodes, str(inv.cluster.pod_network))
-    leases, lease_source = read_leases(inv)
+    with ThreadPoolExecutor(max_workers=1) as pool:  # etcd and the Node objects while the nodes are reached
+        stored = pool.submit(sources.stored, inv, 2)
+        with Fleet([n.target for n in nodes], accept_new_host_keys, transport=transport) as fleet:
+            # privileged: uid 0 when root or `sudo -n` works, else sudo is off
+            node_facts, failed = cluster.gather_facts(fleet, nodes, str(inv.cluster.pod_network))
+        leases, lease_source = sources.table(inv, node_facts, stored.result(), failed)
     report: dict = {"nodes": {}, "healthy": not failed, "lease_source": lease_source,
+                    "lease_notes": leases.notes if leases is not None else [],
+                    "leases_compared": sorted(leases.compared) if leases is not None else [],
                     "leases": {s: _lease_json(lease) for s, lease in leases.items()} if leases is not None else None}
     mode = cluster.detect(node_facts)
     unreached = {n.address for n in nodes if n.name in failed}
@@ -113,7 +107,8 @@ def render(report: dict, console: Console) -> None:
         env = node["subnet_env"]
         table.add_row("subnet.env", _t(f"{env['subnet']} mtu {env['mtu']}") if env else "-")
         lease = node["lease"]
-        table.add_row("lease", _t(f"PublicIP {lease['PublicIP']} backend {lease['BackendType']}") if lease else "-")
+        table.add_row("lease", _t(f"PublicIP {lease['PublicIP']} backend {lease['BackendType'] or '-'}"
+                                  f" ({lease['source']})") if lease else "-")
         table.add_row("peer routes", Text("\n").join(Text.assemble(f"{p}: ", str(r) if r else ("none", "red"))
                                                       for p, r in node["peer_routes"].items()))
         table.add_row("evidence", _t("\n".join(map(str, node["evidence"]))))
@@ -129,7 +124,11 @@ def render(report: dict, console: Console) -> None:
                 console.print(Text.assemble("      see: ", (str(finding["hint"]), "bold")))
     odd = ", ".join(f"{n}: {m}" for n, m in sorted(report.get("mode_dissenters", {}).items()))
     count = len(report.get("findings", []))
-    console.print(_t(f"leases: {report.get('lease_source', '-')}"))
+    compared = report.get("leases_compared") or []
+    console.print(_t(f"leases: {report.get('lease_source', '-')}"
+                     + (f"; checked against {', '.join(compared)}" if compared else "")))
+    for note in report.get("lease_notes") or []:
+        console.print(_t(f"  {note}"))
     console.print(Text.assemble("cluster mode: ", (str(report["mode"]), "bold"),
                                 f" (differing: {odd})" if odd else "", "; ",
                                 ("healthy", "green") if report["healthy"] else ("problems found", "red"),

@@ -20,6 +20,7 @@ from netbench.remote import Runner
 PROBE = Path(__file__).resolve().parents[1] / "probes" / "facts.py"
 REQUIRED_TOOLS = ("python3", "ip", "tcpdump", "iperf3")
 CMDLINE_CUT = 300  # probes/facts.py keeps this much of each command line
+ARG_CUT = 1024  # and this much of each argument of its argv
 ROUTING_DAEMON_PROTOS = {"ospf", "bgp", "zebra", "isis", "rip", "eigrp", "babel", "bird"}
 # Refuses to start when python3 is missing, with a message facts can report, instead of a traceback.
 GATHER = ["sh", "-c", 'command -v python3 >/dev/null 2>&1 || { echo "python3 is missing" >&2; exit 127; }; '
@@ -307,9 +308,13 @@ def _redacted(daemons: list[dict]) -> list[dict]:
     """The node's process list with secrets out of every command line, before any of it becomes
     evidence (mode, doctor, trace, run.json). A line the probe cut loses its last word: a URL cut before
     its '@' no longer looks like one with credentials."""
-    def shown(line: str) -> str:
+    def shown(d: dict) -> str:
+        if isinstance(d.get("argv"), list):  # the real argument boundaries: masked, then cut
+            line = " ".join(redact.argv([str(a) if len(str(a)) < ARG_CUT else "…" for a in d["argv"]]))
+            return line if len(line) < CMDLINE_CUT else line[:CMDLINE_CUT].rsplit(" ", 1)[0] + " …"
+        line = str(d.get("cmdline", ""))  # an older probe: the line joined by spaces
         return redact.command(line.rsplit(" ", 1)[0] + " …" if len(line) >= CMDLINE_CUT else line)
-    return [{**d, "cmdline": shown(str(d.get("cmdline", "")))} for d in daemons]
+    return [{**{k: v for k, v in d.items() if k != "argv"}, "cmdline": shown(d)} for d in daemons]
 
 
 def parse_neighbours(entries: list[dict]) -> list[Neighbour]:

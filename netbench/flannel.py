@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import re
 from dataclasses import dataclass
 from enum import Enum
 
 from netbench.errors import InvalidValue
 
 DEFAULT_PREFIX = "/coreos.com/network"
+_MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 LEASE_TTL_S = 24 * 3600
 
 
@@ -109,6 +111,52 @@ def subnet_from_key(key: str) -> str:
 def lease_value(public_ip: str, mode: Mode, vtep_mac: str | None = None) -> dict:
     data = {"VNI": mode.backend.vni, "VtepMAC": vtep_mac} if mode.backend.vni is not None else None
     return {"PublicIP": public_ip, "BackendType": mode.backend_type, "BackendData": data}
+
+
+# kube-flannel's subnet manager (--kube-subnet-mgr) keeps a node's lease in its Node object: the subnet
+# in spec.podCIDR, the rest in these annotations (backend-data is the lease's BackendData as JSON text)
+ANNOTATION = "flannel.alpha.coreos.com/"
+PUBLIC_IP, BACKEND_TYPE, BACKEND_DATA = (ANNOTATION + a for a in ("public-ip", "backend-type", "backend-data"))
+
+
+def node_object(name: str, public_ip: str, subnet: str, mode: Mode, vtep_mac: str | None = None) -> dict:
+    """A Node as `kubectl get node NAME -o json` shows it once kube-flannel has taken its lease."""
+    value = lease_value(public_ip, mode, vtep_mac)
+    return {"apiVersion": "v1", "kind": "Node",
+            "metadata": {"name": name, "annotations": {
+                PUBLIC_IP: public_ip, BACKEND_TYPE: value["BackendType"],
+                BACKEND_DATA: dumps(value["BackendData"]), ANNOTATION + "kube-subnet-manager": "true"}},
+            "spec": {"podCIDR": subnet, "podCIDRs": [subnet]},
+            "status": {"addresses": [{"type": "InternalIP", "address": public_ip},
+                                     {"type": "Hostname", "address": name}]}}
+
+
+def node_lease_value(node: dict) -> tuple[str, dict] | None:
+    """(subnet, the lease as etcd would hold it) from a Node object; None when flannel has not annotated
+    it (no public-ip: its flannel has not started). InvalidValue naming the field that is malformed."""
+    meta = node.get("metadata") if isinstance(node.get("metadata"), dict) else {}
+    annotations = meta.get("annotations") if isinstance(meta.get("annotations"), dict) else {}
+    if PUBLIC_IP not in annotations:
+        return None
+    spec = node.get("spec") if isinstance(node.get("spec"), dict) else {}
+    subnet = spec.get("podCIDR")
+    try:
+        subnet = str(ipaddress.IPv4Network(subnet))
+    except (ValueError, TypeError):
+        raise InvalidValue(f"spec.podCIDR {subnet!r} is not an IPv4 subnet") from None
+    text = annotations.get(BACKEND_DATA) or "null"
+    try:
+        data = json.loads(text)
+    except (ValueError, TypeError):
+        raise InvalidValue(f"annotation {BACKEND_DATA} is not JSON: {str(text)[:120]!r}") from None
+    if data is not None and not isinstance(data, dict):
+        raise InvalidValue(f"annotation {BACKEND_DATA} is not a JSON object: {str(text)[:120]!r}")
+    if data and "VtepMAC" in data and not _MAC.fullmatch(str(data["VtepMAC"])):
+        raise InvalidValue(f"annotation {BACKEND_DATA}: VtepMAC {data['VtepMAC']!r} is not a MAC address")
+    if data and "VNI" in data and (not isinstance(data["VNI"], int) or isinstance(data["VNI"], bool)):
+        raise InvalidValue(f"annotation {BACKEND_DATA}: VNI {data['VNI']!r} is not a number")
+    return subnet, {"PublicIP": annotations[PUBLIC_IP], "BackendType": annotations.get(BACKEND_TYPE, ""),
+                    "BackendData": data}
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Generic, Iterable, Sequence, TypeVar
 
@@ -278,9 +278,9 @@ class Connection:
         return result.check() if check else result
 
     def close(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        client, self._client = self._client, None  # another thread may close it too (a heartbeat's stop)
+        if client is not None:
+            client.close()
 
 
 class GroupResult(dict, Generic[T]):
@@ -334,10 +334,14 @@ class Fleet:
     def __getitem__(self, name: str) -> Connection:
         return _Halting(self.connections[name], self._halt)
 
-    def spare(self, name: str) -> Connection:
+    def spare(self, name: str, connect_timeout: float | None = None) -> Connection:
         """A second connection to the node, for work beside the run's own commands (the lock's renewals:
-        a renewal that times out closes its connection, and must not cut off a measurement with it)."""
-        return self._transport(self.connections[name].target, self._accept_new)
+        a renewal that times out closes its connection, and must not cut off a measurement with it).
+        connect_timeout: a shorter wait for a node that has stopped answering."""
+        target = self.connections[name].target
+        if connect_timeout is not None:
+            target = replace(target, connect_timeout=min(connect_timeout, target.connect_timeout))
+        return self._transport(target, self._accept_new)
 
     def interrupt(self) -> None:
         """Ctrl-C or SIGTERM while threads of the caller's own run commands (measurement steps): no new

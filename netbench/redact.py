@@ -17,6 +17,8 @@ SECRET_NAME = re.compile(r"pass(?:word|wd|phrase)|token|secret|key|credential", 
 # scheme://user:pass@host: everything between :// and the last @ of the word (a raw '@' or '/' in a
 # password still ends at the host, as urlsplit reads it); quotes end the word (messages quote values)
 _URL_USERINFO = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^\s'\"<>]*@")
+# the same inside one argument of an argv, where a space is part of the password, not its end
+_URL_USERINFO_IN_ARG = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)[^'\"<>]*@")
 # user:pass@host without a scheme (an etcd endpoint pasted bare)
 _BARE_USERINFO = re.compile(r"(?<![\w/:@.%+-])[\w.%+-]+:[^\s'\"<>/]*@")
 # NAME=value or -name=value / --name=value inside a word
@@ -48,8 +50,11 @@ def argv(args: list[str]) -> list[str]:
             out.append(MASK)
             hide_next = False
             continue
-        hide_next = arg.startswith("-") and "=" not in arg and bool(SECRET_NAME.search(arg))
-        out.append(text(arg))
+        name, eq, value = arg.partition("=")
+        hide_next = arg.startswith("-") and not eq and bool(SECRET_NAME.search(arg))
+        # a whole argument is the value: `-etcd-password=two words` is masked to its end, not its space
+        out.append(f"{name}={MASK}" if eq and value and SECRET_NAME.search(name) and " " not in name
+                   else text(_URL_USERINFO_IN_ARG.sub(r"\1" + MASK + "@", arg)))
     return out
 
 

@@ -66,11 +66,11 @@ class Session:
     def __init__(self, nodes: list[ClusterNode], pod_network: str, options: RunOptions, out_root: Path,
                  inventory_meta: dict, label: str = "", accept_new_host_keys: bool = False,
                  progress: Progress | None = None, transport=Connection,
-                 read_leases: Callable[[], dict | None] | None = None) -> None:
+                 read_leases: Callable[[dict[str, facts.NodeFacts]], dict | None] | None = None) -> None:
         self.nodes = {n.name: n for n in nodes}
-        # flannel's leases for the traces' control-plane checks, read when a pass traces (a mode switch
-        # rewrites them); None: not known, and the lease checks are skipped
-        self.read_leases = read_leases or (lambda: None)
+        # flannel's leases for the traces' control-plane checks, read with the facts when a pass traces (a
+        # mode switch rewrites them; the nodes may be their source); None: not known, the checks are skipped
+        self.read_leases = read_leases or (lambda _facts: None)
         self.podless = {n.name for n in nodes if not runs_pods(n.roles)}  # a master: host-host only
         self.pod_network = pod_network
         self.options = options
@@ -412,10 +412,22 @@ class Session:
         nodes = [n for n in self.nodes if n not in self.down and n in self.probes and self.probes[n].pods]
         pairs = planned_traces(nodes, self.options.pairs)
         if pairs:
-            self.traces += trace_probes(self.fleet, self.facts, {n: self.probes[n].pods[0] for n in nodes}, pairs,
-                                        mode, self.read_leases(), self.lock, lambda what: self.progress(what, 0),
+            endpoints = {n: self.probes[n].pods[0] for n in nodes}
+            self.traces += trace_probes(self.fleet, self.facts, endpoints, pairs, mode, self.read_leases(self.facts),
+                                        self.lock, lambda what: self.progress(what, 0),
                                         lambda where, exc: self.fail(where, "trace", exc))
             run_dir.write_traces(self.traces)
+
+    def _release(self, conn) -> dict:
+        """A node marked down gets one short try on a fresh connection (3 s to answer): it cleans itself
+        within the expiry otherwise, and waiting out a full connect timeout only delays the run's end."""
+        if conn.name not in self.down:
+            return runlock.release(conn, self.lock.run_id, timeout=15)
+        spare = self.fleet.spare(conn.name, connect_timeout=3)
+        try:
+            return runlock.release(spare, self.lock.run_id, timeout=5)
+        finally:
+            spare.close()
 
     def _teardown(self) -> None:
         """Release every node the run asked to take, those marked down too (a node may answer again):
@@ -424,7 +436,7 @@ class Session:
         self.fleet.resume()
         touched = sorted(self.locked)
         names = [n for n in touched if n not in self.down] + [n for n in touched if n in self.down]
-        result = self.fleet.each(lambda c: runlock.release(c, self.lock.run_id, timeout=15), names, timeout=60)
+        result = self.fleet.each(self._release, names, timeout=60)
         for name, error in result.failed.items():
             self.fail(name, "cleanup", f"probes may be left on the node ({error}); it removes them itself within "
                       f"{self.lock.expiry:g} s of the run's end (or run `netbench clean`)")

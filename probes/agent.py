@@ -470,7 +470,7 @@ def ping(args: argparse.Namespace) -> dict:
         total = args.warmup + args.count
         timeout_ns = int(args.timeout * 1e9)
         p = Pinger(sock, dst, args.size, total, flags, timeout_ns)
-        send_errors = failures = 0
+        send_errors = failures = silent = 0
         interval_ns = int(args.interval * 1e9)
         start = next_send = time.monotonic_ns()
         for seq in range(total):
@@ -487,10 +487,12 @@ def ping(args: argparse.Namespace) -> dict:
                 if failures == 1:
                     log(f"ping: sendto {args.dst}:{args.port} failed: {exc} (counted as lost)")
                 continue
-            if not p.wait(seq) and not any(p.rx_mono[:seq + 1]) and seq + 1 >= args.give_up:
-                # nothing has ever answered: the path is down, and waiting out every timeout only
-                # delays saying so; the requests not sent count as lost like the others
-                log(f"ping: no reply to the first {seq + 1} requests; giving up (all counted as lost)")
+            silent = 0 if p.wait(seq) else silent + 1
+            if silent >= args.give_up:
+                # the path is down (from the start, or it died mid-run: a node lost its cable), and
+                # waiting out every timeout only delays saying so; the requests not sent count as lost
+                answered = "the first" if silent == seq + 1 else "the last"
+                log(f"ping: no reply to {answered} {silent} requests; giving up (the rest counted as lost)")
                 break
         wall_s = (time.monotonic_ns() - start) / 1e9
         recorded = range(args.warmup, total)
@@ -619,7 +621,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="wait for each echo this long, then count a loss")
     p.add_argument("--warmup", type=_number(int, 0), default=5, help="unrecorded requests sent first")
     p.add_argument("--give-up", type=_number(int, 1), default=10, metavar="N",
-                   help="stop after N requests when not one has been answered (all count as lost)")
+                   help="stop after N requests in a row went unanswered (the rest count as lost)")
     p.add_argument("--timestamping", choices=("auto",) + METHODS, default="auto",
                    help="auto: the best this path supports; otherwise that method or an error")
     p.set_defaults(func=cmd_ping)

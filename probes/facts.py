@@ -43,6 +43,9 @@ def sysctls() -> dict:
     return {n.replace("/", "."): (read(f"/proc/sys/{n}") or "").strip() for n in names}
 
 
+ARG_CUT = 1024  # netbench shows an argument this long as "…": a cut one may hold half a secret
+
+
 def daemons() -> list:
     """Daemons serving this network stack: processes in our own network namespace only (pods' and
     other namespaces' processes are not this node's data path)."""
@@ -57,8 +60,10 @@ def daemons() -> list:
         except OSError:
             continue
         if DAEMONS.search(cmd):
+            # argv with its boundaries (an argument may hold a space: a password must be masked whole)
+            argv = [a.decode(errors="replace")[:ARG_CUT] for a in cmd.rstrip(b"\0").split(b"\0")[:64]]
             found.append({"pid": int(pid), "cmdline": cmd.replace(b"\0", b" ").decode(errors="replace")[:300],
-                          "state": process_state(pid), "tun": tun_devices(pid)})
+                          "argv": argv, "state": process_state(pid), "tun": tun_devices(pid)})
     return found
 
 

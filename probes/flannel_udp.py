@@ -87,35 +87,90 @@ def net_unreachable(offender: bytes, tun_ip: bytes) -> bytes | None:
     return bytes(header + icmp)
 
 
-class LeaseTable:
-    """subnet -> (PublicIP, port) from etcd's leases; replaced whole so readers never need a lock."""
+class EtcdLeases:
+    """flannel's own subnet manager: the network config and the leases in etcd, followed with a watch."""
 
-    def __init__(self, etcd: Etcd, prefix: str, own_ip: str, port: int, subnet_len: int) -> None:
-        self.etcd, self.prefix, self.own_ip, self.port = etcd, prefix, own_ip, port
+    errors = (EtcdError,)
+
+    def __init__(self, etcd: Etcd, prefix: str) -> None:
+        self.etcd, self.prefix = etcd, prefix
+
+    def config(self) -> dict | None:
+        return json.loads(self.etcd.get(f"{self.prefix}/config") or "null")
+
+    def leases(self) -> dict[ipaddress.IPv4Network, str]:
+        found = {}
+        for key, value in self.etcd.get_prefix(f"{self.prefix}/subnets/").items():
+            try:
+                found[subnet_of_key(key)] = json.loads(value)["PublicIP"]
+            except (ValueError, KeyError, TypeError):
+                continue
+        return found
+
+    def changes(self):
+        yield from self.etcd.watch_prefix(f"{self.prefix}/subnets/")
+
+
+class KubeLeases:
+    """kube-flannel's subnet manager: net-conf.json, and the leases in the Node objects (spec.podCIDR and
+    the public-ip annotation) of a `kubectl get nodes -o json` file, re-read whenever it changes."""
+
+    errors = (OSError, ValueError)
+    PUBLIC_IP = "flannel.alpha.coreos.com/public-ip"
+
+    def __init__(self, nodes_file: str, conf_file: str, poll_s: float = 0.2) -> None:
+        self.nodes_file, self.conf_file, self.poll_s = nodes_file, conf_file, poll_s
+
+    def config(self) -> dict | None:
+        try:
+            with open(self.conf_file) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            return None
+
+    def leases(self) -> dict[ipaddress.IPv4Network, str]:
+        with open(self.nodes_file) as f:
+            items = json.load(f).get("items") or []
+        found = {}
+        for node in items:
+            try:
+                found[ipaddress.ip_network(node["spec"]["podCIDR"])] = node["metadata"]["annotations"][self.PUBLIC_IP]
+            except (KeyError, TypeError, ValueError):
+                continue  # a node flannel has not annotated yet
+        return found
+
+    def changes(self):
+        seen = None
+        while True:
+            stamp = os.stat(self.nodes_file).st_mtime_ns
+            if stamp != seen:
+                seen = stamp
+                yield stamp
+            time.sleep(self.poll_s)
+
+
+class LeaseTable:
+    """subnet -> (PublicIP, port) from the leases; replaced whole so readers never need a lock."""
+
+    def __init__(self, source, own_ip: str, port: int, subnet_len: int) -> None:
+        self.source, self.own_ip, self.port = source, own_ip, port
         self.shift = 32 - subnet_len
         self.routes: dict[int, tuple[str, int]] = {}
 
     def refresh(self) -> None:
-        routes = {}
-        for key, value in self.etcd.get_prefix(f"{self.prefix}/subnets/").items():
-            try:
-                net = subnet_of_key(key)
-                public_ip = json.loads(value)["PublicIP"]
-            except (ValueError, KeyError):
-                continue
-            if public_ip != self.own_ip:
-                routes[int(net.network_address) >> self.shift] = (public_ip, self.port)
+        routes = {int(net.network_address) >> self.shift: (public_ip, self.port)
+                  for net, public_ip in self.source.leases().items() if public_ip != self.own_ip}
         if routes != self.routes:
             log(f"peers: {sorted(ip for ip, _ in routes.values())}")
         self.routes = routes
 
     def watch(self, retry_s: float) -> None:
-        """Follow lease changes with an etcd watch; re-read the table whenever one arrives."""
+        """Follow lease changes; re-read the table whenever one arrives."""
         while True:
             try:
-                for _ in self.etcd.watch_prefix(f"{self.prefix}/subnets/"):
+                for _ in self.source.changes():
                     self.refresh()  # the first pass runs once the watch is in place: nothing is missed
-            except EtcdError as exc:
+            except self.source.errors as exc:
                 log(f"lease watch failed (keeping the last table, retrying): {exc}")
             time.sleep(retry_s)
 
@@ -167,8 +222,10 @@ def udp_to_tun(tun: int, sock: socket.socket, mtu: int) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--etcd-endpoints", required=True, help="comma-separated http://host:port")
+    ap.add_argument("--etcd-endpoints", help="comma-separated http://host:port")
     ap.add_argument("--etcd-prefix", default="/coreos.com/network")
+    ap.add_argument("--kube-nodes", help="without etcd: a `kubectl get nodes -o json` file holding the leases")
+    ap.add_argument("--net-conf", help="with --kube-nodes: kube-flannel's net-conf.json (the network config)")
     ap.add_argument("--public-ip", required=True, help="this node's underlay address (its lease's PublicIP)")
     ap.add_argument("--iface", default="eth0", help="underlay interface; its MTU - 28 is flannel0's MTU")
     ap.add_argument("--port", type=int, default=8285)
@@ -176,17 +233,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--retry", type=float, default=1.0, help="seconds before re-opening a failed lease watch")
     args = ap.parse_args(argv)
 
-    etcd = Etcd(args.etcd_endpoints.split(","))
+    if bool(args.etcd_endpoints) == bool(args.kube_nodes and args.net_conf):
+        ap.error("give --etcd-endpoints, or --kube-nodes and --net-conf")
+    source = (EtcdLeases(Etcd(args.etcd_endpoints.split(",")), args.etcd_prefix) if args.etcd_endpoints else
+              KubeLeases(args.kube_nodes, args.net_conf))
     deadline = time.monotonic() + 15
     while True:
         try:
-            config = json.loads(etcd.get(f"{args.etcd_prefix}/config") or "null")
-            leases = etcd.get_prefix(f"{args.etcd_prefix}/subnets/")
-            own = [k for k, v in leases.items() if json.loads(v).get("PublicIP") == args.public_ip]
+            config = source.config()
+            own = [net for net, ip in source.leases().items() if ip == args.public_ip]
             if config and own:
                 break
             problem = "no network config" if not config else f"no lease for {args.public_ip}"
-        except EtcdError as exc:
+        except source.errors as exc:
             problem = str(exc)
         if time.monotonic() > deadline:
             log(f"giving up: {problem}")
@@ -195,10 +254,10 @@ def main(argv: list[str] | None = None) -> int:
 
     network = ipaddress.ip_network(config["Network"])
     port = int(config.get("Backend", {}).get("Port", args.port))  # flannel reads Backend.Port
-    subnet = subnet_of_key(own[0])
+    subnet = own[0]
     with open(f"/sys/class/net/{args.iface}/mtu") as f:
         mtu = int(f.read()) - 28
-    table = LeaseTable(etcd, args.etcd_prefix, args.public_ip, port, int(config.get("SubnetLen", 24)))
+    table = LeaseTable(source, args.public_ip, port, int(config.get("SubnetLen", 24)))
     table.refresh()
 
     sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)

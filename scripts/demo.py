@@ -15,11 +15,11 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from netbench import cluster, gates
 from netbench.cli import print_mode_comparison
-from netbench.doctor import read_leases
 from netbench.flannel import Mode
 from netbench.lab.builder import running_lab
 from netbench.lab.topology import LabTopology, LinkShape
 from netbench.report import html
+from netbench.routes import sources
 from netbench.run import RunOptions, Session
 
 MODES = ("udp", "vxlan", "host-gw", "static", "frr")
@@ -44,7 +44,7 @@ def main() -> int:
         with running_lab(topo, step=lambda s: bar.update(task, description=f"lab up: {s}"[:44])) as lab:
             inv, nodes = cluster.load(lab.inventory_file)
             session = Session(nodes, str(inv.cluster.pod_network), options, ROOT / "reports", inv.redacted(),
-                              label="demo", read_leases=lambda: read_leases(inv)[0])
+                              label="demo", read_leases=lambda node_facts: sources.table(inv, node_facts)[0])
             bar.update(task, total=session.estimate_steps(), completed=0)
             session.progress = lambda what, n: bar.update(task, description=what[:44], advance=n)
             outcome = session.execute(lambda mode: lab.set_mode(Mode(mode)))

@@ -37,7 +37,8 @@ def lab_up(
     pods: int = typer.Option(1, help="pods created on every node (nb-pod1, nb-pod2, …)"),
     seed: Optional[int] = typer.Option(None, help="seed for the lease allocation (default: random)"),
 ) -> None:
-    """Build the lab: switch, N nodes with a pod bridge, etcd, sshd, pods, and the chosen data path."""
+    """Build the lab: switch, N nodes with a pod bridge, etcd (not for --flavour k8s: its leases are in
+    the Node objects, as with kube-flannel's subnet manager), sshd, pods, and the chosen data path."""
     from netbench.lab.builder import Lab
     from netbench.lab.topology import LabTopology, LinkShape
 
@@ -75,7 +76,7 @@ def lab_mode(
     mode: str = typer.Argument(..., help="udp | vxlan | host-gw | static | frr | none"),
     routing: Optional[str] = typer.Option(None, help="for frr: ospf or bgp (default: what the lab was built with)"),
 ) -> None:
-    """Switch the running lab's data path in place (etcd config and leases follow)."""
+    """Switch the running lab's data path in place (flannel's config and leases follow)."""
     from netbench.lab.builder import Lab
 
     lab = Lab()
@@ -95,7 +96,7 @@ def lab_status(as_json: bool = typer.Option(False, "--json", help="machine-reada
         print(json.dumps(status, indent=2))
     else:
         _print_status(status)
-    healthy = status["etcd"]["healthy"] and all(
+    healthy = (status["etcd"] or {"healthy": True})["healthy"] and all(
         r["node"] and all(r["daemons"].values()) for r in status["nodes"])
     raise typer.Exit(0 if healthy else 1)
 
@@ -184,8 +185,10 @@ def _lab_switch(inventory: Path | None):
 
 
 def _print_status(status: dict) -> None:
-    table = Table(title=f"lab: mode {status['mode']}, etcd {status['etcd']['endpoint']} "
-                        f"({'healthy' if status['etcd']['healthy'] else 'DOWN'})")
+    etcd = status["etcd"]
+    leases = (f"etcd {etcd['endpoint']} ({'healthy' if etcd['healthy'] else 'DOWN'})" if etcd else
+              f"no etcd, leases in the Node objects {status['leases']}")
+    table = Table(title=f"lab: mode {status['mode']}, {leases}")
     for col in ("node", "address", "lease", "backend", "daemons", "devices", "pod routes"):
         table.add_column(col)
     for r in status["nodes"]:

@@ -103,9 +103,10 @@ def _run(inventory, out, samples, interval, size, duration, repeats, streams, ud
         raise UserError(str(exc)) from None
     progress = Progress(TextColumn("{task.description:<40}", markup=False), BarColumn(), MofNCompleteColumn(),
                         TimeElapsedColumn(), console=err, transient=as_json)
-    from netbench.doctor import read_leases
+    from netbench.routes import sources
     session = Session(nodes, str(inv.cluster.pod_network), options, out, inv.redacted(), label=inv.cluster.name,
-                      accept_new_host_keys=accept_new_host_keys, read_leases=lambda: read_leases(inv)[0])
+                      accept_new_host_keys=accept_new_host_keys,
+                      read_leases=lambda node_facts: sources.table(inv, node_facts)[0])
     try:
         total = session.estimate_steps()
     except ValueError as exc:
@@ -265,14 +266,17 @@ def _trace(src, dst, inventory, host, all_pairs, probes, mtu, mode, accept_new_h
     if not 2 <= expiry <= 3600:
         raise UserError(f"--expiry: {expiry} is out of range (2 to 3600 s)")
     options = TraceOptions(probes=probes, mtu_sweep=mtu, host=host)
-    from netbench.doctor import read_leases
-    # the leases (for the control-plane checks; None when etcd cannot be read from here) are read
-    # while the nodes are reached and their facts gathered
+    from netbench.routes import sources
+    # the leases (for the control-plane checks; None when their source cannot be read) are read from
+    # etcd or the Node objects while the nodes are reached, and made into the table with their facts
     with console.status(Text("tracing")) as status, ThreadPoolExecutor(max_workers=1) as pool:
-        leases = pool.submit(read_leases, inv)
+        stored = pool.submit(sources.stored, inv, 2)
+
+        def read_leases(node_facts):
+            return sources.table(inv, node_facts, stored.result())[0]
         reports, failed = trace_pairs(nodes, str(inv.cluster.pod_network), pairs, options, mode,
                                       accept_new_host_keys, progress=lambda s: status.update(Text(s)),
-                                      read_leases=lambda: leases.result()[0], expiry=expiry)
+                                      read_leases=read_leases, expiry=expiry)
     if as_json:
         print(json.dumps({"traces": [r.as_dict() for r in reports], "nodes_failed": failed}, indent=2, default=str))
     elif all_pairs:

@@ -30,7 +30,8 @@ def apply_cmd(
     accept_new_host_keys: bool = typer.Option(False, help=HOST_KEYS_HELP),
     dry_run: bool = typer.Option(False, "--dry-run", help="compute and print what would change; change nothing"),
 ) -> None:
-    """Route every peer's pod subnet on every node, computed from flannel's leases in etcd. The routes
+    """Route every peer's pod subnet on every node, computed from flannel's leases (etcd's, the Node
+    objects', or the nodes' own: cluster.leases.source). The routes
     that are replaced are saved on each node first, so `netbench routes revert` restores them exactly."""
     from netbench import cluster, routes
 

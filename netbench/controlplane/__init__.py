@@ -5,7 +5,7 @@ and the cluster's mode in; findings out. `check` looks at every node and every p
 lists); `check_pair` only at what the path src -> dst and back relies on (what `trace` ranks).
 Leases None means they could not be read: lease checks are skipped, the rest still runs.
 
-Causes: lease-missing, lease-wrong-address, lease-stale, lease-overlap, lease-expired,
+Causes: lease-missing, lease-wrong-address, lease-stale, lease-overlap, lease-expired, lease-sources-disagree,
 lease-backend-mismatch; overlay-device-missing, overlay-device-down, overlay-daemon-down,
 overlay-daemon-stopped, overlay-daemon-detached, route-missing (udp, routed); vxlan-route-missing,
 vxlan-neighbour-missing, vxlan-neighbour-wrong, fdb-missing, fdb-wrong-destination, vtep-mac-mismatch,

@@ -18,8 +18,13 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class Cluster:
     facts: Mapping[str, NodeFacts]
-    leases: Mapping[str, "Lease"] | None  # None: unknown (no etcd to read), so lease checks are skipped
+    leases: Mapping[str, "Lease"] | None  # None: unknown (no source could be read), so lease checks are skipped
     mode: str
+
+    @property
+    def compared(self) -> Mapping[str, Mapping[str, "Lease"]]:
+        """The other sources' tables read to cross-check the leases (a LeaseTable's), by their label."""
+        return getattr(self.leases, "compared", None) or {}
 
     @property
     def flannel_mode(self) -> Mode | None:
@@ -46,9 +51,13 @@ class Cluster:
             return None
         return self.facts[node].device_of_kind(mode.backend.kind, mode.device)
 
-    def etcd_hint(self) -> str:
-        """The etcdctl command that lists the leases where they were read."""
+    def lease_hint(self) -> str:
+        """The command that lists the leases where they were read: etcdctl, kubectl, or subnet.env."""
         lease = next(iter((self.leases or {}).values()), None)
+        if lease and lease.source.startswith("kubernetes"):
+            return hint("kubectl", "get", "nodes", "-o", "json")
+        if lease and lease.source.startswith("node "):
+            return hint("cat", lease.key.partition(":")[2] or "/run/flannel/subnet.env")
         prefix = (lease.key.rsplit("/", 1)[0] + "/") if lease and lease.key else f"{flannel.DEFAULT_PREFIX}/subnets/"
         endpoints = lease.source.removeprefix("etcd ").replace(", ", ",") if lease and lease.source else ""
         return hint("etcdctl", *(("--endpoints", endpoints) if endpoints else ()), "get", "--prefix", prefix)

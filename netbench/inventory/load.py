@@ -13,7 +13,7 @@ from pydantic import BaseModel, ValidationError
 from netbench import redact
 from netbench.errors import UserError
 from netbench.inventory.fields import _SECRET, Loc
-from netbench.inventory.model import ClusterSettings, EtcdSettings, Inventory, Node, SshSettings
+from netbench.inventory.model import ClusterSettings, EtcdSettings, Inventory, LeaseSettings, Node, SshSettings
 from netbench.inventory.rules import _cross_check, _line
 from netbench.strict_yaml import StrictLoader
 
@@ -21,6 +21,7 @@ _MODEL_AT: dict[Loc, type[BaseModel]] = {
     (): Inventory,
     ("cluster",): ClusterSettings,
     ("cluster", "etcd"): EtcdSettings,
+    ("cluster", "leases"): LeaseSettings,
     ("ssh",): SshSettings,
     ("nodes",): Node,
     ("nodes", "ssh"): SshSettings,

@@ -7,7 +7,7 @@ import difflib
 import os
 from ipaddress import IPv4Network
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationInfo, field_validator, model_validator
 
@@ -60,10 +60,51 @@ class EtcdSettings(_Model):
         return trimmed
 
 
+class LeaseSettings(_Model):
+    """Where netbench reads flannel's leases: `etcd`, `nodes` (each node's subnet.env and overlay device,
+    over SSH) or `kubernetes` (the Node objects in `kube_nodes`, a file of `kubectl get nodes -o json`).
+    Default: etcd when cluster.etcd is set, else the nodes; a named kube_nodes file is read too, to
+    cross-check."""
+
+    source: Literal["etcd", "nodes", "kubernetes"] | None = None
+    kube_nodes: Path | None = None
+
+    @field_validator("kube_nodes")
+    @classmethod
+    def _kube_nodes(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is None:
+            return None
+        path = _resolve(value, info)
+        if not path.is_file():
+            raise InvalidValue(f"{path} is not a file (write it with `kubectl get nodes -o json > {path.name}`)")
+        return path
+
+
 class ClusterSettings(_Model):
     name: str
     pod_network: IPv4Network
     etcd: EtcdSettings | None = None
+    leases: LeaseSettings = Field(default_factory=LeaseSettings)
+
+    @model_validator(mode="after")
+    def _lease_source(self) -> ClusterSettings:
+        if self.leases.source == "etcd" and self.etcd is None:
+            raise InvalidValue("leases.source is etcd, but there is no cluster.etcd (add its endpoints, or "
+                               "choose source nodes)")
+        if self.leases.source == "kubernetes" and self.leases.kube_nodes is None:
+            raise InvalidValue("leases.source is kubernetes, but leases.kube_nodes names no file of "
+                               "`kubectl get nodes -o json` output")
+        return self
+
+    @field_validator("leases", mode="before")
+    @classmethod
+    def _empty_leases(cls, value: Any) -> Any:
+        return {} if value is None else value
+
+    @property
+    def lease_source(self) -> str:
+        """The source leases are read from: the one chosen, else etcd when configured, else the nodes."""
+        return self.leases.source or ("etcd" if self.etcd else "nodes")
 
     @field_validator("name")
     @classmethod

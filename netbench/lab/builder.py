@@ -86,6 +86,7 @@ class Lab:
         self.inventory_file = self.dir / "inventory.yaml"
         self.keys = SshKeys(self.dir)
         self.probes_dir = self.dir / "probes"
+        self.kube_dir = self.dir / "kube"  # a flavour without etcd: the Node objects, as the API server holds them
         self.state_error: UserError | None = None
         try:
             self.state: LabState | None = LabState.load(self.state_file)
@@ -105,6 +106,9 @@ class Lab:
 
     @property
     def etcd(self) -> Etcd:
+        if self.topology.etcd_endpoint is None:
+            raise LabError(f"the {self.topology.flavour.name} lab runs no etcd: its leases are in the Node objects "
+                           f"({self.kube_dir})")
         return Etcd(self.topology.etcd_endpoint)
 
     @property
@@ -204,7 +208,7 @@ class Lab:
         install_probes(self.dir)
         if topo.flavour.cni:
             cni.check_installed()
-            cni.make_mount_points()
+            cni.make_mount_points(self.dir)
 
         step("underlay switch")
         self._netns(SWITCH_NS)
@@ -235,11 +239,12 @@ class Lab:
             for node in nodes:
                 linkem.apply(node, topo.link, topo.flavour.underlay)
 
-        step("ssh keys, sshd and etcd")
+        step("ssh keys, sshd" + (" and etcd" if topo.etcd_node else ""))
         self.keys.generate(nodes)
         sshd, etcd_server = Sshd(self.keys), EtcdServer()
-        etcd_node = next(n for n in nodes if n.spec is topo.etcd_node)
-        state.node(etcd_node.name).daemons["etcd"] = etcd_server.start(etcd_node)
+        etcd_node = next((n for n in nodes if n.spec is topo.etcd_node), None)
+        if etcd_node:
+            state.node(etcd_node.name).daemons["etcd"] = etcd_server.start(etcd_node)
         for node in nodes:
             state.node(node.name).daemons["sshd"] = sshd.start(node)
         self.save()
@@ -248,7 +253,8 @@ class Lab:
             for node in nodes + ([router] if router else []):
                 state.node(node.name).daemons.update(frr_daemons.start(node))
             self.save()
-        etcd_server.ready(etcd_node)
+        if etcd_node:
+            etcd_server.ready(etcd_node)
         if frr_daemons:
             for node in nodes + ([router] if router else []):
                 frr_daemons.ready(node)
@@ -257,7 +263,7 @@ class Lab:
         state.phase = "up"  # the data path below uses the normal (up-lab) code paths
         self.save()
 
-        step(f"pods, leases in etcd, the {topo.mode.value} data path")
+        step(f"pods, leases in {'etcd' if topo.etcd_node else 'the Node objects'}, the {topo.mode.value} data path")
         for node in nodes:
             if topo.flavour.cni:
                 cni.write_config(node, topo.flavour, topo.mode.mtu())
@@ -294,7 +300,9 @@ class Lab:
             "cluster": {
                 "name": "netbench-lab",
                 "pod_network": str(topo.flavour.pod_network),
-                "etcd": {"endpoints": [topo.etcd_endpoint], "prefix": flannel.DEFAULT_PREFIX},
+                # without etcd (kube-subnet-mgr) netbench reads the leases from the nodes, as on such a cluster
+                **({"etcd": {"endpoints": [topo.etcd_endpoint], "prefix": flannel.DEFAULT_PREFIX}}
+                   if topo.etcd_endpoint else {}),
             },
             "ssh": {"user": "root", "identity_file": str(self.keys.identity),
                     "known_hosts": str(self.keys.known_hosts)},

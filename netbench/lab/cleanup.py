@@ -19,6 +19,8 @@ from pyroute2 import IPRoute, netns
 from netbench.lab.procs import alive
 from netbench.lab.topology import MGMT_LINK, PREFIX
 
+HOST_DIRS = "host-dirs"  # in the lab's state directory: the host directories the lab made, in order
+
 NETNS_DIR = Path("/run/netns")
 MARKER = ".netbench-lab"  # a state dir is removed only when it carries this
 
@@ -127,6 +129,24 @@ def clean(state_dir: Path | None = None) -> CleanupReport:
                 for index in ipr.link_lookup(ifname=name):
                     ipr.link("del", index=index)
     if state_dir and state_dir.exists() and is_lab_dir(state_dir):
+        report.dirs += remove_host_dirs(state_dir / HOST_DIRS)
         shutil.rmtree(state_dir)
         report.dirs.append(str(state_dir))
     return report
+
+
+def remove_host_dirs(listing: Path) -> list[str]:
+    """The host directories the lab made (its mount points), deepest first, each only while empty: a
+    directory something else has since put files in stays."""
+    try:
+        made = [Path(line) for line in listing.read_text().splitlines() if line.startswith("/")]
+    except OSError:
+        return []
+    removed = []
+    for path in reversed(made):
+        try:
+            path.rmdir()
+            removed.append(str(path))
+        except OSError:
+            pass  # not empty, or already gone
+    return removed

@@ -15,6 +15,7 @@ import json
 from pathlib import Path
 
 from netbench.errors import LabError
+from netbench.lab.cleanup import HOST_DIRS
 from netbench.lab.daemons import NODE_PYTHON
 from netbench.lab.node import LabNode
 from netbench.lab.topology import Flavour
@@ -35,10 +36,18 @@ def check_installed() -> None:
                        "containernetworking-plugins (`make setup`)")
 
 
-def make_mount_points() -> None:
-    """The empty directories a node's own /etc/cni and /var/lib/cni are mounted over (before any holder)."""
-    for path in MOUNT_POINTS:
-        Path(path).mkdir(parents=True, exist_ok=True)
+def make_mount_points(state_dir: Path) -> None:
+    """The empty directories a node's own /etc/cni and /var/lib/cni are mounted over (before any holder).
+    Those the host did not have are written to the lab's HOST_DIRS file first, so `lab down` removes
+    them again (when still empty) and the host is left as it was."""
+    created = []
+    for path in map(Path, MOUNT_POINTS):
+        created += [p for p in (*reversed(path.parents), path) if not p.exists()]
+    if created:
+        with open(state_dir / HOST_DIRS, "a") as f:
+            f.writelines(f"{p}\n" for p in created)
+    for path in created:
+        path.mkdir(exist_ok=True)
 
 
 def conflist(flavour: Flavour, subnet: str, mtu: int) -> dict:

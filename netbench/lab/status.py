@@ -10,6 +10,7 @@ from netbench import flannel
 from netbench.flannel import Mode
 from netbench.lab import datapaths
 from netbench.lab.daemons import tcp_banner
+from netbench.lab.datapaths.base import KUBE_NODES
 from netbench.lab.node import LabNode
 from netbench.lab.procs import alive
 from netbench.lab.topology import router_address
@@ -21,11 +22,14 @@ def report(lab) -> dict:
     """lab: a builder.Lab that is up."""
     state = lab.require_up()
     names = state.topology.flavour
-    etcd_ok = lab.etcd.healthy()
+    has_etcd = state.topology.etcd_endpoint is not None
+    etcd_ok = lab.etcd.healthy() if has_etcd else True
     leases = {}
-    if etcd_ok:
+    if has_etcd and etcd_ok:
         for key, value in lab.etcd.get_prefix(f"{flannel.DEFAULT_PREFIX}/subnets/").items():
             leases[flannel.subnet_from_key(key)] = json.loads(value)
+    elif not has_etcd:
+        leases = _node_object_leases(lab.kube_dir / KUBE_NODES)
     rows = []
     for node in lab.nodes:
         ns = state.node(node.name)
@@ -52,8 +56,26 @@ def report(lab) -> dict:
                                             "pod_network": str(names.pod_network)},
             "routing": state.routing, "segments": state.segments, "router": router,
             "state_dir": str(lab.dir), "inventory": str(lab.inventory_file),
-            "etcd": {"endpoint": lab.topology.etcd_endpoint, "healthy": etcd_ok},
+            "etcd": {"endpoint": lab.topology.etcd_endpoint, "healthy": etcd_ok} if has_etcd else None,
+            "leases": "etcd" if has_etcd else str(lab.kube_dir / KUBE_NODES),
             "link": state.link, "nodes": rows}
+
+
+def _node_object_leases(path) -> dict:
+    """subnet -> lease value, from the lab's Node objects (a flavour without etcd)."""
+    try:
+        items = json.loads(path.read_text()).get("items") or []
+    except (OSError, ValueError):
+        return {}
+    found = {}
+    for node in items:
+        try:
+            lease = flannel.node_lease_value(node)
+        except ValueError:  # a malformed annotation (doctor names it): no lease shown for that node
+            continue
+        if lease:
+            found[lease[0]] = lease[1]
+    return found
 
 
 def _pod_routes(ipr, network: ipaddress.IPv4Network) -> list:

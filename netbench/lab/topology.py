@@ -31,8 +31,10 @@ POD_NETWORKS = (ipaddress.ip_network("10.1.0.0/16"), ipaddress.ip_network("10.24
 @dataclass(frozen=True)
 class Flavour:
     """The names a lab's nodes use, as one kind of flannel node spells them: the pod bridge, the node's
-    underlay interface, the pod network and the lease size, and the mode `lab up` runs by default.
-    Everything else (etcd's layout, the modes, the nb- names of the switch side) is the same."""
+    underlay interface, the pod network and the lease size, the mode `lab up` runs by default, and where
+    flannel keeps its leases: etcd (flannel's own subnet manager), or, without etcd, the Node objects
+    (kube-flannel's --kube-subnet-mgr: the lab keeps them as `kubectl get nodes -o json` would print
+    them). Everything else (the modes, the nb- names of the switch side) is the same."""
 
     name: str
     bridge: str
@@ -41,6 +43,7 @@ class Flavour:
     subnet_len: int = 24
     default_mode: Mode = Mode.udp
     cni: bool = False  # pods made through a CNI network config and plugins (lab/cni.py), as kubelet's runtime does
+    etcd: bool = True  # False: no etcd at all, the leases live in the Node objects
 
     def __post_init__(self) -> None:
         for what, ifname in (("bridge", self.bridge), ("underlay", self.underlay)):
@@ -59,9 +62,11 @@ class Flavour:
                                f"pod networks ({', '.join(map(str, POD_NETWORKS))})")
 
 
-# The seed's nodes (docker0 on flanneld's lease), and a kube-flannel node (cni0, a cloud VM's ens4, CNI).
+# The seed's nodes (docker0 on flanneld's lease in etcd), and a kube-flannel node (cni0, a cloud VM's ens4,
+# CNI, the kube subnet manager: no etcd).
 FLANNEL = Flavour("flannel", bridge="docker0", underlay="eth0", pod_network=POD_NETWORKS[0])
-K8S = Flavour("k8s", bridge="cni0", underlay="ens4", pod_network=POD_NETWORKS[1], default_mode=Mode.vxlan, cni=True)
+K8S = Flavour("k8s", bridge="cni0", underlay="ens4", pod_network=POD_NETWORKS[1], default_mode=Mode.vxlan, cni=True,
+             etcd=False)
 FLAVOURS = {f.name: f for f in (FLANNEL, K8S)}
 
 
@@ -150,12 +155,13 @@ class LabTopology:
         return UNDERLAY.prefixlen - (self.segments - 1).bit_length()
 
     @property
-    def etcd_node(self) -> NodeSpec:
-        return next(n for n in self.nodes if "etcd" in n.roles)
+    def etcd_node(self) -> NodeSpec | None:
+        """The node running etcd; None when the flavour keeps no lease in etcd."""
+        return next((n for n in self.nodes if "etcd" in n.roles), None)
 
     @property
-    def etcd_endpoint(self) -> str:
-        return f"http://{self.etcd_node.address}:2379"
+    def etcd_endpoint(self) -> str | None:
+        return f"http://{self.etcd_node.address}:2379" if self.etcd_node else None
 
     @classmethod
     def build(
@@ -187,7 +193,7 @@ class LabTopology:
                 name=f"n{i + 1}",
                 address=str(segment_network(seg).network_address + i + 1),
                 subnet=subnets[i],
-                roles=("etcd", "node") if i == 0 else ("node",),
+                roles=("etcd", "node") if i == 0 and flavour.etcd else ("node",),
                 segment=seg,
                 gateway=router_address(seg) if segments > 1 else None,
             ))

@@ -15,19 +15,24 @@ from netbench.results import RunDir
 
 def compare(run_dirs: list[Path], level: float = stats.LEVEL,
             min_effect: float | None = None) -> tuple[list[str], pd.DataFrame]:
-    """One row per mode, scenario, test and COMPARE headline metric of any run; per run its figure and
+    """One row per mode (or per path of each run: `across_modes`), scenario, test and COMPARE headline
+    metric of any run; per run its figure and
     interval, and for every run after the first its ratio to the first and the verdict (stats.BETTER, WORSE,
     SAME, UNTESTABLE; "new" or "not comparable" when one of the two lacks it). min_effect None: each
     metric's own (metrics.Metric.min_effect)."""
     runs = [RunDir.open(p) for p in run_dirs]
     names = [r.run_id for r in runs]
     headline = set(metrics.headline_pairs(metrics.COMPARE))
+    frames = [r.frame() for r in runs]
+    label = across_modes(frames)
     figures, present = [], []
-    for r in runs:
-        df = r.frame()
+    for r, df in zip(runs, frames, strict=True):
+        samples = r.samples()
+        if label and not df.empty:
+            df, samples = df.assign(mode=label), [{**s, "mode": label} for s in samples]
         if not df.empty:
             df = df[[(t, m) in headline for t, m in zip(df.test, df.metric, strict=True)]]
-        figures.append(Figures(df, r.samples(), level))
+        figures.append(Figures(df, samples, level))
         present.append(set(df.groupby(["mode", "scenario", "test", "metric"]).groups) if not df.empty else set())
     rows = []
     for key in sorted(set().union(*present)):
@@ -56,6 +61,16 @@ def compare(run_dirs: list[Path], level: float = stats.LEVEL,
                 row[f"{name} note"] = d.note
         rows.append(row)
     return names, pd.DataFrame(rows)
+
+
+def across_modes(frames: list[pd.DataFrame]) -> str | None:
+    """When every run measured one data path and they are not all the same one (the overlay as it runs,
+    then `routes apply static`, then a run again), the runs are compared path against path: "vxlan →
+    static". Runs of several modes each (`run --modes`) are compared mode by mode."""
+    modes = [sorted(set(df["mode"])) if not df.empty else [] for df in frames]
+    if any(len(m) != 1 for m in modes) or len({m[0] for m in modes}) < 2:
+        return None
+    return " → ".join(m[0] for m in modes)
 
 
 def incomplete(run_dirs: list[Path]) -> list[tuple[str, bool]]:

@@ -1,5 +1,6 @@
 """`netbench routes`: route pod subnets on the user's own nodes instead of flannel's overlay, computed
-from flannel's leases in etcd, written over SSH, and undone exactly.
+from flannel's leases (etcd's, the Kubernetes Node objects', or the nodes' own: `sources`), written over
+SSH, and undone exactly.
 
 Two kinds:
 - `static`: on every node, one kernel route per peer lease, `ip route replace <subnet> via <next hop>
@@ -18,7 +19,10 @@ Pure parts (leases, next hops, restore commands, plans, the state file) are smal
 data; `apply` and `revert` run them on every node through a Fleet, one Outcome per node. One noun per
 module, each importing only those above it:
 - `errors`: RoutesError, what stops one node.
-- `leases`: flannel's leases from etcd; a node's own lease and its peers'.
+- `leases`: Lease and LeaseTable; flannel's leases from etcd; a node's own lease and its peers'.
+- `kube`: the leases of Kubernetes Node objects (a `kubectl get nodes -o json` file).
+- `nodeleases`: the leases the nodes themselves hold (subnet.env, overlay device), from their facts.
+- `sources`: which source the inventory reads, the one table from it, the others kept to cross-check.
 - `safety`: which leases may become routes (checked on every node's facts before any node changes).
 - `iproute`: routes as `ip -j route` prints them, restore commands, the static routes netbench adds.
 - `state`: the node-side state file, and revert as a plan computed from it.
@@ -40,7 +44,15 @@ from netbench.routes.apply import (
 from netbench.routes.errors import RoutesError
 from netbench.routes.frrplan import frr_plan
 from netbench.routes.iproute import StaticRoute, describe, next_hop, restore_argv, route_key, static_routes
-from netbench.routes.leases import Lease, lease_values, own_lease, parse_leases, peer_leases, read_leases
+from netbench.routes.leases import (
+    Lease,
+    LeaseTable,
+    lease_values,
+    own_lease,
+    parse_leases,
+    peer_leases,
+    read_leases,
+)
 from netbench.routes.safety import UnsafeLease, UnsafeLeases, unsafe_leases
 from netbench.routes.state import (
     KINDS,
@@ -53,7 +65,8 @@ from netbench.routes.state import (
 )
 
 __all__ = [
-    "KINDS", "STATE_FILE", "Job", "Lease", "Outcome", "RevertPlan", "RouteState", "RoutesError", "StaticRoute",
+    "KINDS", "STATE_FILE", "Job", "Lease", "LeaseTable", "Outcome", "RevertPlan", "RouteState", "RoutesError",
+    "StaticRoute",
     "UnsafeLease", "UnsafeLeases", "unsafe_leases",
     "apply", "apply_frr", "apply_static", "check_args", "describe", "frr_plan", "lease_values", "next_hop",
     "own_lease", "parse_leases", "peer_leases", "read_leases", "read_state_argv", "remove_state_argv",

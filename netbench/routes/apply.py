@@ -17,8 +17,9 @@ from netbench.remote import script
 from netbench.routes.errors import RoutesError
 from netbench.routes.frrplan import frr_plan, learned, summarise_plan
 from netbench.routes.iproute import MARK, describe, restore_argv, route_metric, sections, show_routes, static_routes
-from netbench.routes.leases import Lease, own_lease, peer_leases, read_leases
+from netbench.routes.leases import Lease, own_lease, peer_leases
 from netbench.routes.safety import refuse_unsafe, unsafe_leases
+from netbench.routes.sources import required, stored_source
 from netbench.routes.state import (
     KINDS,
     STATE_FILE,
@@ -150,6 +151,20 @@ def _frr_prechecks(conn: Connection, plan: frr.FrrPlan) -> None:
                           "does not record (the lab's frr mode?); netbench will not take it over")
 
 
+def _shadowing(conn: Connection, subnets: Sequence[str]) -> tuple[dict, ...]:
+    """The routes to the peers' subnets that would hide what FRR learns (flannel's vxlan or host-gw routes,
+    metric 0: zebra installs nothing over a kernel route), each one restorable exactly, or RoutesError."""
+    previous, _ = show_routes(conn, subnets)
+    found = tuple(route for dst in subnets for route in previous.get(dst, [])
+                  if route_metric(route) == 0 and str(route.get("protocol")) not in facts.ROUTING_DAEMON_PROTOS)
+    for route in found:
+        try:
+            restore_argv(route)
+        except RoutesError as exc:
+            raise RoutesError(f"{exc}; netbench will not remove a route it cannot put back") from None
+    return found
+
+
 def apply_frr(conn: Connection, spec: ClusterNode, job: Job, out: Outcome) -> None:
     _refuse_if_applied(conn)
     known = job.known.get(spec.target.name) or node_facts(conn, spec, job.pod_network)
@@ -159,14 +174,14 @@ def apply_frr(conn: Connection, spec: ClusterNode, job: Job, out: Outcome) -> No
     plan = frr_plan(spec.target.name, job.routing, spec.target.address, own, peers, known, job.pod_network,
                     job.auth_key)
     subnets = [lease.subnet for lease in peers]
-    for route in known.routes:
-        if route.dst in subnets and route.proto not in facts.ROUTING_DAEMON_PROTOS:
-            out.notes.append(f"{route.dst} is routed already ({route}); the kernel prefers that route to the "
-                             "one FRR learns while it exists")
     _frr_prechecks(conn, plan)
-    state = RouteState("frr", spec.target.name, now(), subnets=tuple(subnets), plan=plan)
-    out.actions.append(f"save the FRR plan in {STATE_FILE}")
+    # the overlay's own routes to those subnets go while FRR's are in place (saved, put back on revert)
+    saved = _shadowing(conn, subnets)
+    state = RouteState("frr", spec.target.name, now(), previous=saved, subnets=tuple(subnets), plan=plan)
+    out.actions.append(f"save the FRR plan and the {len(saved)} route(s) it takes over in {STATE_FILE}")
     out.actions += summarise_plan(plan)
+    out.actions += [shlex.join(restore_argv(route, "del")) for route in saved]
+    out.notes += [f"{route['dst']}: FRR's route takes the place of {describe(route)}" for route in saved]
     if job.dry_run:
         out.status = "planned"
         return
@@ -177,6 +192,10 @@ def apply_frr(conn: Connection, spec: ClusterNode, job: Job, out: Outcome) -> No
         frr.apply(conn, plan, write=False, checked=True)  # running configuration only: see the module docstring
     except frr.FrrError as exc:
         raise RoutesError(f"{exc}; run `netbench routes revert` to undo any part that was applied") from None
+    if saved:
+        result = conn.run(script([restore_argv(route, "del") for route in saved]), check=False)
+        if not result.ok:
+            raise RoutesError(f"removing the overlay's routes failed: {result.why}; run `netbench routes revert`")
     out.status = "applied"
     missing = _wait_learned(conn, job.routing, subnets, present=True, timeout=job.learn_timeout)
     if missing:
@@ -201,13 +220,15 @@ def revert_node(conn: Connection, spec: ClusterNode, job: Job, out: Outcome) -> 
             out.status = "planned"
             return
         frr.remove(conn, state.plan, write=False)
+        left = _wait_learned(conn, state.plan.routing, state.subnets, present=False, timeout=job.learn_timeout)
+        if left:
+            out.notes.append(f"routes learned over {state.plan.routing} still in the kernel: {', '.join(sorted(left))}")
+        if state.previous:  # the overlay's routes FRR's took the place of
+            _restore(conn, state, out)
         result = conn.run(remove_state_argv(), check=False)
         if not result.ok:
             raise RoutesError(f"FRR configuration removed, but {STATE_FILE} was not: {result.why}")
         out.status = "reverted"
-        left = _wait_learned(conn, state.plan.routing, state.subnets, present=False, timeout=job.learn_timeout)
-        if left:
-            out.notes.append(f"routes learned over {state.plan.routing} still in the kernel: {', '.join(sorted(left))}")
         return
     current, _ = show_routes(conn, state.destinations)
     plan = revert_plan(state, current)
@@ -229,6 +250,22 @@ def revert_node(conn: Connection, spec: ClusterNode, job: Job, out: Outcome) -> 
     if plan.problems:
         raise RoutesError("; ".join(plan.problems) + f" ({STATE_FILE} is kept)")
     out.status = "reverted"
+
+
+def _restore(conn: Connection, state: RouteState, out: Outcome) -> None:
+    """Put back the routes a state file saved (what FRR's took the place of): RoutesError, the state file
+    kept, when one cannot go back."""
+    current, _ = show_routes(conn, state.destinations)
+    plan = revert_plan(state, current)
+    out.actions += [shlex.join(argv) for argv in plan.commands]
+    out.notes += plan.notes
+    if plan.commands:
+        result = conn.run(script(plan.commands), check=False)
+        if not result.ok:
+            raise RoutesError(f"restoring the routes failed: {result.why}; {STATE_FILE} is kept, run revert "
+                              "again once fixed")
+    if plan.problems:
+        raise RoutesError("; ".join(plan.problems) + f" ({STATE_FILE} is kept)")
 
 
 Step = Callable[[Connection, ClusterNode, Job, Outcome], None]
@@ -283,14 +320,20 @@ def apply(inv: Inventory, nodes: Sequence[ClusterNode], kind: str, routing: str 
     UnsafeLeases (a UserError) when a lease must not become a route, raised after every node's facts are
     read and before anything changes on any node (the dry run refuses them too)."""
     routing = check_args(kind, routing)
-    leases = read_leases(inv)
-    job = Job(kind, str(inv.cluster.pod_network), leases, routing, dry_run,
+    early = stored_source(inv)  # etcd's or the Node objects': checked before any node is reached
+    job = Job(kind, str(inv.cluster.pod_network), early or {}, routing, dry_run,
               auth_key=frr.new_auth_key() if kind == "frr" else None)
-    refuse_unsafe(unsafe_leases(leases, job.pod_network, [n.address for n in inv.nodes]))  # before SSH
+    addresses = [n.address for n in inv.nodes]
+    if early is not None:
+        refuse_unsafe(unsafe_leases(early, job.pod_network, addresses))  # before SSH
     with Fleet([n.target for n in nodes], accept_new_host_keys) as fleet:
         known, failed = cluster.gather_facts(fleet, nodes, job.pod_network)
-        refuse_unsafe(unsafe_leases(leases, job.pod_network, [n.address for n in inv.nodes], known))
-        return _each(fleet, nodes, replace(job, known=known), failed)
+        leases = early if early is not None else required(inv, known, {}, failed)  # the nodes' own
+        refuse_unsafe(unsafe_leases(leases, job.pod_network, addresses, known))
+        outcomes = _each(fleet, nodes, replace(job, leases=leases, known=known), failed)
+    for out in outcomes.values():
+        out.notes[:0] = [f"leases from {leases.source}"] + [n for n in leases.notes if "not reached" in n]
+    return outcomes
 
 
 def revert(inv: Inventory, nodes: Sequence[ClusterNode], dry_run: bool = False,

@@ -1,5 +1,6 @@
-"""flannel's leases (which node owns which pod subnet, at which PublicIP): read from etcd, parsed, and
-split into a node's own lease and the peers it routes to."""
+"""flannel's leases (which node owns which pod subnet, at which PublicIP): the Lease and the table of
+them, etcd's (v2 and v3) as one source of it (routes/sources.py chooses among the sources), and a
+node's own lease and the peers it routes to."""
 
 from __future__ import annotations
 
@@ -27,14 +28,29 @@ class Lease:
     ttl_s: int | None = field(default=None, compare=False)
     source: str = field(default="", compare=False)  # where it was read: "etcd http://198.18.0.1:2379"
     key: str = field(default="", compare=False)  # its key there: /coreos.com/network/subnets/10.1.93.0-24
+    port: int | None = field(default=None, compare=False)  # the overlay's UDP port, when read on the node
 
     def describe(self) -> str:
         """The lease as an evidence line: what it says, and where it was read."""
         data = f" VtepMAC {self.vtep_mac}" if self.vtep_mac else ""
         data += f" VNI {self.vni}" if self.vni is not None else ""
+        data += f" port {self.port}" if self.port is not None else ""
         ttl = f", TTL {self.ttl_s}s" if self.ttl_s is not None else ""
         where = f" ({self.source}{' ' + self.key if self.key else ''})" if self.source or self.key else ""
         return f"lease {self.subnet}: PublicIP {self.public_ip} BackendType {self.backend or '-'}{data}{ttl}{where}"
+
+
+class LeaseTable(dict):
+    """subnet -> Lease, the one table checks and routes use, with where it came from: `source` names the
+    source it was read from; `compared` the other sources read to cross-check it (their label -> subnet
+    -> Lease); `notes` what was left out and why. A dict, so every reader of a plain table reads it."""
+
+    def __init__(self, leases: Mapping[str, Lease] | None = None, source: str = "",
+                 compared: Mapping[str, Mapping[str, Lease]] | None = None, notes: Iterable[str] = ()) -> None:
+        super().__init__(leases or {})
+        self.source = source
+        self.compared = dict(compared or {})
+        self.notes = list(notes)
 
 
 def parse_leases(values: Mapping[str, Mapping]) -> dict[str, Lease]:

@@ -43,6 +43,7 @@ class TraceReport:
     clock: str
     path_mtu: dict = field(default_factory=dict)
     leases_checked: bool = False  # the control-plane checks had flannel's leases to check against
+    lease_source: str = ""  # where they came from: etcd, the Node objects, the nodes themselves
 
     @property
     def delivered(self) -> bool:

@@ -42,6 +42,8 @@ def report(r: TraceReport, console: Console) -> None:
         console.print(Text(f"path MTU: largest delivered {mtu.get('largest_delivered')} of sizes up to "
                            f"{max(mtu['sizes'])} (expected {mtu.get('expected_mtu')})"
                            + (f"; signalled: {mtu['signalled']}" if mtu.get("signalled") else "")))
+    if r.lease_source:
+        console.print(Text(f"leases: {r.lease_source}", "dim"))
     for v in r.verdicts:
         colour = "green" if v.ok else "red"
         where = f" [{v.node} {v.hop}]" if v.node and not v.ok else ""

@@ -151,7 +151,7 @@ class Tracer:
         seen = [s for node, by_iface in pcaps.items() for iface, data in by_iface.items()
                 for s in correlate.sightings(node, iface, data, trace_id, ids)]
         report = diagnose.analyse(request, reply, seen, main, sized, fs, fd, self.mode, mtu, findings)
-        report.leases_checked = self.leases is not None
+        report.leases_checked, report.lease_source = self.leases is not None, getattr(self.leases, "source", "")
         if all(v.ok for v in report.verdicts):
             return report
         # probes went missing: did a firewall take them? The counters read before the probes, against now
@@ -160,7 +160,7 @@ class Tracer:
         blamed = self._firewall(src, dst, a, b, request, before, after)
         if blamed:
             report = diagnose.analyse(request, reply, seen, main, sized, fs, fd, self.mode, mtu, findings + blamed)
-        report.leases_checked = self.leases is not None
+        report.leases_checked, report.lease_source = self.leases is not None, getattr(self.leases, "source", "")
         return report
 
     def _firewall(self, src: str, dst: str, a: probes.Endpoint, b: probes.Endpoint, request: list,
@@ -199,11 +199,13 @@ class Tracer:
 
 def trace_pairs(nodes: list[ClusterNode], pod_network: str, pairs: list[tuple[str, str]], options: TraceOptions,
                 mode: str | None = None, accept_new_host_keys: bool = False,
-                progress=None, transport=Connection, read_leases: Callable[[], dict | None] | None = None,
+                progress=None, transport=Connection,
+                read_leases: Callable[[dict[str, NodeFacts]], dict | None] | None = None,
                 expiry: float = runlock.DEFAULT_EXPIRY) -> tuple[list[diagnose.TraceReport], dict[str, str]]:
     """Connect, learn facts, prepare the nodes the pairs need, trace each pair; always clean up.
     Returns the reports and, per node, why it could not take part. read_leases gives flannel's leases
-    for the control-plane checks (None: unknown); it is asked once the facts are in."""
+    for the control-plane checks (None: unknown); it is asked with the facts, once they are in (the
+    nodes may be the leases' source)."""
     correlate.warm_up()  # scapy loads while the nodes are reached
     names = [n.name for n in nodes]
     missing = sorted({x for p in pairs for x in p} - set(names))
@@ -217,7 +219,7 @@ def trace_pairs(nodes: list[ClusterNode], pod_network: str, pairs: list[tuple[st
     with Fleet([n.target for n in nodes], accept_new_host_keys, transport=transport) as fleet:
         node_facts, errors = cluster.gather_facts(fleet, nodes, pod_network)
         failed = {name: str(error) for name, error in errors.items()}
-        tracer = Tracer(fleet, node_facts, mode, options, read_leases() if read_leases else None,
+        tracer = Tracer(fleet, node_facts, mode, options, read_leases(node_facts) if read_leases else None,
                         runlock.RunLock.new(expiry))
         involved = sorted({x for p in pairs for x in p} - set(failed))
         reports = []

@@ -1,6 +1,8 @@
 """The k8s flavour: a lab whose nodes carry kube-flannel's names (bridge cni0, underlay ens4, pods on
-10.244.0.0/16), so nothing in netbench may lean on docker0, eth0 or 10.1.0.0/16. One lab for the module,
-built as `netbench lab up --flavour k8s` builds it; tests switch its mode as they need."""
+10.244.0.0/16), so nothing in netbench may lean on docker0, eth0 or 10.1.0.0/16; and, like a cluster of
+kube-flannel's subnet manager, no etcd at all: the leases are in the Node objects and on the nodes, and
+netbench reads them from the nodes. One lab for the module, built as `netbench lab up --flavour k8s`
+builds it; tests switch its mode as they need."""
 
 from __future__ import annotations
 
@@ -10,15 +12,19 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
 
+from netbench import flannel
+from netbench.errors import LabError
 from netbench.flannel import Mode
 from netbench.lab.builder import Lab, running_lab
 from netbench.lab.faults import Fault
 from netbench.lab.topology import K8S, LabTopology
-from tests.lab.helpers import ping
+from netbench.report import compare
+from tests.lab.helpers import ping, ttl_of
 
 POD_NETWORK = ipaddress.ip_network("10.244.0.0/16")
 
@@ -84,6 +90,11 @@ def test_doctor_finds_the_names_and_the_mode(lab, mode):
         assert (node["bridge"], node["underlay"], node["mode"]) == ("cni0", "ens4", mode.value), node
         assert ipaddress.ip_network(node["pod_subnet"]).subnet_of(POD_NETWORK)
         assert node["pod_subnet"] == lab.node(name).spec.subnet
+        # no etcd: each node's lease as the node itself holds it (subnet.env, its address, its overlay device)
+        lease = node["lease"]
+        assert (lease["PublicIP"], lease["source"]) == (lab.node(name).spec.address, f"node {name}"), lease
+        assert lease["BackendType"] == mode.value and lease["VtepMAC"] == lab.state.vtep_macs.get(name), lease
+    assert report["lease_source"].startswith("nodes (/run/flannel/subnet.env") and report["leases_compared"] == []
     assert (proc.returncode, report["healthy"]) == (0, True), json.dumps(report["findings"], indent=1)
 
 
@@ -244,3 +255,134 @@ def test_clean_gives_back_what_a_killed_run_left_even_a_pod_deleted_by_hand(lab)
     assert probe_leftovers(lab) == {}
     assert store(lab, "n2") == {lab.pod_ip("n2"): "lab-nb-pod1"}
     assert len([name for name in links(lab, "n2") if name.startswith("veth")]) == 1  # nb-pod1's host end only
+
+
+# -- no etcd: the leases are the Node objects' and the nodes' own ---------------------------------------
+
+
+def test_no_etcd_anywhere_the_leases_are_in_the_node_objects(lab):
+    inventory = yaml.safe_load(lab.inventory_file.read_text())
+    assert "etcd" not in inventory["cluster"] and all("etcd" not in n["roles"] for n in inventory["nodes"])
+    assert all("etcd" not in lab.state.node(n.name).daemons for n in lab.nodes)
+    assert not [p for p in os.listdir("/proc") if p.isdigit() and _comm(p) == "etcd"], "an etcd runs"
+    with pytest.raises(LabError, match="runs no etcd"):
+        lab.etcd  # noqa: B018
+    objects = json.loads((lab.kube_dir / "nodes.json").read_text())["items"]
+    for node, obj in zip(lab.nodes, objects, strict=True):  # as kube-flannel annotates its Node
+        notes = obj["metadata"]["annotations"]
+        assert (obj["metadata"]["name"], obj["spec"]["podCIDR"]) == (node.name, node.spec.subnet)
+        assert notes[flannel.PUBLIC_IP] == node.spec.address and notes[flannel.BACKEND_TYPE] == lab.mode.value
+
+
+def _comm(pid: str) -> str:
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
+def copy_inventory(lab: Lab, tmp_path, leases: dict, edit=None) -> str:
+    """The lab's inventory with cluster.leases set, next to a copy of the Node objects (edited first):
+    a person's `kubectl get nodes -o json > nodes.json`."""
+    doc = json.loads((lab.kube_dir / "nodes.json").read_text())
+    for obj in doc["items"]:
+        if edit:
+            edit(obj["metadata"]["name"], obj["metadata"]["annotations"])
+    (tmp_path / "nodes.json").write_text(json.dumps(doc))
+    inventory = yaml.safe_load(lab.inventory_file.read_text())
+    inventory["cluster"]["leases"] = leases
+    (tmp_path / "inventory.yaml").write_text(yaml.safe_dump(inventory))
+    return str(tmp_path / "inventory.yaml")
+
+
+def test_node_objects_that_disagree_with_the_nodes_are_a_finding_and_a_bad_one_an_error(lab, tmp_path):
+    in_mode(lab, Mode.vxlan)
+    n2, n3 = lab.node("n2").spec.address, lab.node("n3").spec.address
+
+    def moved(name, notes):  # the Node object names n3's address for n2's subnet
+        if name == "n2":
+            notes[flannel.PUBLIC_IP] = n3
+    proc = netbench("doctor", "--json", "-i", copy_inventory(lab, tmp_path, {"kube_nodes": "nodes.json"}, moved))
+    report = json.loads(proc.stdout)
+    assert report["lease_source"].startswith("nodes") and report["leases_compared"] == [
+        f"kubernetes {tmp_path}/nodes.json"]
+    found = [f for f in report["findings"] if f["cause"] == "lease-sources-disagree"]
+    assert proc.returncode == 1 and {f["node"] for f in found} == {"n2", "n3"}, report["findings"]
+    assert f"PublicIP {n2} in node n2, {n3} in kubernetes" in found[0]["message"], found[0]
+    assert any(f"PublicIP {n2}" in e and "(node n2" in e for e in found[0]["evidence"])
+    assert any(f"PublicIP {n3}" in e and "(kubernetes" in e for e in found[0]["evidence"])
+
+    def broken(name, notes):
+        if name == "n3":
+            notes[flannel.BACKEND_DATA] = '{"VNI": 1, "VtepMAC": '
+    inventory = copy_inventory(lab, tmp_path, {"source": "kubernetes", "kube_nodes": "nodes.json"}, broken)
+    proc = netbench("routes", "apply", "static", "--dry-run", "-i", inventory)
+    assert proc.returncode == 2 and "node n3: annotation flannel.alpha.coreos.com/backend-data is not JSON" in \
+        proc.stderr + proc.stdout, proc.stdout + proc.stderr
+
+
+def snapshot(lab: Lab) -> dict:
+    """Everything routes apply may touch: every route of every table, and FRR's running config."""
+    return {n.name: (n.run(["ip", "-d", "-j", "route", "show", "table", "all"]).stdout,
+                     n.run(["vtysh", "-c", "show running-config"]).stdout) for n in lab.nodes}
+
+
+def routes_of(lab: Lab, node: str, proto: str) -> dict[str, dict]:
+    return {r["dst"]: r for r in json.loads(lab.node(node).run(["ip", "-j", "route", "show"]).stdout)
+            if r.get("protocol") == proto}
+
+
+def test_routes_static_from_the_nodes_leases_a_run_over_them_then_revert(lab, tmp_path):
+    """The issue's case: no etcd, `routes apply static` routes from the nodes' own leases; a short run
+    measures the routed path (its trace: no overlay, the pod's TTL as two kernels routed it); revert
+    puts every table back byte for byte."""
+    in_mode(lab, Mode.vxlan)
+    before = snapshot(lab)
+    short = ["--tests", "udp_rr", "--scenarios", "pod-pod", "--pairs", "n1:n2", "--samples", "20", "--interval",
+             "0.005", "--json"]
+    overlay = netbench("run", *short, "--out", str(tmp_path / "vxlan"), timeout=180)  # the overlay as it runs
+    assert overlay.returncode == 0, overlay.stderr[-2000:]
+    applied = netbench("routes", "apply", "static")
+    assert applied.returncode == 0 and "leases from nodes" in applied.stdout, applied.stdout + applied.stderr
+    try:
+        for node in lab.nodes:
+            peers = {p.spec.subnet: p.spec.address for p in lab.nodes if p.name != node.name}
+            assert {d: r["gateway"] for d, r in routes_of(lab, node.name, "static").items()} == peers
+        run = netbench("run", *short, "--trace", "--out", str(tmp_path / "static"), timeout=180)
+        assert run.returncode == 0, run.stderr[-2000:]
+        out = json.loads(run.stdout)
+        assert out["mode"] == "static" and out["failures"] == []
+        rtt = [r for r in out["summary"] if r.get("test") == "udp_rr"]
+        assert len(rtt) == 1 and 0 < rtt[0]["rtt_p50_us"] < 50_000, rtt  # the figure of the routed path
+        print(f"static routes from the nodes' leases: udp_rr RTT p50 {rtt[0]['rtt_p50_us']:.0f} µs")
+        trace = json.loads((Path(out["run_dir"]) / "traces.json").read_text())[0]
+        assert trace["lease_source"].startswith("nodes") and trace["mode"] == "static"
+        hops = {h["hop"]["label"]: h for h in trace["hops"] if h["seen"]}
+        assert not [h for h in hops if "flannel.1" in h], hops  # the overlay is not on the path
+        assert hops["n1:ens4:out"]["ttl"] == 63 and not hops["n1:ens4:out"]["encap"], hops["n1:ens4:out"]
+        assert ttl_of(ping(lab, "n1", lab.pod_ip("n2"))) == 62
+        # the two runs side by side, path against path: what the routes changed
+        _, side = compare.compare([Path(json.loads(overlay.stdout)["run_dir"]), Path(out["run_dir"])])
+        p50 = side[side.metric == "rtt_p50_us"].iloc[0]
+        assert p50["mode"] == "vxlan → static" and p50[f"{Path(out['run_dir']).name} ratio"] > 0, p50
+    finally:
+        reverted = netbench("routes", "revert")
+    assert reverted.returncode == 0, reverted.stdout + reverted.stderr
+    assert snapshot(lab) == before  # flannel's vxlan routes (proto boot, onlink) are back, exactly
+    assert ping(lab, "n1", lab.pod_ip("n2")).exit_code == 0
+
+
+def test_routes_frr_learns_exactly_the_peers_pod_subnets(lab):
+    in_mode(lab, Mode.vxlan)
+    before = snapshot(lab)
+    applied = netbench("routes", "apply", "frr")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    try:
+        for node in lab.nodes:
+            peers = {p.spec.subnet: p.spec.address for p in lab.nodes if p.name != node.name}
+            assert {d: r["gateway"] for d, r in routes_of(lab, node.name, "ospf").items()} == peers
+    finally:
+        reverted = netbench("routes", "revert")
+    assert reverted.returncode == 0, reverted.stdout + reverted.stderr
+    assert snapshot(lab) == before

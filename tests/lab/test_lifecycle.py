@@ -92,6 +92,16 @@ def test_kill_9_during_up_then_down_leaves_nothing(moment, reached):
     assert root_snapshot() == before
 
 
+def test_the_k8s_flavours_mount_points_are_gone_from_the_host_after_down(tmp_path):
+    host = [Path("/etc/cni"), Path("/var/lib/cni")]
+    before = {p: p.exists() for p in host}
+    up = netbench("lab", "up", "--nodes", "2", "--flavour", "k8s")
+    assert up.returncode == 0, up.stderr
+    assert all(p.is_dir() for p in host)  # each node mounts its own copy over them
+    assert netbench("lab", "down").returncode == 0
+    assert {p: p.exists() for p in host} == before
+
+
 def test_down_is_idempotent_and_up_down_restores_the_root_namespace():
     before = root_snapshot()
     up = netbench("lab", "up", "--nodes", "2", "--mode", "vxlan")

@@ -353,6 +353,24 @@ def test_bind_failure_is_reported():
     assert "cannot bind" in error and "in use" in error
 
 
+def test_ping_gives_up_on_a_path_that_dies_mid_run_and_keeps_what_it_measured():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind((LOCAL, 0))
+        port = s.getsockname()[1]
+
+        def echo_twenty():  # answers 20 requests, then the node is gone: nothing answers any more
+            for _ in range(20):
+                data, peer = s.recvfrom(2048)
+                s.sendto(data, peer)
+        t = threading.Thread(target=echo_twenty, daemon=True)
+        t.start()
+        proc = run_agent("ping", "--dst", LOCAL, "--port", str(port), "--count", "200", "--interval", "0.001",
+                         "--timeout", "0.3", "--warmup", "0", "--give-up", "5", timeout=60)
+    out = json.loads(proc.stdout)
+    assert proc.returncode == 0 and (out["sent"], out["received"], out["lost"]) == (200, 20, 180)
+    assert "no reply to the last 5 requests; giving up" in proc.stderr  # not 180 timeouts waited out
+
+
 def test_ping_gives_up_on_a_path_where_nothing_ever_answers():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
         s.bind((LOCAL, 0))

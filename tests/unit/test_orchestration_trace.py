@@ -123,7 +123,7 @@ def test_leases_are_read_once_the_facts_are_in_and_reach_the_checks(fake_cluster
     lab = fake_cluster("vxlan", NODES)
     asked = []
 
-    def read_leases():
+    def read_leases(_facts):
         asked.append(sorted(n for n in NODES if lab[n].kinds[:1] == ["facts"]))
         return {}  # etcd answered with no lease at all: every peer's lease is missing
 

@@ -60,6 +60,16 @@ def test_a_nodes_daemon_command_lines_are_redacted_before_they_become_evidence()
     assert "Tr0ub4dor" not in repr(f.daemons) + repr(verdict.evidence)
 
 
+def test_an_argument_that_holds_a_space_is_masked_whole_from_the_probes_argv():
+    argv = ["flanneld", "-etcd-password", "correct horse", "--token=battery staple", "-v=2",
+            "-etcd-endpoints=http://u:p w@10.0.0.5:2379", "x" * facts.ARG_CUT]
+    cmdline = " ".join(argv)[:facts.CMDLINE_CUT]
+    f = facts.analyse("n1", "198.18.0.1", {"daemons": [{"pid": 7, "cmdline": cmdline, "argv": argv}]}, "10.1.0.0/16")
+    shown = f.daemons[0]["cmdline"]
+    assert shown == "flanneld -etcd-password *** --token=*** -v=2 -etcd-endpoints=http://***@10.0.0.5:2379 …"
+    assert "argv" not in f.daemons[0]  # the raw vector is not kept
+
+
 def test_a_command_line_the_probe_cut_inside_a_url_leaks_no_part_of_its_password():
     line = ("flanneld " + "-v=2 " * 51 + "-etcd-endpoints=http://flannel:Tr0ub4dor@10.0.0.5:2379")[:facts.CMDLINE_CUT]
     assert line.endswith("flannel:Tr0ub")  # as probes/facts.py sends it: cut before the '@'

@@ -124,7 +124,7 @@ def test_apply_refuses_a_default_lease_before_it_connects_to_any_node(monkeypatc
     inv = Inventory.model_validate({
         "cluster": {"name": "lab", "pod_network": POD_NETWORK, "etcd": {"endpoints": ["http://198.18.0.1:2379"]}},
         "nodes": [{"name": f"n{i}", "address": a} for i, a in enumerate(ADDRESSES, 1)]})
-    monkeypatch.setattr(apply_module, "read_leases", lambda _inv: lab_leases(**{"0.0.0.0-0": "198.18.0.1"}))
+    monkeypatch.setattr(apply_module, "stored_source", lambda _inv: lab_leases(**{"0.0.0.0-0": "198.18.0.1"}))
 
     def no_ssh(*_args, **_kwargs):
         raise AssertionError("apply opened SSH connections before refusing the lease")
@@ -138,7 +138,7 @@ def test_apply_refuses_a_lease_over_a_nodes_connected_route_before_any_step_runs
     inv = Inventory.model_validate({
         "cluster": {"name": "lab", "pod_network": POD_NETWORK, "etcd": {"endpoints": ["http://198.18.0.1:2379"]}},
         "nodes": [{"name": f"n{i}", "address": a} for i, a in enumerate(ADDRESSES, 1)]})
-    monkeypatch.setattr(apply_module, "read_leases", lambda _inv: lab_leases(**{"10.1.200.0-24": "198.18.0.3"}))
+    monkeypatch.setattr(apply_module, "stored_source", lambda _inv: lab_leases(**{"10.1.200.0-24": "198.18.0.3"}))
 
     def second_nic(name, raw):
         if name == "n2":

@@ -170,6 +170,31 @@ def test_compare_calls_a_20_percent_slower_p50_worse_and_a_second_draw_no_differ
     assert p50["slower test"] == stats.TESTS[stats.SAMPLES] and p50["slower ratio ci"][0] > 1
 
 
+def test_runs_of_one_mode_each_are_compared_path_against_path(tmp_path):
+    """The seed's question on a real cluster: vxlan as it runs, then `routes apply static`, then a run."""
+    from netbench.measure import latency
+    from netbench.report import compare
+    from netbench.results import RunDir
+    rng = np.random.default_rng(3)
+
+    def stored(name, mode, scale):
+        run = RunDir(tmp_path / name)
+        run.path.mkdir()
+        run.write_meta({"mode": mode})
+        for src, dst in (("n1", "n2"), ("n1", "n3"), ("n2", "n3")):
+            x = list(rtts(rng, SAMPLES, scale))
+            run.append(latency.records("udp_rr", x, SAMPLES, "pod-pod", src, dst), mode)
+            run.append_samples(mode, "pod-pod", src, dst, "udp_rr", x)
+        return run.path
+    vxlan, static = stored("vxlan", "vxlan", 1.0), stored("static", "static", 0.7)
+    names, df = compare.compare([vxlan, static])
+    p50 = df[df.metric == "rtt_p50_us"].iloc[0]
+    assert p50["mode"] == "vxlan → static" and p50["static verdict"] == stats.BETTER
+    assert 0.6 < p50["static ratio"] < 0.8
+    _, same = compare.compare([vxlan, stored("vxlan-again", "vxlan", 1.0)])
+    assert set(same["mode"]) == {"vxlan"}  # one path against itself: by mode, as before
+
+
 def test_rounds_are_the_units_when_a_run_has_several():
     from netbench.report.summary import _units
     line = {"mode": "vxlan", "scenario": "pod-pod", "test": "udp_rr"}

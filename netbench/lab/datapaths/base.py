@@ -3,14 +3,16 @@ overhead come from that mode's declaration in flannel.Mode), a check before anyt
 it does on the lab's nodes: apply, ready (it works, or a LabError says why not), clear.
 
 A switch of mode (Lab._apply_mode) runs: the new path's `check`; every path's `clear` (whatever the last
-mode, a failed switch or a fault left; each is idempotent); `publish` (flannel's etcd config, leases and
-subnet.env, with what the path `prepare`d first); then the new path's `apply` and `ready`.
+mode, a failed switch or a fault left; each is idempotent); `publish` (flannel's network config and
+leases — in etcd, or without etcd in the Node objects — and subnet.env, with what the path `prepare`d
+first); then the new path's `apply` and `ready`.
 """
 
 from __future__ import annotations
 
 import errno
 import ipaddress
+import json
 import os
 import socket
 import time
@@ -33,6 +35,7 @@ class LabView(Protocol):
 
     state: LabState
     probes_dir: Path
+    kube_dir: Path  # the flavours without etcd: the Node objects and net-conf.json, as the API holds them
 
     @property
     def topology(self) -> LabTopology: ...
@@ -74,21 +77,42 @@ class DataPath:
         """Remove what `apply` (or a part of it) left; a no-op when there is nothing."""
 
 
+KUBE_NODES = "nodes.json"  # in kube_dir: `kubectl get nodes -o json`, as kube-flannel annotates the nodes
+NET_CONF = "net-conf.json"  # in kube_dir: kube-flannel-cfg's net-conf.json, the network config
+
+
 def publish(lab: LabView, path: DataPath) -> dict[str, str]:
-    """flannel's side of a mode: etcd's network config, then (after `path.prepare`) a lease per node
-    and its /run/flannel/subnet.env. Returns the VTEP MACs the leases carry."""
-    mode, etcd, network = path.mode, lab.etcd, str(lab.topology.flavour.pod_network)
-    _put_both(etcd, f"{flannel.DEFAULT_PREFIX}/config", flannel.network_config(network, mode))
+    """flannel's side of a mode: the network config, then (after `path.prepare`) a lease per node and its
+    /run/flannel/subnet.env. The config and leases go to etcd, or (a flavour without etcd, as kube-flannel's
+    subnet manager) to net-conf.json and the nodes' annotations. Returns the VTEP MACs the leases carry."""
+    mode, network, flavour = path.mode, str(lab.topology.flavour.pod_network), lab.topology.flavour
+    config = flannel.network_config(network, mode, flavour.subnet_len)
+    if flavour.etcd:
+        _put_both(lab.etcd, f"{flannel.DEFAULT_PREFIX}/config", config)
     vtep = path.prepare(lab)
-    lease_id = etcd.grant(flannel.LEASE_TTL_S)
+    if flavour.etcd:
+        lease_id = lab.etcd.grant(flannel.LEASE_TTL_S)
+        for node in lab.nodes:
+            value = flannel.lease_value(node.spec.address, mode, vtep.get(node.name))
+            _put_both(lab.etcd, flannel.subnet_key(flannel.DEFAULT_PREFIX, node.spec.subnet), value, lease_id)
+    else:
+        objects = [flannel.node_object(n.name, n.spec.address, n.spec.subnet, mode, vtep.get(n.name))
+                   for n in lab.nodes]
+        _write_json(lab.kube_dir / NET_CONF, config)
+        _write_json(lab.kube_dir / KUBE_NODES, {"apiVersion": "v1", "kind": "List", "items": objects})
     for node in lab.nodes:
-        value = flannel.lease_value(node.spec.address, mode, vtep.get(node.name))
-        _put_both(etcd, flannel.subnet_key(flannel.DEFAULT_PREFIX, node.spec.subnet), value, lease_id)
         env = SubnetEnv(network=network, subnet=node.spec.bridge_address, mtu=mode.mtu())
         env_file = node.path("/run/flannel/subnet.env")
         env_file.parent.mkdir(exist_ok=True)
         env_file.write_text(env.render())
     return vtep
+
+
+def _write_json(path: Path, value: dict) -> None:
+    path.parent.mkdir(exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(value, indent=2) + "\n")
+    tmp.replace(path)  # the overlay daemon reading it never sees half a file
 
 
 def _put_both(etcd: Etcd, key: str, value: dict, lease_id: str | None = None) -> None:

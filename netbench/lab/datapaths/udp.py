@@ -1,5 +1,6 @@
 """flannel's udp backend: netbench's flanneld-compatible daemon (probes/flannel_udp.py) on every node,
-with the TUN device and the UDP port of flannel.Mode.udp, and the leases it reads from etcd."""
+with the TUN device and the UDP port of flannel.Mode.udp, and the leases it reads from etcd (or, in a
+flavour without etcd, from the Node objects, as kube-flannel does)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from netbench import flannel
 from netbench.flannel import Mode
 from netbench.lab.daemons import NODE_PYTHON, stop_daemon, wait_for
-from netbench.lab.datapaths.base import DataPath, LabView
+from netbench.lab.datapaths.base import KUBE_NODES, NET_CONF, DataPath, LabView
 from netbench.lab.node import LabNode
 from netbench.lab.topology import FLANNEL
 
@@ -19,13 +20,17 @@ class FlannelUdp:
     name = "flannel-udp"
     device = Mode.udp.device
 
-    def __init__(self, etcd_endpoint: str, prefix: str, probes_dir: Path, iface: str = FLANNEL.underlay) -> None:
+    def __init__(self, etcd_endpoint: str | None, prefix: str, probes_dir: Path, iface: str = FLANNEL.underlay,
+                 kube_dir: Path | None = None) -> None:
         self.etcd_endpoint, self.prefix, self.probes_dir = etcd_endpoint, prefix, probes_dir
         self.iface = iface  # the node's underlay interface: the daemon's public address and MTU
+        self.kube_dir = kube_dir  # no etcd: the Node objects and net-conf.json are read from there
 
     def argv(self, node: LabNode) -> list[str]:
-        return [NODE_PYTHON, str(self.probes_dir / "flannel_udp.py"), "--etcd-endpoints", self.etcd_endpoint,
-                "--etcd-prefix", self.prefix, "--public-ip", node.spec.address, "--iface", self.iface]
+        source = (["--etcd-endpoints", self.etcd_endpoint, "--etcd-prefix", self.prefix] if self.etcd_endpoint else
+                  ["--kube-nodes", str(self.kube_dir / KUBE_NODES), "--net-conf", str(self.kube_dir / NET_CONF)])
+        return [NODE_PYTHON, str(self.probes_dir / "flannel_udp.py"), *source, "--public-ip", node.spec.address,
+                "--iface", self.iface]
 
     def start(self, node: LabNode) -> int:
         return node.spawn(self.name, self.argv(node))
@@ -74,4 +79,5 @@ class Udp(DataPath):
     @staticmethod
     def _daemon(lab: LabView) -> FlannelUdp:
         topo = lab.topology
-        return FlannelUdp(topo.etcd_endpoint, flannel.DEFAULT_PREFIX, lab.probes_dir, topo.flavour.underlay)
+        return FlannelUdp(topo.etcd_endpoint, flannel.DEFAULT_PREFIX, lab.probes_dir, topo.flavour.underlay,
+                          lab.kube_dir)
