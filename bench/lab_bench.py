@@ -4,6 +4,8 @@
 - 3-node `lab up` / `lab down` wall time through the CLI, as a user runs them (median of 3)
 - pod-to-pod iperf3 TCP per mode, modes alternating round by round (medians), plus the underlay
 - the udp forwarder against socat (C) doing the same TUN<->UDP job on the same path, alternating
+- a latency-only `netbench run` (udp_rr, pod-pod, 100 samples at 10 ms) on 4, 10 and 20 nodes: its wall
+  time against the time its samples need (rounds x samples x interval; target <= 1.5 at 10 nodes)
 The machine is shared and noisy: compare within this run, not against another run's figures.
 """
 
@@ -24,6 +26,7 @@ from netbench.lab.builder import Lab
 from netbench.lab.daemons import wait_for
 from netbench.lab.datapaths.udp import FlannelUdp
 from netbench.lab.topology import LabTopology
+from netbench.plan import make_plan
 
 console = Console(width=None if Console().is_terminal else 130)
 ROUNDS = 3
@@ -125,6 +128,24 @@ def bench_forwarder(lab: Lab) -> dict:
     return results
 
 
+LATENCY_RUN = ["--tests", "udp_rr", "--scenarios", "pod-pod", "--samples", "100", "--interval", "0.01"]
+
+
+def bench_latency_runs(sizes: tuple[int, ...] = (4, 10, 20)) -> dict[int, dict]:
+    """Wall time of a latency-only run through the CLI (median of ROUNDS) per cluster size, and the time
+    its samples alone take: the rest is connecting, facts, probe pods and tear-down."""
+    out = {}
+    for n in sizes:
+        cli("lab", "up", "--nodes", str(n), "--mode", "host-gw")
+        try:
+            walls = [cli("run", "--out", "/var/tmp/netbench-bench-latency", *LATENCY_RUN) for _ in range(ROUNDS)]
+        finally:
+            cli("lab", "down")
+        rounds = len(make_plan([f"n{i}" for i in range(1, n + 1)], ("pod-pod",)).latency_rounds)
+        out[n] = {"walls": walls, "sample_s": rounds * 100 * 0.01}
+    return out
+
+
 def med(rows: list[dict], key: str) -> float:
     return statistics.median(r[key] for r in rows)
 
@@ -138,6 +159,16 @@ def main() -> int:
     t.add_row("lab up", f"{statistics.median(life['up']):.2f}", " ".join(f"{x:.2f}" for x in life["up"]), "< 10 s")
     t.add_row("lab down", f"{statistics.median(life['down']):.2f}", " ".join(f"{x:.2f}" for x in life["down"]),
               "< 5 s")
+    console.print(t)
+
+    runs = bench_latency_runs()
+    t = Table(title="latency-only run (udp_rr, pod-pod, 100 samples at 10 ms) through the CLI")
+    for col in ("nodes", "median wall s", "runs s", "samples s", "wall / samples", "target"):
+        t.add_column(col)
+    for n, r in runs.items():
+        wall = statistics.median(r["walls"])
+        t.add_row(str(n), f"{wall:.1f}", " ".join(f"{x:.1f}" for x in r["walls"]), f"{r['sample_s']:.0f}",
+                  f"{wall / r['sample_s']:.2f}", "<= 1.5 (10 nodes)" if n == 10 else "")
     console.print(t)
 
     lab = Lab()

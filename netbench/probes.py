@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterable
@@ -120,21 +121,34 @@ def free_addresses(runner: Runner, facts: NodeFacts, count: int) -> list[str]:
         taken |= {n["dst"] for n in json.loads(neigh or "[]") if n.get("state") != ["FAILED"]}
     except ValueError:
         pass
+    candidates = [str(h) for h in reversed(list(net.hosts())) if str(h) not in taken]
     chosen: list[str] = []
-    for host in reversed(list(net.hosts())):
-        ip = str(host)
-        if ip in taken:
-            continue
-        probe = runner.run(["ping", "-n", "-q", "-c", "1", "-W", "0.3", ip], check=False, timeout=5) if ping else None
-        if probe and probe.exit_code == 0:
-            continue  # someone answers: in use
-        if probe and probe.exit_code != 1:
-            raise ProbeError(f"{facts.name}: cannot tell whether {ip} is free: `ping` exited {probe.exit_code} "
-                             f"({probe.why})")
-        chosen.append(ip)
-        if len(chosen) == count:
-            return chosen
+    while candidates and len(chosen) < count:
+        # a batch of candidates pinged at once, each on its own channel: a free address costs the whole
+        # -W wait, so one after another the wait was paid once per address
+        want = count - len(chosen) + 1  # one spare: the top of a subnet is usually free
+        batch, candidates = candidates[:want], candidates[want:]
+        probes = _concurrently(lambda ip: runner.run(["ping", "-n", "-q", "-c", "1", "-W", "0.3", ip], check=False,
+                                                     timeout=5), batch) if ping else [None] * len(batch)
+        for ip, probe in zip(batch, probes, strict=True):
+            if probe and probe.exit_code == 0:
+                continue  # someone answers: in use
+            if probe and probe.exit_code != 1:
+                raise ProbeError(f"{facts.name}: cannot tell whether {ip} is free: `ping` exited {probe.exit_code} "
+                                 f"({probe.why})")
+            chosen.append(ip)
+            if len(chosen) == count:
+                return chosen
     raise ProbeError(f"{facts.name}: no free address for probe pods in {net}")
+
+
+def _concurrently(fn, items: list) -> list:
+    """fn(item) for every item at once, in threads (SSH channels of one connection run side by side);
+    the results in order, the first exception raised as it was."""
+    if len(items) < 2:
+        return [fn(i) for i in items]
+    with ThreadPoolExecutor(max_workers=len(items), thread_name_prefix="probe") as pool:
+        return list(pool.map(fn, items))
 
 
 def background(runner: Runner, workdir: str, name: str, argv: list[str]) -> CommandResult:
@@ -222,19 +236,24 @@ def deploy(runner: Runner, facts: NodeFacts, workdir: str, with_pods: bool = Tru
     for spec, endpoint in create_pods(runner, facts, len(PROBE_PODS), workdir) if with_pods else []:
         probes.specs.append(spec)
         probes.pods.append(endpoint)
-    for ep in [probes.host, *probes.pods]:
+    endpoints = [probes.host, *probes.pods]
+    servers = []
+    for ep in endpoints:
         tag = ep.pod or "host"
-        background(runner, workdir, f"agent-{tag}", ep.wrap([python, AGENT, "serve", "--bind", ep.ip, "--port",
-                                                             str(AGENT_PORT), "--ready-file",
-                                                             f"{workdir}/agent-{tag}.ready"]))
-        background(runner, workdir, f"iperf3-{tag}", ep.wrap(["iperf3", "-s", "-B", ep.ip, "-p", str(IPERF_PORT)]))
-    for ep in [probes.host, *probes.pods]:
-        tag = ep.pod or "host"
-        ready = runner.run(["sh", "-c", _WAIT_READY, "nb-wait", f"{workdir}/agent-{tag}.ready"], check=False)
+        servers.append((f"agent-{tag}", ep.wrap([python, AGENT, "serve", "--bind", ep.ip, "--port", str(AGENT_PORT),
+                                                 "--ready-file", f"{workdir}/agent-{tag}.ready"])))
+        servers.append((f"iperf3-{tag}", ep.wrap(["iperf3", "-s", "-B", ep.ip, "-p", str(IPERF_PORT)])))
+    # started, and then waited for, all at once (a channel each): one after another, each command's round
+    # trip and each server's start-up were paid in turn
+    _concurrently(lambda server: background(runner, workdir, *server), servers)
+    tags = [ep.pod or "host" for ep in endpoints]
+    waits = _concurrently(lambda tag: runner.run(["sh", "-c", _WAIT_READY, "nb-wait", f"{workdir}/agent-{tag}.ready"],
+                                                 check=False), tags)
+    for tag, ready in zip(tags, waits, strict=True):
         if not ready.ok:
             log = runner.run(["cat", f"{workdir}/agent-{tag}.log"], check=False).stdout
             raise ProbeError(f"{facts.name}: probe agent in {tag} did not start: {log.strip()[-300:]}")
-    wait_listening(runner, [(ep, IPERF_PORT) for ep in [probes.host, *probes.pods]])
+    _concurrently(lambda ep: wait_listening(runner, [(ep, IPERF_PORT)]), endpoints)
     return probes
 
 

@@ -30,11 +30,24 @@ Every bootstrap is seeded: the same run gives the same intervals.
 from __future__ import annotations
 
 import math
+import threading
 from dataclasses import dataclass, field
 from typing import Sequence
 
 import numpy as np
-from scipy import stats as sps
+
+
+def _sps():
+    """scipy.stats, imported on first use: it costs 0.6 s, which a run would otherwise pay before it
+    connects to a node (the bootstraps over samples need numpy only)."""
+    from scipy import stats
+    return stats
+
+
+def prefetch() -> None:
+    """Import scipy.stats in a thread now, while the caller waits on its nodes, rather than at the end."""
+    threading.Thread(target=_sps, name="prefetch-scipy", daemon=True).start()
+
 
 LEVEL = 0.95  # confidence level of every interval and test
 MIN_EFFECT = 0.05  # smallest relative difference called better/worse
@@ -223,7 +236,7 @@ def from_values(values: Sequence[float], level: float = LEVEL, seed: int | None 
         return Estimate(value, n=len(v), level=level, reps=reps, values=v,
                         note=f"n/a: {len(v)} value{'s' * (len(v) > 1)} (pairs × repeats); a {level:.0%} interval "
                              f"of a median needs {need}")
-    ci = sps.quantile_test(v, p=0.5).confidence_interval(confidence_level=level)
+    ci = _sps().quantile_test(v, p=0.5).confidence_interval(confidence_level=level)
     return Estimate(value, float(ci.low), float(ci.high), len(v), VALUES, level, reps=reps, values=v)
 
 
@@ -327,13 +340,13 @@ def _values_test(a: np.ndarray, b: np.ndarray, level: float) -> tuple[str, float
     (4 against 4 at 95%), else Welch's t on their logarithms (throughput differs by ratios; raw values when
     one is 0), which needs 2 of each; p None when there are fewer."""
     if _mw_floor(len(a), len(b)) < 1 - level:
-        return MANN_WHITNEY, float(sps.mannwhitneyu(a, b, alternative="two-sided").pvalue)
+        return MANN_WHITNEY, float(_sps().mannwhitneyu(a, b, alternative="two-sided").pvalue)
     if min(len(a), len(b)) < 2:
         return "", None
     x, y = (np.log(a), np.log(b)) if min(a.min(), b.min()) > 0 else (a, b)
     if not x.var() and not y.var():  # constant on both sides: different or not, with certainty
         return WELCH, 0.0 if x.mean() != y.mean() else 1.0
-    return WELCH, float(sps.ttest_ind(x, y, equal_var=False).pvalue)
+    return WELCH, float(_sps().ttest_ind(x, y, equal_var=False).pvalue)
 
 
 def difference(a: Estimate, b: Estimate, higher_is_better: bool, level: float = LEVEL,
