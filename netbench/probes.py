@@ -236,24 +236,19 @@ def deploy(runner: Runner, facts: NodeFacts, workdir: str, with_pods: bool = Tru
     for spec, endpoint in create_pods(runner, facts, len(PROBE_PODS), workdir) if with_pods else []:
         probes.specs.append(spec)
         probes.pods.append(endpoint)
-    endpoints = [probes.host, *probes.pods]
-    servers = []
-    for ep in endpoints:
+    for ep in [probes.host, *probes.pods]:
         tag = ep.pod or "host"
-        servers.append((f"agent-{tag}", ep.wrap([python, AGENT, "serve", "--bind", ep.ip, "--port", str(AGENT_PORT),
-                                                 "--ready-file", f"{workdir}/agent-{tag}.ready"])))
-        servers.append((f"iperf3-{tag}", ep.wrap(["iperf3", "-s", "-B", ep.ip, "-p", str(IPERF_PORT)])))
-    # started, and then waited for, all at once (a channel each): one after another, each command's round
-    # trip and each server's start-up were paid in turn
-    _concurrently(lambda server: background(runner, workdir, *server), servers)
-    tags = [ep.pod or "host" for ep in endpoints]
-    waits = _concurrently(lambda tag: runner.run(["sh", "-c", _WAIT_READY, "nb-wait", f"{workdir}/agent-{tag}.ready"],
-                                                 check=False), tags)
-    for tag, ready in zip(tags, waits, strict=True):
+        background(runner, workdir, f"agent-{tag}", ep.wrap([python, AGENT, "serve", "--bind", ep.ip, "--port",
+                                                             str(AGENT_PORT), "--ready-file",
+                                                             f"{workdir}/agent-{tag}.ready"]))
+        background(runner, workdir, f"iperf3-{tag}", ep.wrap(["iperf3", "-s", "-B", ep.ip, "-p", str(IPERF_PORT)]))
+    for ep in [probes.host, *probes.pods]:
+        tag = ep.pod or "host"
+        ready = runner.run(["sh", "-c", _WAIT_READY, "nb-wait", f"{workdir}/agent-{tag}.ready"], check=False)
         if not ready.ok:
             log = runner.run(["cat", f"{workdir}/agent-{tag}.log"], check=False).stdout
             raise ProbeError(f"{facts.name}: probe agent in {tag} did not start: {log.strip()[-300:]}")
-    _concurrently(lambda ep: wait_listening(runner, [(ep, IPERF_PORT)]), endpoints)
+    wait_listening(runner, [(ep, IPERF_PORT) for ep in [probes.host, *probes.pods]])
     return probes
 
 

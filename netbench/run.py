@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from netbench import __version__, cluster, facts, pods, probes, runlock, signals, stats, sweep
+from netbench import __version__, cluster, facts, pods, probes, runlock, signals, sweep
 from netbench.cluster import ClusterNode
 from netbench.errors import InvalidValue
 from netbench.fleet import Connection, Fleet
@@ -173,7 +173,6 @@ class Session:
         mode = "unknown"
         stopped = None
         try:
-            stats.prefetch()  # the summary's statistics, imported while the nodes work
             self._connect()
             self._acquire()
             if self.options.modes and switch is None:

@@ -30,7 +30,6 @@ Every bootstrap is seeded: the same run gives the same intervals.
 from __future__ import annotations
 
 import math
-import threading
 from dataclasses import dataclass, field
 from typing import Sequence
 
@@ -42,11 +41,6 @@ def _sps():
     connects to a node (the bootstraps over samples need numpy only)."""
     from scipy import stats
     return stats
-
-
-def prefetch() -> None:
-    """Import scipy.stats in a thread now, while the caller waits on its nodes, rather than at the end."""
-    threading.Thread(target=_sps, name="prefetch-scipy", daemon=True).start()
 
 
 LEVEL = 0.95  # confidence level of every interval and test

@@ -29,11 +29,13 @@ import errno
 import json
 import math
 import os
+import platform
 import select
 import signal
 import socket
 import struct
 import sys
+import tempfile
 import time
 
 AGENT = "netbench-agent"
@@ -257,7 +259,6 @@ def _stop(signum, frame):  # noqa: ARG001
 
 def write_atomic(path: str, text: str) -> None:
     """Write via a temporary file and rename, so a reader never sees half a file."""
-    import tempfile  # here: serve only; each `ping` is a fresh interpreter and skips its imports
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".agent-ready-")
     try:
         with os.fdopen(fd, "w") as f:
@@ -593,7 +594,6 @@ def send_raw(args: argparse.Namespace) -> int:
 
 
 def cmd_version(args: argparse.Namespace) -> int:  # noqa: ARG001
-    import platform
     emit({"agent": AGENT, "version": VERSION, "python": platform.python_version()})
     return 0
 
