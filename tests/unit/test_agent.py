@@ -5,7 +5,6 @@ import json
 import selectors
 import signal
 import socket
-import statistics
 import struct
 import subprocess
 import sys
@@ -200,26 +199,27 @@ def test_version():
                                       "python": ".".join(map(str, sys.version_info[:3]))}
 
 
-def test_kernel_stamps_measure_the_echo_without_the_interpreter():
+def test_kernel_stamps_measure_the_echo_without_the_interpreter(monkeypatch):
     with server() as (proc, ready):
         assert ready["ready"] is True and ready["bind"] == LOCAL and ready["pid"] == proc.pid
         port = ready["port"]
         assert port > 0
         out = ping(port, "--count", "200", "--interval", "0.001")
 
-        # the same exchange timed in user space, as a plain Python client sees it
-        user = []
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            s.settimeout(1)
-            for seq in range(205):
-                payload = build_payload(seq, 64)
-                t0 = time.monotonic_ns()
-                s.sendto(payload, (LOCAL, port))
-                while parse_payload(s.recv(128)) != seq:
-                    pass
-                user.append(time.monotonic_ns() - t0)
-                time.sleep(0.001)
-        user = user[5:]
+        # The same exchanges, in process, keeping the user-space clock beside the kernel's. Two
+        # separate runs compared by median flaked on a busy machine (CI: 19.5 vs 16.3 us); per
+        # exchange, the kernel's interval lies inside the one the interpreter sees, whatever the load.
+        pingers = []
+
+        class Kept(agent.Pinger):
+            def __init__(self, *a, **kw):
+                super().__init__(*a, **kw)
+                pingers.append(self)
+
+        monkeypatch.setattr(agent, "Pinger", Kept)
+        args = agent.build_parser().parse_args(
+            ["ping", "--dst", LOCAL, "--port", str(port), "--count", "100", "--interval", "0.001"])
+        inproc = agent.ping(args)
 
     assert {k: out[k] for k in ("dst", "port", "size", "count", "sent", "received", "lost", "stale")} == {
         "dst": LOCAL, "port": port, "size": 64, "count": 200, "sent": 200, "received": 200, "lost": 0, "stale": 0}
@@ -227,8 +227,19 @@ def test_kernel_stamps_measure_the_echo_without_the_interpreter():
     rtt = out["rtt_ns"]
     assert len(rtt) == 200 and all(isinstance(r, int) for r in rtt)
     assert all(0 < r < 50_000_000 for r in rtt)
-    assert statistics.median(rtt) <= statistics.median(user), (statistics.median(rtt), statistics.median(user))
     assert 0.19 < out["wall_s"] < 5  # 200 sends spaced by 1 ms
+
+    assert inproc["timestamping"] == "kernel" and inproc["received"] == 100
+    (p,) = pingers
+    got = [s for s in range(len(p.rx_mono)) if p.rx_mono[s]][-100:]
+    kernel = [p.rx_kernel[s] - p.tx_kernel[s] for s in got]
+    user = [p.rx_mono[s] - p.tx_mono[s] for s in got]
+    assert kernel == inproc["rtt_ns"]
+    # 2 us of slack for the two clocks (REALTIME for stamps, MONOTONIC for the interpreter) being read
+    # at slightly different instants; an interpreter-timed figure would exceed the user one nowhere
+    assert all(0 < k <= u + 2000 for k, u in zip(kernel, user)), [(k, u) for k, u in zip(kernel, user) if k > u]
+    # and the interpreter's share is real: most exchanges are strictly shorter in the kernel's view
+    assert sum(k < u for k, u in zip(kernel, user)) >= 90
 
 
 @pytest.mark.parametrize("method", ["kernel-rx", "user"])
