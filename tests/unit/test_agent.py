@@ -237,9 +237,9 @@ def test_kernel_stamps_measure_the_echo_without_the_interpreter(monkeypatch):
     assert kernel == inproc["rtt_ns"]
     # 2 us of slack for the two clocks (REALTIME for stamps, MONOTONIC for the interpreter) being read
     # at slightly different instants; an interpreter-timed figure would exceed the user one nowhere
-    assert all(0 < k <= u + 2000 for k, u in zip(kernel, user)), [(k, u) for k, u in zip(kernel, user) if k > u]
+    assert all(0 < k <= u + 2000 for k, u in zip(kernel, user, strict=False)), [(k, u) for k, u in zip(kernel, user, strict=False) if k > u]
     # and the interpreter's share is real: most exchanges are strictly shorter in the kernel's view
-    assert sum(k < u for k, u in zip(kernel, user)) >= 90
+    assert sum(k < u for k, u in zip(kernel, user, strict=False)) >= 90
 
 
 @pytest.mark.parametrize("method", ["kernel-rx", "user"])
