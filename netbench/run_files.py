@@ -112,6 +112,7 @@ class Samples(_Loose):
     dst: StrictStr
     test: StrictStr
     rtt_us: list[StrictFloat | StrictInt]
+    size: StrictInt | None = None  # the size sweep's message size (run --sizes)
 
 
 def _problem(exc: ValidationError) -> str:

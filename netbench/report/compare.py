@@ -79,7 +79,7 @@ def incomplete(run_dirs: list[Path]) -> list[tuple[str, bool]]:
     out = []
     for path in run_dirs:
         run = RunDir.open(path)
-        df, meta = run.frame(), run.meta()
+        df, meta = run.frame(sweep=None), run.meta()  # the size sweep's records are planned measurements too
         expected = gaps.Expected(meta, df, str(run.path / "run.json"))
         note = expected.stop_note()
         if df.empty:
