@@ -64,8 +64,8 @@ def write(run_dir: Path) -> dict[str, Path]:
     meta, df, samples = run.meta(), run.frame(), run.samples()
     figures = summary.Figures(df, samples)  # each bootstrap once, for every view
     rows = summary.per_mode(df, samples, figures=figures)
-    sweep = run.frame(sweep=True)
-    sized = summary.per_size(sweep, run.samples(sweep=True))
+    sweep, sweep_samples = run.frame(sweep=True), run.samples(sweep=True)
+    sized = summary.per_size(sweep, sweep_samples)
     traces = run.traces()
     complete = completeness(meta, run.frame(sweep=None), traces, str(run.path / "run.json"))
     for t in traces:
@@ -86,7 +86,7 @@ def write(run_dir: Path) -> dict[str, Path]:
         failures=meta.get("failures", []), gates=run.gates(), complete=complete,
         started=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(meta.get("started", 0))),
         plots={"throughput": plots.throughput(df), "latency": plots.latency(rows), "cdf": plots.latency_cdf(samples),
-               "heatmaps": heatmaps, "sizes": plots.sizes(sweep)},
+               "heatmaps": heatmaps, "sizes": plots.sizes(sweep, sweep_samples)},
     )
     out = {"html": run.path / "index.html", "summary": run.path / "summary.md", "csv": run.path / "table.csv",
            "intervals": summary.write_intervals(run.path, df, samples, figures=figures, sized=sized)}

@@ -1,7 +1,8 @@
 """Summaries of a run's tidy table, their figures and columns picked from `netbench.metrics`, each figure with
 its confidence interval (`netbench.stats`): per mode, scenario and test (`netbench run`'s table and --json),
 per mode (every report view: pod throughput and latency against the host baseline), which differences
-between modes are real, and all of it as one tidy table of intervals (intervals.csv).
+between modes are real, per message size of a size sweep (run --sizes: per_size), and all of it as one tidy
+table of intervals (intervals.csv).
 
 RTT statistics come from the raw samples (samples.jsonl) when the run has them: the statistic of every
 sample of the mode's pairs pooled, with a bootstrap interval. Without them (and for every other metric),

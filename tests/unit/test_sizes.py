@@ -4,6 +4,8 @@ fake cluster only where the run itself is under test."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -40,13 +42,14 @@ def run_records(skip: tuple = ()) -> tuple[pd.DataFrame, list[dict]]:
                 x = x + 60  # one slow pair at 1400 bytes
             samples.append({"mode": "vxlan", "scenario": "pod-pod", "src": a, "dst": b, "test": "udp_rr",
                             "rtt_us": list(x), **({"size": size} if size else {})})
-            rows += [rec("udp_rr", "reachable", 1, a, b, size), rec("udp_rr", "rtt_p50_us", np.percentile(x, 50), a, b, size),
-                     rec("udp_rr", "rtt_p99_us", np.percentile(x, 99), a, b, size)]
+            rows += [rec("udp_rr", "reachable", 1, a, b, size)]
+            rows += [rec("udp_rr", f"rtt_p{q}_us", np.percentile(x, q), a, b, size) for q in (50, 99)]
     for size, gbps in GBPS.items():
         for a, b in PAIRS + [(b, a) for a, b in PAIRS]:
             for repeat in range(2):
                 if (a, b, "tcp", size) not in skip:
-                    rows.append(rec("tcp", "gbps", gbps * (1 + 0.02 * repeat) + 0.01 * len(a + b), a, b, size, repeat=repeat))
+                    value = gbps * (1 + 0.02 * repeat) + 0.01 * len(a + b)
+                    rows.append(rec("tcp", "gbps", value, a, b, size, repeat=repeat))
     return pd.DataFrame(rows, columns=COLUMNS), samples
 
 
@@ -121,7 +124,8 @@ def test_a_gate_on_one_size_judges_that_sizes_figures_and_its_gaps(tmp_path):
     expected = gaps.Expected(meta(), records)
     out = gates.evaluate([at_1400, at_64, own, tcp], records, [], samples=samples, expected=expected)
     assert [o.passed for o in out] == [False, True, True, True]
-    assert out[0].violations == [f"n2->n3: {records[(records['size'] == 1400) & (records.src == 'n2') & (records.dst == 'n3') & (records.metric == 'rtt_p99_us')].value.iloc[0]:.3g} (needs < 150)"]
+    slow = records.query("size == 1400 and src == 'n2' and dst == 'n3' and metric == 'rtt_p99_us'").value.iloc[0]
+    assert out[0].violations == [f"n2->n3: {slow:.3g} (needs < 150)"]
     assert out[0].summary.startswith("vxlan pod-pod size 1400: worst udp_rr.rtt_p99_us")
     assert out[3].summary == "vxlan pod-pod size 512: worst tcp.gbps = 2.06 over 6 pairs"
     assert out[0].as_dict()["size"] == 1400 and "size" not in out[2].as_dict()
@@ -147,7 +151,8 @@ def test_a_regression_gate_on_one_size_tests_that_size_against_the_baseline(tmp_
 
 @pytest.mark.parametrize("rule, problem", [
     ("{name: a, reachable: true, size: 64}", "size applies to check and regression rules (of udp_rr or tcp)"),
-    ("{name: a, check: 'tcp_multi.gbps > 1', size: 512}", "size: the size sweep measures udp_rr and tcp, not tcp_multi"),
+    ("{name: a, check: 'tcp_multi.gbps > 1', size: 512}",
+     "size: the size sweep measures udp_rr and tcp, not tcp_multi"),
     ("{name: a, check: 'tcp.gbps > 1', size: 64}", "size: tcp is swept from an MSS of 88 bytes (got 64)"),
     ("{name: a, check: 'udp_rr.rtt_p50_us < 9', size: 8}", "size must be a message size in whole bytes, 16 to 65000 "
                                                            "(got 8)"),
@@ -177,6 +182,7 @@ def test_a_run_with_sizes_keeps_the_sweeps_samples_apart_and_reports_every_size(
         ("host-host", "udp_rr", 1400), ("pod-pod", "tcp", 1400), ("host-host", "tcp", 1400)]
     assert all(r["ci"]["rtt_p50_us"] for r in sized if r["test"] == "udp_rr")  # 20 samples: p50 has one
     assert sized[4]["gbps_vs_host"] is not None  # against host-host at the same MSS
+    assert json.loads(json.dumps(sized)) == sized  # as `run --json` prints it
     assert gaps.all_missing(gaps.Expected(run.meta(), run.frame(sweep=None)), run.frame(sweep=None), []) == []
     with cli.console.capture() as captured:
         cli._print_sizes(sized, by_mode=False)
