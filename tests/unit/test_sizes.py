@@ -189,3 +189,34 @@ def test_a_run_with_sizes_keeps_the_sweeps_samples_apart_and_reports_every_size(
     lines = captured.get().splitlines()
     assert any("pod-pod" in ln and "udp_rr" in ln and "1400" in ln and "[" in ln for ln in lines), lines
     assert sum(" tcp " in ln and " 1400 " in ln for ln in lines) == 2  # pods and hosts
+
+
+def test_compare_sets_each_size_beside_the_same_size_and_calls_a_slower_size_worse(tmp_path):
+    from netbench.measure import latency
+    from netbench.report import compare
+    from netbench.results import RunDir
+    rng = np.random.default_rng(5)
+
+    def stored(name: str, slower_at: int) -> object:
+        run = RunDir(tmp_path / name)
+        run.path.mkdir()
+        run.write_meta({"mode": "vxlan"})
+        for size in (None, 64, 1400):
+            for a, b in PAIRS:
+                x = list(rng.normal(RTT[size], RTT[size] / 10, 600) * (1.3 if size == slower_at else 1))
+                run.append(latency.records("udp_rr", x, 600, "pod-pod", a, b), "vxlan", size=size)
+                run.append_samples("vxlan", "pod-pod", a, b, "udp_rr", x, size=size)
+        return run.path
+    names, df = compare.compare([stored("before", 0), stored("after", 1400)])
+    p50 = df[df.metric == "rtt_p50_us"].set_index("size", drop=False)
+    assert list(p50["size"].astype("object").where(p50["size"].notna(), None)) == [None, 64, 1400]
+    assert list(p50["after verdict"]) == [stats.SAME, stats.SAME, stats.WORSE]
+    assert 1.2 < p50["after ratio"].iloc[2] < 1.4 and p50["after test"].iloc[2] == stats.TESTS[stats.SAMPLES]
+    plain = []  # runs without a sweep: compare's table keeps the columns it always had
+    for name in ("plain-a", "plain-b"):
+        run = RunDir(tmp_path / name)
+        run.path.mkdir()
+        run.write_meta({"mode": "vxlan"})
+        run.append(latency.records("udp_rr", [40.0, 41.0, 42.0], 3, "pod-pod", "n1", "n2"), "vxlan")
+        plain.append(run.path)
+    assert "size" not in compare.compare(plain)[1].columns
