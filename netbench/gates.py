@@ -9,8 +9,8 @@ A rule is one of:
   reachable: true                           every planned pair measured and answered
   path: true                                traces delivered, hops as the mode promises, MTU as promised
 with optional `scenario` (default pod-pod) and `modes` (default: every mode in the run); a check or a
-regression of udp_rr or tcp may name a `size` of the run's size sweep (run --sizes: udp_rr's payload, tcp's
-MSS), and then judges the figures measured at that size, not the test's own.
+regression of udp_rr or tcp, or a reachable rule, may name a `size` of the run's size sweep (run --sizes:
+udp_rr's payload, tcp's MSS), and then judges what was measured at that size, not the test's own.
 
 A rule fails on every measurement it judges that the run planned and did not make ("not measured: …",
 see gaps.py): a pair skipped because its node was down is not a pass.
@@ -32,7 +32,7 @@ import yaml
 from netbench import gaps, metrics, stats
 from netbench.errors import UserError
 from netbench.flannel import Mode
-from netbench.plan import SCENARIOS, SIZE_TESTS
+from netbench.plan import LATENCY_TESTS, SCENARIOS, SIZE_TESTS
 from netbench.runoptions import MIN_SIZE, TCP_MIN_MSS
 from netbench.strict_yaml import StrictLoader
 
@@ -173,9 +173,9 @@ def _size(rule: Rule) -> list[str]:
     size = rule.size
     if isinstance(size, bool) or not isinstance(size, int) or not MIN_SIZE <= size <= 65000:
         return [f"size must be a message size in whole bytes, {MIN_SIZE} to 65000 (got {size!r})"]
-    if rule.kind not in ("threshold", "ratio", "regression"):
-        return ["size applies to check and regression rules (of udp_rr or tcp)"]
-    if rule.test not in SIZE_TESTS:
+    if rule.kind == "path":
+        return ["size applies to check, regression and reachable rules"]
+    if rule.kind != "reachable" and rule.test not in SIZE_TESTS:
         return [f"size: the size sweep measures {' and '.join(SIZE_TESTS)}, not {rule.test}"]
     if rule.test == "tcp" and size < TCP_MIN_MSS:
         return [f"size: tcp is swept from an MSS of {TCP_MIN_MSS} bytes (got {size})"]
@@ -290,9 +290,9 @@ def _with_gaps(o: Outcome, df: pd.DataFrame, traces: list[dict], expected: gaps.
     rule, mode = o.rule, o.mode
     if rule.kind == "regression" and baseline is None:
         return o  # not judged at all without a baseline
-    if rule.kind == "reachable":
-        missing = [g for t in expected.latency_tests() for g in expected.missing(df, mode, rule.scenario, t,
-                                                                                 "reachable")]
+    if rule.kind == "reachable":  # at a size: the latency test the sweep measures
+        tests = expected.latency_tests() if rule.size is None else [t for t in SIZE_TESTS if t in LATENCY_TESTS]
+        missing = [g for t in tests for g in expected.missing(df, mode, rule.scenario, t, "reachable", rule.size)]
     elif rule.kind == "path":
         missing = expected.missing_traces(traces, mode)
     else:

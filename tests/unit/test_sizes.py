@@ -132,9 +132,15 @@ def test_a_gate_on_one_size_judges_that_sizes_figures_and_its_gaps(tmp_path):
     assert 'name="p99 at 1400 [vxlan pod-pod size 1400]"' in gates.junit(out, "r")
     # one pair at 64 bytes not measured: that rule fails naming it; the test's own and the other size do not
     missing, _ = run_records(skip=(("n1", "n2", "udp_rr", 64),))
-    out = gates.evaluate([at_1400, at_64, own], missing, [], expected=gaps.Expected(meta(False), missing))
-    assert [o.passed for o in out] == [False, False, True]
-    assert out[1].violations == ["not measured: n1->n2 pod-pod udp_rr size 64 (the run stopped before it)"]
+    reach_64, reach_1400, reach = rules(tmp_path, "  - {name: r64, reachable: true, size: 64}\n"
+                                        "  - {name: r1400, reachable: true, size: 1400}\n"
+                                        "  - {name: r, reachable: true}\n")
+    out = gates.evaluate([at_1400, at_64, own, reach_64, reach_1400, reach], missing, [],
+                         expected=gaps.Expected(meta(False), missing))
+    assert [o.passed for o in out] == [False, False, True, False, True, True]
+    assert out[1].violations == out[3].violations == [
+        "not measured: n1->n2 pod-pod udp_rr size 64 (the run stopped before it)"]
+    assert out[4].summary == "vxlan pod-pod size 1400: 3 of 3 pairs reachable"
 
 
 def test_a_regression_gate_on_one_size_tests_that_size_against_the_baseline(tmp_path):
@@ -150,7 +156,7 @@ def test_a_regression_gate_on_one_size_tests_that_size_against_the_baseline(tmp_
 
 
 @pytest.mark.parametrize("rule, problem", [
-    ("{name: a, reachable: true, size: 64}", "size applies to check and regression rules (of udp_rr or tcp)"),
+    ("{name: a, path: true, size: 64}", "size applies to check, regression and reachable rules"),
     ("{name: a, check: 'tcp_multi.gbps > 1', size: 512}",
      "size: the size sweep measures udp_rr and tcp, not tcp_multi"),
     ("{name: a, check: 'tcp.gbps > 1', size: 64}", "size: tcp is swept from an MSS of 88 bytes (got 64)"),
