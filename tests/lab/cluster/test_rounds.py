@@ -58,7 +58,8 @@ def test_a_size_sweep_shows_the_overlays_per_packet_cost_and_refuses_a_size_the_
     rules.write_text("gates:\n"
                      "  - {name: large requests answered, check: 'udp_rr.rtt_p50_us < 100000', size: 1400}\n"
                      "  - {name: a small MSS still carries, check: 'tcp.gbps > 0.01', size: 200}\n"
-                     "  - {name: a size never swept, check: 'udp_rr.rtt_p50_us < 100000', size: 512}\n")
+                     "  - {name: a size never swept, check: 'udp_rr.rtt_p50_us < 100000', size: 512}\n"
+                     "  - {name: large requests reach, reachable: true, size: 1400}\n")
     proc = netbench("run", "--pairs", "n1:n2", "--scenarios", "pod-pod", "--tests", "udp_rr,tcp", "--samples", "30",
                     "--interval", "0.002", "--duration", "1", "--repeats", "1", "--sizes", "64,200,1400",
                     "--gates", str(rules), "--out", str(tmp_path), "--json")
@@ -94,6 +95,7 @@ def test_a_size_sweep_shows_the_overlays_per_packet_cost_and_refuses_a_size_the_
     assert verdicts["a small MSS still carries"]["summary"] == f"udp pod-pod size 200: worst tcp.gbps = " \
         f"{worst:.3g} over 2 pairs"
     assert verdicts["a size never swept"]["passed"] is None  # never planned: nothing missing, nothing judged
+    assert verdicts["large requests reach"]["summary"] == "udp pod-pod size 1400: 1 of 1 pairs reachable"
     # the console: the run's table, then the sweep's, one line per size (a cheap run: one pair, one size)
     proc = netbench("run", "--pairs", "n1:n2", "--scenarios", "pod-pod", *LATENCY, "--sizes", "64",
                     "--out", str(tmp_path / "console"))
