@@ -275,8 +275,9 @@ def difference_lines(found: list[dict]) -> list[str]:
 def intervals(df: pd.DataFrame, samples: list[dict] | None = None, level: float = stats.LEVEL,
               figures: Figures | None = None, sized: list[dict] | None = None) -> pd.DataFrame:
     """The tidy table of headline figures with intervals: one row per mode, scenario, test and metric (every
-    SUMMARY headline, and gbps_vs_host), then CPU per Gbit/s per mode (the baseline's mode: BASELINE); with
-    the size sweep's rows (per_size), a `size` column: empty for those, then one row per size of each."""
+    SUMMARY headline, and gbps_vs_host), then CPU per Gbit/s per mode (the baseline's mode: BASELINE). Given
+    the size sweep's rows (`sized`, per_size), their figures follow, and a `size` column names each one's size
+    (empty for the rows before them)."""
     figures = figures or Figures(df, samples, level)
     out = []
     for r in per_test(df, samples, level, figures):
