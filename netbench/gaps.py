@@ -23,9 +23,11 @@ class Gap:
     test: str  # or "trace"
     why: str = ""
     round: int | None = None  # of a run in several rounds (run --rounds)
+    size: int | None = None  # of the size sweep (run --sizes); None: the test itself
 
     def __str__(self) -> str:
         what = f"not measured: {self.src}->{self.dst} {self.scenario} {self.test}"
+        what += f" size {self.size}" if self.size is not None else ""
         what += f" in round {self.round}" if self.round is not None else ""
         return f"{what} ({self.why})" if self.why else what
 
@@ -52,8 +54,10 @@ class Expected:
         if not self.known:
             self.nodes, self.tests, self.pairs, self.trace, self.parallel = [], [], None, False, False
             self.podless: frozenset[str] = frozenset()
+            self.sizes: dict[str, list[int]] = {}
             return
         self.nodes, self.tests = plan["nodes"], plan["tests"]
+        self.sizes = plan.get("sizes") or {}  # the size sweep: test -> its sizes, measured in every pass
         self.podless = frozenset(plan.get("podless") or ())  # nodes whose roles run no pods: host-host only
         self.pairs = [tuple(p) for p in plan["pairs"]] if plan.get("pairs") else None
         self.trace, self.parallel = bool(plan.get("trace")), bool(plan.get("parallel_pairs"))
@@ -99,18 +103,22 @@ class Expected:
                 out |= {(s, d, at) for s, d in planned_pairs(self._plan(scenarios), scenario, test)}
         return out
 
-    def missing(self, df: pd.DataFrame, mode: str | None, scenario: str, test: str, metric: str) -> list[Gap]:
-        """Planned measurements with no `test`.`metric` record (in its round): each a Gap with the reason the
-        run knows."""
-        planned = self.planned(mode, scenario, test)
+    def missing(self, df: pd.DataFrame, mode: str | None, scenario: str, test: str, metric: str,
+                size: int | None = None) -> list[Gap]:
+        """Planned measurements with no `test`.`metric` record (in its round; at `size` of the sweep, None: of
+        the test itself): each a Gap with the reason the run knows."""
+        planned = self.planned(mode, scenario, test) if size is None or size in self.sizes.get(test, ()) else set()
         if not planned:
             return []
         sel = df[(df.scenario == scenario) & (df.test == test) & (df.metric == metric)
                  & ((df["mode"] == mode) if mode else True)]
+        if "size" in sel:
+            sel = sel[sel["size"].isna() if size is None else sel["size"] == size]
+        what = f"{scenario} {test}" + (f" size {size}" if size is not None else "")
         rounds = pd.to_numeric(sel["round"], errors="coerce") if self.rounds > 1 and "round" in sel else None
         at = [None] * len(sel) if rounds is None else [int(r) if r == r else None for r in rounds]
         have = set(zip(sel.src, sel.dst, at, strict=True))
-        return [Gap(mode or "-", scenario, s, d, test, self.why(mode, f"{s}->{d}", (s, d), f"{scenario} {test}", r), r)
+        return [Gap(mode or "-", scenario, s, d, test, self.why(mode, f"{s}->{d}", (s, d), what, r), r, size)
                 for s, d, r in sorted(planned - have, key=lambda k: (k[2] or 0, k[0], k[1]))]
 
     def missing_traces(self, traces: list[dict], mode: str) -> list[Gap]:
@@ -151,22 +159,26 @@ class Expected:
 
 
 def last_measured(df: pd.DataFrame) -> str | None:
-    """The latest record's mode, scenario, pair and test: where a killed run got to."""
+    """The latest record's mode, scenario, pair and test (and size): where a killed run got to."""
     if df.empty:
         return None
     times = pd.to_numeric(df["time"], errors="coerce")
     r = df.loc[times.idxmax()] if times.notna().any() else df.iloc[-1]
-    return f"{r['mode']} {r['scenario']} {r['src']}->{r['dst']} {r['test']}"
+    size = r.get("size")
+    return f"{r['mode']} {r['scenario']} {r['src']}->{r['dst']} {r['test']}" + (
+        f" size {int(size)}" if size is not None and size == size else "")
 
 
 def all_missing(expected: Expected, df: pd.DataFrame, traces: list[dict]) -> list[Gap]:
     """Every planned measurement without a record (by the metric every record of its test carries:
-    `reachable` for latency, `gbps` for throughput) and every planned trace not made."""
+    `reachable` for latency, `gbps` for throughput), at each size of the sweep too, and every planned trace
+    not made. df: every record of the run, the sweep's too (RunDir.frame(sweep=None))."""
     out: dict[Gap, None] = {}  # a mode run in two passes is one set of gaps
     for mode, scenarios, _ in expected.passes:
         for scenario in scenarios:
             for test in expected.tests:
                 metric = "reachable" if test in LATENCY_TESTS else "gbps"
-                out.update(dict.fromkeys(expected.missing(df, mode, scenario, test, metric)))
+                for size in (None, *expected.sizes.get(test, ())):
+                    out.update(dict.fromkeys(expected.missing(df, mode, scenario, test, metric, size)))
         out.update(dict.fromkeys(expected.missing_traces(traces, mode)))
     return list(out)

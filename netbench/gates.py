@@ -8,7 +8,9 @@ A rule is one of:
                                             difference significant (netbench.stats.difference, as compare)
   reachable: true                           every planned pair measured and answered
   path: true                                traces delivered, hops as the mode promises, MTU as promised
-with optional `scenario` (default pod-pod) and `modes` (default: every mode in the run).
+with optional `scenario` (default pod-pod) and `modes` (default: every mode in the run); a check or a
+regression of udp_rr or tcp, or a reachable rule, may name a `size` of the run's size sweep (run --sizes:
+udp_rr's payload, tcp's MSS), and then judges what was measured at that size, not the test's own.
 
 A rule fails on every measurement it judges that the run planned and did not make ("not measured: …",
 see gaps.py): a pair skipped because its node was down is not a pass.
@@ -30,13 +32,14 @@ import yaml
 from netbench import gaps, metrics, stats
 from netbench.errors import UserError
 from netbench.flannel import Mode
-from netbench.plan import SCENARIOS
+from netbench.plan import LATENCY_TESTS, SCENARIOS, SIZE_TESTS
+from netbench.runoptions import MIN_SIZE, TCP_MIN_MSS
 from netbench.strict_yaml import StrictLoader
 
 OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 _CHECK = re.compile(r"^\s*(?P<test>[a-z_]+)\.(?P<metric>[a-z0-9_]+)\s*(?P<base>/\s*baseline\s*)?"
                     r"(?P<op><=|>=|<|>)\s*(?P<value>-?\d+(\.\d+)?)\s*$")
-_KEYS = ("name", "check", "regression", "tolerance_pct", "reachable", "path", "scenario", "modes")
+_KEYS = ("name", "check", "regression", "tolerance_pct", "reachable", "path", "scenario", "modes", "size")
 _KINDS = ("check", "regression", "reachable", "path")
 
 
@@ -60,6 +63,12 @@ class Rule:
     tolerance_pct: float | None = None
     scenario: str = "pod-pod"
     modes: tuple[str, ...] = ()
+    size: int | None = None  # a message size of the size sweep; None: the test's own figures
+
+    @property
+    def where(self) -> str:
+        """What the rule judges besides the mode: "pod-pod", "pod-pod size 512"."""
+        return self.scenario + (f" size {self.size}" if self.size is not None else "")
 
 
 @dataclass
@@ -73,6 +82,7 @@ class Outcome:
     def as_dict(self) -> dict:
         """The verdict as data (gates.json): what the report shows, without reading the JUnit back."""
         return {"name": self.rule.name, "kind": self.rule.kind, "mode": self.mode, "scenario": self.rule.scenario,
+                **({"size": self.rule.size} if self.rule.size is not None else {}),
                 "passed": self.passed, "summary": self.summary, "violations": list(self.violations)}
 
 
@@ -148,12 +158,28 @@ def _rule(item: object, line: int, path: Path) -> tuple[Rule | None, list[str]]:
     if not isinstance(modes, list) or any(m not in known_modes for m in modes):
         wrong.append(f"modes must be a list of {', '.join(known_modes)} (got {item.get('modes')!r})")
         modes = []
-    common = {"name": name, "line": line, "scenario": scenario, "modes": tuple(modes)}
+    common = {"name": name, "line": line, "scenario": scenario, "modes": tuple(modes), "size": item.get("size")}
     rule = None
     if len(kinds) == 1:
         rule = _kind(kinds[0], item, common, wrong)
+    if rule and rule.size is not None:
+        wrong += _size(rule)
     problems += [f"{where}: {w}" for w in wrong]
     return (None if problems else rule), problems
+
+
+def _size(rule: Rule) -> list[str]:
+    """Why a rule's `size` cannot name a size of the sweep (run --sizes), or nothing."""
+    size = rule.size
+    if isinstance(size, bool) or not isinstance(size, int) or not MIN_SIZE <= size <= 65000:
+        return [f"size must be a message size in whole bytes, {MIN_SIZE} to 65000 (got {size!r})"]
+    if rule.kind == "path":
+        return ["size applies to check, regression and reachable rules"]
+    if rule.kind != "reachable" and rule.test not in SIZE_TESTS:
+        return [f"size: the size sweep measures {' and '.join(SIZE_TESTS)}, not {rule.test}"]
+    if rule.test == "tcp" and size < TCP_MIN_MSS:
+        return [f"size: tcp is swept from an MSS of {TCP_MIN_MSS} bytes (got {size})"]
+    return []
 
 
 def _kind(kind: str, item: dict, common: dict, wrong: list[str]) -> Rule | None:
@@ -229,10 +255,19 @@ def evaluate(rules: list[Rule], df: pd.DataFrame, traces: list[dict], baseline: 
              level: float = stats.LEVEL, expected: gaps.Expected | None = None) -> list[Outcome]:
     """Every rule on every mode it applies to. Raw RTT samples (of the run and of the baseline run), when
     given, let a regression of an RTT statistic be tested on them (see `_regression`). With the run's plan
-    (`expected`), also each mode it planned, failing on what was planned and not measured."""
-    from netbench.report.summary import Figures
-    figures = (Figures(df, samples, level), Figures(baseline, baseline_samples, level)) if baseline is not None \
-        else None
+    (`expected`), also each mode it planned, failing on what was planned and not measured. The records and
+    samples may hold the size sweep's too (RunDir.frame(sweep=None)): a rule judges those of its `size`."""
+    from netbench.report.summary import Figures, at_size
+    views: dict[int | None, tuple] = {}  # size -> (records, baseline records, figures of both) at that size
+
+    def view(size: int | None) -> tuple:
+        if size not in views:
+            now, now_samples = at_size(df, samples, size)
+            then, then_samples = at_size(baseline, baseline_samples, size) if baseline is not None else (None, None)
+            figures = (Figures(now, now_samples, level), Figures(then, then_samples, level)) \
+                if baseline is not None else None
+            views[size] = (now, then, figures)
+        return views[size]
     outcomes = []
     run_modes = sorted(set(df["mode"].unique() if not df.empty else ()) | set(expected.modes if expected else ()))
     for rule in rules:
@@ -241,7 +276,7 @@ def evaluate(rules: list[Rule], df: pd.DataFrame, traces: list[dict], baseline: 
             outcomes.append(Outcome(rule, "-", None, f"applies to {', '.join(rule.modes) or 'any mode'}; "
                                                      f"the run measured {', '.join(run_modes) or 'nothing'}"))
         for mode in modes:
-            outcome = _one(rule, mode, df, traces, baseline, figures)
+            outcome = _one(rule, mode, traces, *view(rule.size))
             outcomes.append(_with_gaps(outcome, df, traces, expected, baseline) if expected else outcome)
     return outcomes
 
@@ -251,19 +286,19 @@ _GAPS_LISTED = 20  # per outcome; the rest are counted
 
 def _with_gaps(o: Outcome, df: pd.DataFrame, traces: list[dict], expected: gaps.Expected,
                baseline: pd.DataFrame | None) -> Outcome:
-    """The outcome, failed when a measurement it judges was planned and not made."""
+    """The outcome, failed when a measurement it judges was planned and not made (df: every record)."""
     rule, mode = o.rule, o.mode
     if rule.kind == "regression" and baseline is None:
         return o  # not judged at all without a baseline
-    if rule.kind == "reachable":
-        missing = [g for t in expected.latency_tests() for g in expected.missing(df, mode, rule.scenario, t,
-                                                                                 "reachable")]
+    if rule.kind == "reachable":  # at a size: the latency test the sweep measures
+        tests = expected.latency_tests() if rule.size is None else [t for t in SIZE_TESTS if t in LATENCY_TESTS]
+        missing = [g for t in tests for g in expected.missing(df, mode, rule.scenario, t, "reachable", rule.size)]
     elif rule.kind == "path":
         missing = expected.missing_traces(traces, mode)
     else:
-        missing = expected.missing(df, mode, rule.scenario, rule.test, rule.metric)
-        if rule.kind == "ratio":  # the host baseline of those pairs, in whichever pass measured it
-            missing += expected.missing(df, None, "host-host", rule.test, rule.metric)
+        missing = expected.missing(df, mode, rule.scenario, rule.test, rule.metric, rule.size)
+        if rule.kind == "ratio":  # the host baseline of those pairs (at that size), in whichever pass measured it
+            missing += expected.missing(df, None, "host-host", rule.test, rule.metric, rule.size)
     if not missing:
         return o
     shown = [str(g) for g in missing[:_GAPS_LISTED]]
@@ -281,10 +316,10 @@ def apply(run_dir, rules: list[Rule], baseline_dir=None, junit_path: Path | None
     from netbench.results import RunDir
     run = RunDir.open(run_dir)
     base = RunDir.open(baseline_dir) if baseline_dir else None
-    df = run.frame()
+    df = run.frame(sweep=None)  # the size sweep's too: a rule may name a size
     expected = gaps.Expected(run.meta(), df, str(run.path / "run.json"))
-    outcomes = evaluate(rules, df, run.traces(), base.frame() if base else None, run.samples(),
-                        base.samples() if base else None, expected=expected if expected.known else None)
+    outcomes = evaluate(rules, df, run.traces(), base.frame(sweep=None) if base else None, run.samples(sweep=None),
+                        base.samples(sweep=None) if base else None, expected=expected if expected.known else None)
     own = run.path / "gates.xml"
     path = Path(junit_path) if junit_path else own
     path.write_text(junit(outcomes, run.run_id))
@@ -293,9 +328,10 @@ def apply(run_dir, rules: list[Rule], baseline_dir=None, junit_path: Path | None
     return outcomes
 
 
-def _one(rule: Rule, mode: str, df: pd.DataFrame, traces: list[dict], baseline: pd.DataFrame | None,
+def _one(rule: Rule, mode: str, traces: list[dict], df: pd.DataFrame, baseline: pd.DataFrame | None,
          figures: tuple | None = None) -> Outcome:
-    label = f"{mode} {rule.scenario}"
+    """One rule on one mode, on the records (and baseline) of the rule's size."""
+    label = f"{mode} {rule.where}"
     if rule.kind in ("threshold", "ratio"):
         values = _pairs(df, mode, rule.scenario, rule.test, rule.metric)
         if values.empty:
@@ -376,7 +412,7 @@ def junit(outcomes: list[Outcome], run_id: str) -> str:
                           timestamp=time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime()))
     for o in outcomes:
         case = ET.SubElement(suite, "testcase", classname=f"netbench.gates.{o.mode}",
-                             name=f"{o.rule.name} [{o.mode} {o.rule.scenario}]", time="0")
+                             name=f"{o.rule.name} [{o.mode} {o.rule.where}]", time="0")
         if o.passed is False:
             fail = ET.SubElement(case, "failure", message=o.summary, type=o.rule.kind)
             fail.text = "\n".join(o.violations)

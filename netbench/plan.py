@@ -18,6 +18,7 @@ from netbench.errors import InvalidValue
 SCENARIOS = ("pod-pod", "pod-pod-same-node", "host-host")
 LATENCY_TESTS = ("udp_rr", "icmp")
 THROUGHPUT_TESTS = ("tcp", "tcp_multi", "udp")
+SIZE_TESTS = ("udp_rr", "tcp")  # the tests a size sweep (run --sizes) measures at each size
 
 
 def round_robin(nodes: list[str]) -> list[list[tuple[str, str]]]:

@@ -23,7 +23,8 @@ COLUMNS = ["run", "mode", "scenario", "src", "dst", "test", "metric", "value", "
            "time"]
 # round: the pass over every mode it was measured in (run --rounds), from 1; none in runs made before rounds.
 # size: the message size of a size sweep's record (run --sizes); none for every other record, and only those
-# are the run's figures (RunDir.frame); the sweep is read apart (frame(sweep=True)).
+# are the run's figures (RunDir.frame); the sweep is read apart (frame(sweep=True)), its raw RTT samples too
+# (samples(sweep=True)): a figure of the run never mixes sizes.
 
 
 def new_run_id(label: str = "") -> str:
@@ -67,16 +68,21 @@ class RunDir:
             os.fsync(f.fileno())
 
     def append_samples(self, mode: str, scenario: str, src: str, dst: str, test: str, rtts_us: list[float],
-                       round_no: int | None = None) -> None:
+                       round_no: int | None = None, size: int | None = None) -> None:
         """Raw RTT samples, for distributions and their intervals (the tidy table keeps their statistics);
-        round_no: the run's round (report.summary resamples rounds when there are several)."""
-        line = json.dumps({"mode": mode, "scenario": scenario, "src": src, "dst": dst, "test": test,
-                           **({"round": round_no} if round_no is not None else {}),
+        round_no: the run's round (report.summary resamples rounds when there are several); size: the sweep's
+        message size (none for the tests' own samples)."""
+        extra = {k: v for k, v in (("round", round_no), ("size", size)) if v is not None}
+        line = json.dumps({"mode": mode, "scenario": scenario, "src": src, "dst": dst, "test": test, **extra,
                            "rtt_us": [round(x, 3) for x in rtts_us]}) + "\n"
         with self._lock, open(self.path / "samples.jsonl", "a") as f:
             f.write(line)
 
-    def samples(self) -> list[dict]:
+    def samples(self, sweep: bool | None = False) -> list[dict]:
+        """The tests' raw RTT samples, without the size sweep's; sweep=True: those only; None: all."""
+        return [s for s in self._samples() if sweep is None or (s.get("size") is not None) == sweep]
+
+    def _samples(self) -> list[dict]:
         path = self.path / "samples.jsonl"
         if not path.exists():
             return []
@@ -136,9 +142,12 @@ class RunDir:
     def meta(self) -> dict:
         return run_files.check_meta(self._read("run.json"), self.path / "run.json")
 
-    def frame(self, sweep: bool = False) -> pd.DataFrame:
-        """The run's records, without those of its size sweep; with sweep=True, those only."""
+    def frame(self, sweep: bool | None = False) -> pd.DataFrame:
+        """The run's records, without those of its size sweep; with sweep=True, those only; None: every record
+        (what the gaps and the gates read: a measurement is named by its size too)."""
         df = self._records()
+        if sweep is None:
+            return df
         sized = df["size"].notna()
         return (df[sized] if sweep else df[~sized]).reset_index(drop=True)
 

@@ -62,6 +62,11 @@ def tool_versions() -> dict:
             "kernel_local": platform.release()}
 
 
+def _what(step: Step, test: str, size: int | None) -> str:
+    """A failed measurement as the run records it (Failure.what; gaps.Expected.why reads it back)."""
+    return f"{step.scenario} {test}" + (f" size {size}" if size is not None else "")
+
+
 class Session:
     def __init__(self, nodes: list[ClusterNode], pod_network: str, options: RunOptions, out_root: Path,
                  inventory_meta: dict, label: str = "", accept_new_host_keys: bool = False,
@@ -377,15 +382,15 @@ class Session:
                 rtts, sent = latency.DRIVERS[test](conn, src, dst, samples=o.samples, interval=o.interval,
                                                    size=size or o.size)
                 records = latency.records(test, rtts, sent, step.scenario, step.src, step.dst)
-                if size is None:  # the sweep's are not the run's figures (RunDir.frame)
-                    self.run_dir.append_samples(self.mode_label or self.cluster_mode.name, step.scenario, step.src,
-                                                step.dst, test, rtts, self.round_no)
+                # the sweep's with their size: they are not the run's figures (RunDir.samples)
+                self.run_dir.append_samples(self.mode_label or self.cluster_mode.name, step.scenario, step.src,
+                                            step.dst, test, rtts, self.round_no, size)
                 if not rtts:
-                    self.fail(f"{step.src}->{step.dst}", f"{step.scenario} {test}", "unreachable: no reply")
+                    self.fail(f"{step.src}->{step.dst}", _what(step, test, size), "unreachable: no reply")
                     self._check_nodes(step.src, step.dst)  # a path, or a whole node gone?
                 yield records
             except MeasureError as exc:
-                self.fail(f"{step.src}->{step.dst}", f"{step.scenario} {test}", exc)
+                self.fail(f"{step.src}->{step.dst}", _what(step, test, size), exc)
                 self._check_nodes(step.src, step.dst)
                 yield []
 
@@ -402,7 +407,7 @@ class Session:
                                                udp_rate=o.udp_rate, mss=mss)
                     yield throughput.records(test, parsed, step.scenario, step.src, step.dst, repeat)
                 except MeasureError as exc:
-                    self.fail(f"{step.src}->{step.dst}", f"{step.scenario} {test}", exc)
+                    self.fail(f"{step.src}->{step.dst}", _what(step, test, mss), exc)
                     self._check_nodes(step.src, step.dst)
                     yield []
 

@@ -103,6 +103,7 @@ class GateVerdict(_Loose):
     passed: StrictBool | None
     summary: StrictStr
     violations: list[StrictStr] = []
+    size: StrictInt | None = None  # the size sweep's message size a rule judged (gates.Rule.size)
 
 
 class Samples(_Loose):
@@ -112,6 +113,7 @@ class Samples(_Loose):
     dst: StrictStr
     test: StrictStr
     rtt_us: list[StrictFloat | StrictInt]
+    size: StrictInt | None = None  # the size sweep's message size (run --sizes)
 
 
 def _problem(exc: ValidationError) -> str:

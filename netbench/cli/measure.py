@@ -125,24 +125,28 @@ def _run(inventory, out, samples, interval, size, duration, repeats, streams, ud
                     err.print(Text.assemble(("could not put the lab back in its mode", "red"), f": {exc}"))
     df = outcome.run_dir.frame()
     # pandas and the statistics: imported once there is something to show
-    from netbench.report.summary import Figures, per_test, write_intervals
+    from netbench.report.summary import Figures, per_size, per_test, write_intervals
     figures = Figures(df, outcome.run_dir.samples())  # each bootstrap once, for the table and intervals.csv
     rows = per_test(df, figures=figures)
-    write_intervals(outcome.run_dir.path, df, None, figures=figures)
+    sized = per_size(outcome.run_dir.frame(sweep=True), outcome.run_dir.samples(sweep=True)) if options.sizes else []
+    write_intervals(outcome.run_dir.path, df, None, figures=figures, sized=sized)
     gate_outcomes = []
     if rules:
         gate_outcomes = gates_mod.apply(outcome.run_dir.path, rules, baseline)
     if as_json:
         print(json.dumps({"run_dir": str(outcome.run_dir.path), "mode": outcome.mode, "summary": rows,
+                          **({"sizes": sized} if options.sizes else {}),
                           "intervals": {"level": stats.LEVEL, "methods": stats.METHODS},
                           "failures": [f.__dict__ for f in outcome.failures], "nodes_down": outcome.nodes_down},
                          indent=2))
     else:
         if len(mode_list) > 1:
             print_mode_comparison(df, console, figures=figures)
-            _print_outcome(outcome)
         else:
             _print_summary(rows, outcome)
+        if options.sizes:
+            _print_sizes(sized, len(mode_list) > 1)
+        _print_outcome(outcome)
         if gate_outcomes:
             _print_gates(gate_outcomes)
     raise typer.Exit(outcome.exit_code or _gates_exit_code(gate_outcomes))
@@ -195,16 +199,11 @@ def _print_summary(rows: list[dict], outcome) -> None:
     from netbench import metrics, stats
     from netbench.report.summary import VS_HOST
 
-    def figure(r: dict, name: str, spec: str) -> str | None:
-        v, ci = r.get(name), r.get("ci", {}).get(name)
-        if v is None:
-            return None
-        return format(v, spec) + (f" [{ci[0]:{spec}}–{ci[1]:{spec}}]" if ci else "")
     cells = []  # (heading, the text of a row)
     for m in metrics.columns(metrics.TABLE):
-        cells.append((m.label, lambda r, name=m.name, spec=m.fmt: figure(r, name, spec)))
+        cells.append((m.label, lambda r, name=m.name, spec=m.fmt: _figure(r, name, spec)))
         if m.name == "gbps":
-            cells.append(("vs host", lambda r: figure(r, VS_HOST, ".2f")))
+            cells.append(("vs host", lambda r: _figure(r, VS_HOST, ".2f")))
     table = Table(title=f"run {outcome.run_dir.run_id}: mode {outcome.mode} (over pairs and repeats, "
                         "[95% interval])")
     for col in ("scenario", "test", "pairs", *(head for head, _ in cells)):
@@ -214,7 +213,30 @@ def _print_summary(rows: list[dict], outcome) -> None:
     console.print(table)
     console.print(f"{stats.described()} A figure without brackets has too few values for an interval "
                   "(intervals.csv in the run says why).", style="dim", markup=False)
-    _print_outcome(outcome)
+
+
+def _figure(r: dict, name: str, spec: str) -> str | None:
+    """A summary row's figure with its interval, "46 [43–49]"; alone when it has none; None when not measured."""
+    v, ci = r.get(name), r.get("ci", {}).get(name)
+    if v is None:
+        return None
+    return format(v, spec) + (f" [{ci[0]:{spec}}–{ci[1]:{spec}}]" if ci else "")
+
+
+SIZE_COLUMNS = (("rtt_p50_us", "RTT p50 µs", ".0f"), ("rtt_p99_us", "RTT p99 µs", ".0f"), ("gbps", "TCP Gbit/s", ".3f"))
+
+
+def _print_sizes(rows: list[dict], by_mode: bool) -> None:
+    """The size sweep (run --sizes), one line per mode, scenario, test and size: its headline figures with
+    their intervals (every other figure of it is in intervals.csv and --json)."""
+    table = Table(title="size sweep: udp_rr payload / tcp MSS, over pairs and repeats [95% interval]")
+    heads = (("mode",) if by_mode else ()) + ("scenario", "test", "size B", "pairs")
+    for head in heads + tuple(head for _, head, _ in SIZE_COLUMNS):
+        table.add_column(head, justify="left" if head in ("mode", "scenario", "test") else "right")
+    for r in rows:
+        first = ((r["mode"],) if by_mode else ()) + (r["scenario"], r["test"], str(r["size"]), str(r["pairs"]))
+        table.add_row(*first, *(_figure(r, name, spec) or "-" for name, _, spec in SIZE_COLUMNS))
+    console.print(table if rows else Text("size sweep: nothing measured", "red"))
 
 
 def _print_outcome(outcome) -> None:

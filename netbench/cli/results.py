@@ -47,6 +47,8 @@ def compare_cmd(
     one is worse."""
     import math
 
+    import pandas as pd
+
     from netbench import stats
     from netbench.report.compare import compare, incomplete
 
@@ -56,7 +58,8 @@ def compare_cmd(
     problems = incomplete(run_dirs)
     names, df = compare(run_dirs, level, effect)
     table = Table(title=f"compare (reference: {names[0]})")
-    for col in ("mode", "scenario", "test", "metric", *names):
+    swept = "size" in df  # a size sweep's rows (run --sizes) name their size
+    for col in ("mode", "scenario", "test", *(("size",) if swept else ()), "metric", *names):
         table.add_column(col)
     colours = {stats.BETTER: "green", stats.WORSE: "red", stats.SAME: "dim", stats.UNTESTABLE: "yellow",
                "not comparable": "yellow", "new": "yellow"}
@@ -72,7 +75,8 @@ def compare_cmd(
                 text += f" ×{r[f'{name} ratio']:.2f}"
             verdict = r.get(f"{name} verdict") or ""
             cells.append(Text(f"{text} {verdict}", colours.get(verdict, "default")) if verdict else text)
-        table.add_row(r["mode"], r["scenario"], r["test"], r["metric"], *cells)
+        size = (("" if pd.isna(r["size"]) else str(r["size"]),) if swept else ())
+        table.add_row(r["mode"], r["scenario"], r["test"], *size, r["metric"], *cells)
     console.print(table)
     console.print(stats.described(level, effect), style="dim", markup=False)
     if html:

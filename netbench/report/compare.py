@@ -9,42 +9,49 @@ from pathlib import Path
 import pandas as pd
 
 from netbench import gaps, metrics, stats
-from netbench.report.summary import Figures
+from netbench.report.summary import Figures, at_size
 from netbench.results import RunDir
 
 
 def compare(run_dirs: list[Path], level: float = stats.LEVEL,
             min_effect: float | None = None) -> tuple[list[str], pd.DataFrame]:
     """One row per mode (or per path of each run: `across_modes`), scenario, test and COMPARE headline
-    metric of any run; per run its figure and
+    metric of any run, and per size of a size sweep (run --sizes: a `size` column then, empty for the tests'
+    own figures); per run its figure and
     interval, and for every run after the first its ratio to the first and the verdict (stats.BETTER, WORSE,
     SAME, UNTESTABLE; "new" or "not comparable" when one of the two lacks it). min_effect None: each
     metric's own (metrics.Metric.min_effect)."""
     runs = [RunDir.open(p) for p in run_dirs]
     names = [r.run_id for r in runs]
     headline = set(metrics.headline_pairs(metrics.COMPARE))
-    frames = [r.frame() for r in runs]
+    frames = [r.frame(sweep=None) for r in runs]
     label = across_modes(frames)
-    figures, present = [], []
+    figures: list[dict] = []  # per run: size (None: the tests' own) -> its Figures
+    present: list[set] = []  # per run: (mode, scenario, test, metric, size) measured
     for r, df in zip(runs, frames, strict=True):
-        samples = r.samples()
+        samples = r.samples(sweep=None)
         if label and not df.empty:
             df, samples = df.assign(mode=label), [{**s, "mode": label} for s in samples]
         if not df.empty:
             df = df[[(t, m) in headline for t, m in zip(df.test, df.metric, strict=True)]]
-        figures.append(Figures(df, samples, level))
-        present.append(set(df.groupby(["mode", "scenario", "test", "metric"]).groups) if not df.empty else set())
+        sizes = [None, *sorted({int(z) for z in df["size"].dropna()})]
+        figures.append({z: Figures(*at_size(df, samples, z), level) for z in sizes})
+        present.append({(*k, z) for z, fig in figures[-1].items() if not fig.df.empty
+                        for k in fig.df.groupby(["mode", "scenario", "test", "metric"]).groups})
     rows = []
-    for key in sorted(set().union(*present)):
-        row = {"mode": key[0], "scenario": key[1], "test": key[2], "metric": key[3]}
+    swept = any(k[4] is not None for keys in present for k in keys)
+    for key in sorted(set().union(*present), key=lambda k: (*k[:4], -1 if k[4] is None else k[4])):
+        *what, size = key
+        row = {"mode": key[0], "scenario": key[1], "test": key[2], **({"size": size} if swept else {}),
+               "metric": key[3]}
         metric = metrics.METRICS[key[3]]
-        first = figures[0].get(*key) if key in present[0] else None
+        first = figures[0][size].get(*what) if key in present[0] else None
         for i, (name, fig) in enumerate(zip(names, figures, strict=True)):
             if key not in present[i]:
                 row[name] = None
                 row[f"{name} verdict"] = "not comparable"
                 continue
-            cur = fig.get(*key) if i else first
+            cur = fig[size].get(*what) if i else first
             row[name] = cur.value
             row[f"{name} ci"] = [cur.lo, cur.hi] if cur.has_interval else None
             if first is None or not i:
@@ -60,7 +67,10 @@ def compare(run_dirs: list[Path], level: float = stats.LEVEL,
             if d.note:
                 row[f"{name} note"] = d.note
         rows.append(row)
-    return names, pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if swept:
+        out["size"] = out["size"].astype("Int64")  # 1400, not 1.4e+03; empty for the tests' own figures
+    return names, out
 
 
 def across_modes(frames: list[pd.DataFrame]) -> str | None:
@@ -79,7 +89,7 @@ def incomplete(run_dirs: list[Path]) -> list[tuple[str, bool]]:
     out = []
     for path in run_dirs:
         run = RunDir.open(path)
-        df, meta = run.frame(), run.meta()
+        df, meta = run.frame(sweep=None), run.meta()  # the size sweep's records are planned measurements too
         expected = gaps.Expected(meta, df, str(run.path / "run.json"))
         note = expected.stop_note()
         if df.empty:

@@ -50,7 +50,8 @@ _GAPS_SHOWN = 50
 
 
 def completeness(meta: dict, df, traces: list[dict], where: str) -> dict:
-    """For the report's banner: whether the run finished, where it stopped, what it planned and did not make."""
+    """For the report's banner: whether the run finished, where it stopped, what it planned and did not make
+    (df: every record, the size sweep's too)."""
     expected = gaps.Expected(meta, df, where)
     missing = gaps.all_missing(expected, df, traces) if expected.known else []
     return {"stopped": expected.stop_note(), "last": gaps.last_measured(df), "known": expected.known,
@@ -63,8 +64,10 @@ def write(run_dir: Path) -> dict[str, Path]:
     meta, df, samples = run.meta(), run.frame(), run.samples()
     figures = summary.Figures(df, samples)  # each bootstrap once, for every view
     rows = summary.per_mode(df, samples, figures=figures)
+    sweep, sweep_samples = run.frame(sweep=True), run.samples(sweep=True)
+    sized = summary.per_size(sweep, sweep_samples)
     traces = run.traces()
-    complete = completeness(meta, df, traces, str(run.path / "run.json"))
+    complete = completeness(meta, run.frame(sweep=None), traces, str(run.path / "run.json"))
     for t in traces:
         t["waterfall"] = plots.waterfall(t)
         t["labels"] = verdict_labels(t["verdicts"])
@@ -83,10 +86,10 @@ def write(run_dir: Path) -> dict[str, Path]:
         failures=meta.get("failures", []), gates=run.gates(), complete=complete,
         started=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(meta.get("started", 0))),
         plots={"throughput": plots.throughput(df), "latency": plots.latency(rows), "cdf": plots.latency_cdf(samples),
-               "heatmaps": heatmaps, "sizes": plots.sizes(run.frame(sweep=True))},
+               "heatmaps": heatmaps, "sizes": plots.sizes(sweep, sweep_samples)},
     )
     out = {"html": run.path / "index.html", "summary": run.path / "summary.md", "csv": run.path / "table.csv",
-           "intervals": summary.write_intervals(run.path, df, samples, figures=figures)}
+           "intervals": summary.write_intervals(run.path, df, samples, figures=figures, sized=sized)}
     out["html"].write_text(html)
     md = summary.markdown(rows, f"netbench {meta['run_id']} (mode {meta.get('mode')})")
     if complete["stopped"]:

@@ -15,7 +15,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from netbench import metrics, stats  # noqa: E402
-from netbench.report.summary import BASELINE  # noqa: E402
+from netbench.report.summary import BASELINE, Figures, at_size  # noqa: E402
 from netbench.stats import Estimate  # noqa: E402
 
 
@@ -116,11 +116,12 @@ def latency_cdf(samples: list[dict]) -> str | None:
 SWEPT = (("udp_rr", "rtt_p50_us", "UDP RTT p50 µs", "UDP payload, bytes"), ("tcp", "gbps", "TCP Gbit/s", "MSS, bytes"))
 
 
-def sizes(sweep: pd.DataFrame, level: float = stats.LEVEL) -> str | None:
+def sizes(sweep: pd.DataFrame, samples: list[dict] | None = None, level: float = stats.LEVEL) -> str | None:
     """The size sweep (run --sizes): RTT p50 and TCP Gbit/s against the message size, one line per mode (pod to
     pod), the host baseline dashed; one axis per metric for every mode, so an overlay's per-packet cost shows
-    as the gap that opens as packets get smaller. Points: medians over pairs × repeats × rounds, with their
-    interval."""
+    as the gap that opens as packets get smaller. Points: the figures of intervals.csv (summary.per_size: RTT
+    from the size's raw samples, when given; Gbit/s over pairs × repeats × rounds), with their interval; the
+    host line pools every pass's host-host."""
     sweep = sweep[sweep["size"].notna()]
     panels = [p for p in SWEPT if not sweep[(sweep.test == p[0]) & (sweep.metric == p[1])].empty]
     if not panels:
@@ -128,13 +129,16 @@ def sizes(sweep: pd.DataFrame, level: float = stats.LEVEL) -> str | None:
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 3.6), squeeze=False)
     for ax, (test, metric, label, xlabel) in zip(axes[0], panels, strict=True):
         sel = sweep[(sweep.test == test) & (sweep.metric == metric)]
-        lines = [(m, sel[(sel["mode"] == m) & (sel.scenario == "pod-pod")]) for m in dict.fromkeys(sel["mode"])]
-        lines.append((BASELINE, sel[sel.scenario == "host-host"]))
-        for name, part in lines:
+        lines = [(m, "pod-pod", sel[(sel["mode"] == m) & (sel.scenario == "pod-pod")])
+                 for m in dict.fromkeys(sel["mode"])]
+        lines.append((BASELINE, "host-host", sel[sel.scenario == "host-host"]))
+        for name, scenario, part in lines:
             if part.empty:
                 continue
+            mine = [s for s in samples or () if s["scenario"] == scenario and s["test"] == test
+                    and (name == BASELINE or s["mode"] == name)]
             xs = sorted(set(part["size"].astype(int)))
-            est = [stats.from_values(part[part["size"] == x].value, level) for x in xs]
+            est = [Figures(*at_size(part, mine, x), level).get(None, scenario, test, metric) for x in xs]
             style = {"color": "k", "linestyle": "--"} if name == BASELINE else {}
             ax.errorbar(xs, [e.value for e in est], yerr=_errors(est), marker="o", capsize=3, label=name, **style)
         ax.set_xscale("log")

@@ -1,7 +1,8 @@
 """Summaries of a run's tidy table, their figures and columns picked from `netbench.metrics`, each figure with
 its confidence interval (`netbench.stats`): per mode, scenario and test (`netbench run`'s table and --json),
 per mode (every report view: pod throughput and latency against the host baseline), which differences
-between modes are real, and all of it as one tidy table of intervals (intervals.csv).
+between modes are real, per message size of a size sweep (run --sizes: per_size), and all of it as one tidy
+table of intervals (intervals.csv).
 
 RTT statistics come from the raw samples (samples.jsonl) when the run has them: the statistic of every
 sample of the mode's pairs pooled, with a bootstrap interval. Without them (and for every other metric),
@@ -140,6 +141,29 @@ def per_test(df: pd.DataFrame, samples: list[dict] | None = None, level: float =
 VS_HOST = "gbps_vs_host"  # per_test's Gbit/s over the host-host Gbit/s of the same test (Figures.vs_host)
 
 
+def at_size(df: pd.DataFrame, samples: list[dict] | None, size: int | None) -> tuple[pd.DataFrame, list[dict]]:
+    """The records and raw samples of one message size of the sweep (None: the tests' own), from any mix of
+    them (RunDir.frame(sweep=None)): a figure never mixes sizes."""
+    if "size" in df:
+        df = df[df["size"].isna() if size is None else df["size"] == size].reset_index(drop=True)
+    elif size is not None:
+        df = df.iloc[0:0]
+    return df, [s for s in samples or [] if s.get("size") == size]
+
+
+def per_size(sweep: pd.DataFrame, samples: list[dict] | None = None, level: float = stats.LEVEL) -> list[dict]:
+    """per_test of the size sweep (run --sizes), one message size at a time: each row also names its "size";
+    rows by mode, scenario and test, then size. RTT statistics are bootstrapped from the size's own raw
+    samples, Gbit/s over its pairs × repeats, "vs host" against host-host at the same size."""
+    if sweep.empty or "size" not in sweep:
+        return []
+    rows = []
+    for size in sorted({int(z) for z in sweep["size"].dropna()}):
+        rows += [{"size": size, **r} for r in per_test(*at_size(sweep, samples, size), level)]
+    order = {k: i for i, k in enumerate(dict.fromkeys(zip(sweep["mode"], sweep.scenario, sweep.test, strict=True)))}
+    return sorted(rows, key=lambda r: (order[(r["mode"], r["scenario"], r["test"])], r["size"]))
+
+
 def _mode_figures(fig: Figures, mode: str | None, scenario: str) -> dict:
     """One row of the per-mode table: the measured columns of metrics.MODE_COLUMNS and cpu_per_gbps."""
     row: dict = {}
@@ -249,33 +273,48 @@ def difference_lines(found: list[dict]) -> list[str]:
 
 
 def intervals(df: pd.DataFrame, samples: list[dict] | None = None, level: float = stats.LEVEL,
-              figures: Figures | None = None) -> pd.DataFrame:
+              figures: Figures | None = None, sized: list[dict] | None = None) -> pd.DataFrame:
     """The tidy table of headline figures with intervals: one row per mode, scenario, test and metric (every
-    SUMMARY headline, and gbps_vs_host), then CPU per Gbit/s per mode (the baseline's mode: BASELINE)."""
+    SUMMARY headline, and gbps_vs_host), then CPU per Gbit/s per mode (the baseline's mode: BASELINE). Given
+    the size sweep's rows (`sized`, per_size), their figures follow, and a `size` column names each one's size
+    (empty for the rows before them)."""
     figures = figures or Figures(df, samples, level)
     out = []
     for r in per_test(df, samples, level, figures):
-        fig_rows = {k: v for k, v in r.items() if k in metrics.METRICS or k == VS_HOST}
-        for name, value in fig_rows.items():
-            ci = r["ci"].get(name)
-            out.append({"mode": r["mode"], "scenario": r["scenario"], "test": r["test"], "metric": name,
-                        "value": value, "ci_lo": ci[0] if ci else None, "ci_hi": ci[1] if ci else None,
-                        "note": r.get("ci_notes", {}).get(name, "")})
+        out += _interval_rows(r)
     for r in per_mode(df, samples, level, figures):
         e = r["est"]["cpu_per_gbps"]
         if e.value is not None:
             out.append({"mode": r["mode"], "scenario": "pod-pod" if r["mode"] != BASELINE else "host-host",
                         "test": "tcp", "metric": "cpu_per_gbps", "value": e.value, "ci_lo": e.lo, "ci_hi": e.hi,
                         "note": e.note})
-    table = pd.DataFrame(out, columns=["mode", "scenario", "test", "metric", "value", "ci_lo", "ci_hi", "note"])
-    table.insert(7, "level", level)
+    columns = ["mode", "scenario", "test", "metric", "value", "ci_lo", "ci_hi", "note"]
+    if sized:  # a run without a sweep keeps the table it always had
+        out += [row for r in sized for row in _interval_rows(r)]
+        columns.insert(3, "size")
+    table = pd.DataFrame(out, columns=columns)
+    table.insert(len(columns) - 1, "level", level)
+    if sized:
+        table["size"] = table["size"].astype("Int64")  # 64, not 64.0; empty for the tests' own figures
     return table
 
 
+def _interval_rows(r: dict) -> list[dict]:
+    """One per_test (or per_size) row as rows of the tidy table of intervals, one per figure."""
+    out = []
+    for name, value in r.items():
+        if name in metrics.METRICS or name == VS_HOST:
+            ci = r["ci"].get(name)
+            out.append({"mode": r["mode"], "scenario": r["scenario"], "test": r["test"], "size": r.get("size"),
+                        "metric": name, "value": value, "ci_lo": ci[0] if ci else None,
+                        "ci_hi": ci[1] if ci else None, "note": r.get("ci_notes", {}).get(name, "")})
+    return out
+
+
 def write_intervals(run_path: Path, df: pd.DataFrame, samples: list[dict] | None, level: float = stats.LEVEL,
-                    figures: Figures | None = None) -> Path:
+                    figures: Figures | None = None, sized: list[dict] | None = None) -> Path:
     path = Path(run_path) / "intervals.csv"
-    intervals(df, samples, level, figures).to_csv(path, index=False)
+    intervals(df, samples, level, figures, sized).to_csv(path, index=False)
     return path
 
 

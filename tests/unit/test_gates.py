@@ -158,7 +158,7 @@ def test_every_bad_rule_is_reported_at_once_each_with_file_line_and_field(tmp_pa
         f"{path}:6: rule 'b': unknown scenario 'x' (known: pod-pod, pod-pod-same-node, host-host)",
         f"{path}:6: rule 'b': tolerance_pct must be a finite number >= 0 (got -1)",
         f"{path}:10: unknown key 'modez' (known: check, modes, name, path, reachable, regression, scenario, "
-        "tolerance_pct)",
+        "size, tolerance_pct)",
         f"{path}:10: rule without a name",
     ]
     assert isinstance(caught.value, UserError) and str(caught.value).count("\n") == 4

@@ -83,6 +83,12 @@ CASES = [
     ("samples: without its RTTs", lambda r: (r.path / "samples.jsonl").write_text(
         '{"mode": "vxlan", "scenario": "pod-pod", "src": "a", "dst": "b", "test": "udp_rr"}\n{}\n'), "r",
      "samples.jsonl:1: rtt_us: missing"),
+    ("samples: a size that is not whole bytes", lambda r: (r.path / "samples.jsonl").write_text(
+        '{"mode": "vxlan", "scenario": "pod-pod", "src": "a", "dst": "b", "test": "udp_rr", "rtt_us": [1], '
+        '"size": "64"}\n'), "rcg", "samples.jsonl:1: size: input should be a valid integer (found '64')"),
+    ("a plan whose sweep sizes are not bytes", lambda r: set_meta(r, lambda m: m | {"plan": {
+        "nodes": ["n1"], "tests": ["udp_rr"], "passes": [], "sizes": {"udp_rr": [64.5]}}}), "rcg",
+     "run.json: plan.sizes.udp_rr.0: input should be a valid integer (found 64.5)"),
     ("traces.json is an object", lambda r: (r.path / "traces.json").write_text('{"src": "a"}'), "rg",
      "traces.json: expected a JSON list, found a dict"),
     ("a trace without verdicts", lambda r: r.write_traces([GOOD_TRACE, {"src": "a", "dst": "b", "mode": "x"}]), "rg",
