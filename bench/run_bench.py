@@ -208,22 +208,23 @@ def main() -> int:
     for label in PACINGS:
         ours = [reported[("netbench", label, b)] for b in blocks]
         ref = [wire[("sockperf", label, b)] for b in blocks]
-        r = stats.from_values([a / b for a, b in zip(ours, ref, strict=False)])
+        r = stats.from_values([a / b for a, b in zip(ours, ref, strict=True)])
         t.add_row(f"UDP RTT p50 µs, {label}", f"{statistics.median(ours):.1f}",
                   f"{statistics.median(ref):.1f} sockperf at the wire", fmt(r), "0.90-1.10", verdict(r, 0.9, 1.1),
-                  " ".join(f"{a / b:.2f}" for a, b in zip(ours, ref, strict=False)))
+                  " ".join(f"{a / b:.2f}" for a, b in zip(ours, ref, strict=True)))
         own_wire = [wire[("netbench", label, b)] for b in blocks]
-        check = stats.from_values([a / b for a, b in zip(ours, own_wire, strict=False)])
+        check = stats.from_values([a / b for a, b in zip(ours, own_wire, strict=True)])
         t.add_row("  check: netbench's stamps vs its packets at the wire", "", f"{statistics.median(own_wire):.1f}",
                   fmt(check), "(stamps)", "", "")
         own = [reported[("sockperf", label, b)] for b in blocks]
         t.add_row("  context: sockperf's own figure (user space)", "", f"{statistics.median(own):.1f}",
-                  fmt(stats.from_values([a / b for a, b in zip(ours, own, strict=False)])), "(context)", "", "")
+                  fmt(stats.from_values([a / b for a, b in zip(ours, own, strict=True)])), "(context)", "", "")
     ours = [reported[("netbench", "tcp", b)] for b in blocks]
     ref = [reported[("iperf3", "tcp", b)] for b in blocks]
-    r = stats.from_values([a / b for a, b in zip(ours, ref, strict=False)])
+    r = stats.from_values([a / b for a, b in zip(ours, ref, strict=True)])
     t.add_row("TCP Gbit/s (3 s)", f"{statistics.median(ours):.2f}", f"{statistics.median(ref):.2f} iperf3",
-              fmt(r, 3), "0.95-1.05", verdict(r, 0.95, 1.05), " ".join(f"{a / b:.2f}" for a, b in zip(ours, ref, strict=False)))
+              fmt(r, 3), "0.95-1.05", verdict(r, 0.95, 1.05),
+              " ".join(f"{a / b:.2f}" for a, b in zip(ours, ref, strict=True)))
     console.print(t)
     console.print(f"capture: {capture.dropped if capture.dropped is not None else '?'} packets dropped by the kernel")
     console.print(f"plan for 500 nodes: {plan_s:.3f} s ({plan.steps} steps)")

@@ -237,9 +237,10 @@ def test_kernel_stamps_measure_the_echo_without_the_interpreter(monkeypatch):
     assert kernel == inproc["rtt_ns"]
     # 2 us of slack for the two clocks (REALTIME for stamps, MONOTONIC for the interpreter) being read
     # at slightly different instants; an interpreter-timed figure would exceed the user one nowhere
-    assert all(0 < k <= u + 2000 for k, u in zip(kernel, user, strict=False)), [(k, u) for k, u in zip(kernel, user, strict=False) if k > u]
+    pairs = list(zip(kernel, user, strict=True))
+    assert all(0 < k <= u + 2000 for k, u in pairs), [(k, u) for k, u in pairs if k > u]
     # and the interpreter's share is real: most exchanges are strictly shorter in the kernel's view
-    assert sum(k < u for k, u in zip(kernel, user, strict=False)) >= 90
+    assert sum(k < u for k, u in pairs) >= 90
 
 
 @pytest.mark.parametrize("method", ["kernel-rx", "user"])
