@@ -123,11 +123,14 @@ def sockperf(lab: Lab, mps: str, seconds: int) -> float:
     return float(re.search(r"percentile 50\.000 =\s+([\d.]+)", out).group(1))
 
 
-def iperf_gbps(lab: Lab, seconds: int) -> float:
-    lab.node("n2").run(["ip", "netns", "exec", "nb-pod1", "iperf3", "-s", "-1", "-D", "-B", lab.pod_ip("n2")])
+def iperf_gbps(lab: Lab, seconds: int, port: int) -> float:
+    """A direct iperf3 between the lab pods; a server of its own per call (a port each), so a client
+    never meets a one-shot server that is still winding up its last test."""
+    pod2 = lab.pod_ip("n2")
+    lab.node("n2").run(["ip", "netns", "exec", "nb-pod1", "iperf3", "-s", "-1", "-D", "-B", pod2, "-p", str(port)])
     time.sleep(0.2)
-    out = lab.node("n1").run(["ip", "netns", "exec", "nb-pod1", "iperf3", "-c", lab.pod_ip("n2"), "-t",
-                              str(seconds), "--json"], timeout=60).stdout
+    out = lab.node("n1").run(["ip", "netns", "exec", "nb-pod1", "iperf3", "-c", pod2, "-p", str(port), "-t",
+                              str(seconds), "--connect-timeout", "3000", "--json"], timeout=seconds + 15).stdout
     return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
 
 
@@ -159,7 +162,7 @@ def measure(lab: Lab, out: Path) -> tuple[dict, dict, Capture]:
                     reported[key] = timed(windows, key, fn)
             tcp = [(("netbench", "tcp", block), lambda: pick(netbench_run(
                         out, *one_pair, "--tests", "tcp", "--duration", "3", "--repeats", "1")[0], "tcp", "gbps")),
-                   (("iperf3", "tcp", block), lambda: iperf_gbps(lab, 3))]
+                   (("iperf3", "tcp", block), lambda b=block: iperf_gbps(lab, 3, 5301 + b))]
             for key, fn in tcp[::1 if block % 2 == 0 else -1]:
                 reported[key] = timed(windows, key, fn)
     finally:
