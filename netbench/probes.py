@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from netbench import pods, runlock
 from netbench.errors import NetbenchError
 from netbench.facts import NodeFacts
 from netbench.fleet import Connection, Fleet, GroupResult, SshTarget
+from netbench.plan import THROUGHPUT_TESTS
 from netbench.remote import CommandResult, Runner, script
 
 AGENT = f"{runlock.BASE}/agent.py"  # beside the lock: one run at a time uses it
@@ -46,9 +46,6 @@ _BACKGROUND = ('pidfile=$1; log=$2; shift 2; NB_RUN=${pidfile%/*}; NB_RUN=${NB_R
                'exec >"$log" 2>&1 </dev/null; echo $$ >"$pidfile"; exec "$@"')
 # One line of the run's undo list: how to remove what is about to be made (runlock.py runs them).
 _UNDO = 'printf \'%s\\n\' "$2" >> "$1/undo"'
-_WAIT_READY = ('f=$1; i=0; while [ $i -lt 100 ]; do if [ -s "$f" ]; then cat "$f"; exit 0; fi; '
-               'i=$((i+1)); sleep 0.05; done; exit 1')
-
 
 @dataclass
 class Endpoint:
@@ -225,43 +222,68 @@ def cni_pod(runner: Runner, facts: NodeFacts, name: str, workdir: str) -> tuple[
     return spec, Endpoint(facts.name, spec.ip, name, spec.host_veth)
 
 
-def deploy(runner: Runner, facts: NodeFacts, workdir: str, with_pods: bool = True,
+@dataclass(frozen=True)
+class Needs:
+    """What a run measures with on each node, so nothing else is made there: probe pods (one for pods
+    across nodes, a second for pod-pod-same-node), echo agents (udp_rr), iperf3 servers (throughput),
+    and those servers on the node itself too (host-host)."""
+
+    pods: int = len(PROBE_PODS)
+    agent: bool = True
+    iperf3: bool = True
+    host: bool = True
+
+    @classmethod
+    def of(cls, scenarios: Iterable[str], tests: Iterable[str]) -> "Needs":
+        scenarios, tests = set(scenarios), set(tests)
+        pods = 2 if "pod-pod-same-node" in scenarios else 1 if "pod-pod" in scenarios else 0
+        return cls(pods=pods, agent="udp_rr" in tests, iperf3=bool(tests & set(THROUGHPUT_TESTS)),
+                   host="host-host" in scenarios)
+
+
+def deploy(runner: Runner, facts: NodeFacts, workdir: str, needs: Needs = Needs(),
            python: str = "python3") -> NodeProbes:
-    """Probe pods (two: one for cross-node, one more for same-node) with agents and iperf3 servers,
-    plus the same servers on the node itself for the host-host baseline. A node whose roles run no
-    pods (a master) gets the node's servers only. The node must be held (runlock.acquire): what a dead
-    run left was removed then, and nothing of another run is touched."""
-    upload_agent(runner)
+    """The probe pods and servers `needs` asks for: agents and iperf3 servers in the pods, and on the
+    node itself for the host-host baseline. A node whose roles run no pods (a master) is given
+    needs.pods == 0. The node must be held (runlock.acquire): what a dead run left was removed then,
+    and nothing of another run is touched."""
+    upload_agent(runner)  # send-raw (traces) needs it even when no agent serves
     probes = NodeProbes(node=facts.name, host=Endpoint(facts.name, facts.address))
-    for spec, endpoint in create_pods(runner, facts, len(PROBE_PODS), workdir) if with_pods else []:
+    for spec, endpoint in create_pods(runner, facts, needs.pods, workdir) if needs.pods else []:
         probes.specs.append(spec)
         probes.pods.append(endpoint)
-    for ep in [probes.host, *probes.pods]:
-        tag = ep.pod or "host"
-        background(runner, workdir, f"agent-{tag}", ep.wrap([python, AGENT, "serve", "--bind", ep.ip, "--port",
-                                                             str(AGENT_PORT), "--ready-file",
-                                                             f"{workdir}/agent-{tag}.ready"]))
-        background(runner, workdir, f"iperf3-{tag}", ep.wrap(["iperf3", "-s", "-B", ep.ip, "-p", str(IPERF_PORT)]))
-    for ep in [probes.host, *probes.pods]:
-        tag = ep.pod or "host"
-        ready = runner.run(["sh", "-c", _WAIT_READY, "nb-wait", f"{workdir}/agent-{tag}.ready"], check=False)
-        if not ready.ok:
-            log = runner.run(["cat", f"{workdir}/agent-{tag}.log"], check=False).stdout
-            raise ProbeError(f"{facts.name}: probe agent in {tag} did not start: {log.strip()[-300:]}")
-    wait_listening(runner, [(ep, IPERF_PORT) for ep in [probes.host, *probes.pods]])
+    serving = ([probes.host] if needs.host else []) + probes.pods
+    if serving and (needs.agent or needs.iperf3):
+        start_servers(runner, facts.name, workdir, serving, python, agent=needs.agent, iperf3=needs.iperf3)
     return probes
 
 
-def wait_listening(runner: Runner, endpoints: list[tuple[Endpoint, int]], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    for ep, port in endpoints:
-        while True:
-            out = runner.run(ep.wrap(["ss", "-Htln", f"sport = :{port}"]), check=False).stdout
-            if out.strip():
-                break
-            if time.monotonic() > deadline:
-                raise ProbeError(f"{ep.node}: iperf3 server in {ep.pod or 'host'} not listening on {port}")
-            time.sleep(0.05)
+def start_servers(runner: Runner, node: str, workdir: str, endpoints: list[Endpoint], python: str = "python3",
+                  timeout: float = 10.0, agent: bool = True, iperf3: bool = True) -> dict[str, int]:
+    """An agent and/or an iperf3 server per endpoint, started and waited for by the agent on the node in
+    one round trip (`agent.py start`): one command per server and per wait was 15 round trips a node.
+    Returns the servers' pids; a server that does not come up is named with its log."""
+    servers, what = [], {}
+    for ep in endpoints:
+        tag = ep.pod or "host"
+        ready = f"{workdir}/agent-{tag}.ready"
+        if agent:
+            servers.append({"name": f"agent-{tag}", "ready": ready,
+                            "argv": ep.wrap([python, AGENT, "serve", "--bind", ep.ip, "--port", str(AGENT_PORT),
+                                             "--ready-file", ready])})
+        if iperf3:
+            servers.append({"name": f"iperf3-{tag}", "check": ep.wrap(["ss", "-Htln", f"sport = :{IPERF_PORT}"]),
+                            "argv": ep.wrap(["iperf3", "-s", "-B", ep.ip, "-p", str(IPERF_PORT)])})
+        what[f"agent-{tag}"] = f"probe agent in {tag} did not start"
+        what[f"iperf3-{tag}"] = f"iperf3 server in {tag} not listening on {IPERF_PORT}"
+    result = runner.run([python, AGENT, "start", "--workdir", workdir], timeout=timeout + 20, check=False,
+                        input=json.dumps({"servers": servers, "timeout": timeout}))
+    out = _last_json(result.stdout)
+    if result.ok and "started" in out:
+        return out["started"]
+    if out.get("failed") in what:
+        raise ProbeError(f"{node}: {what[out['failed']]}: {out.get('log') or out.get('why')}")
+    raise ProbeError(f"{node}: starting the probe servers failed: {out.get('error') or result.why}")
 
 
 def clean_nodes(targets: Iterable[SshTarget], accept_new_host_keys: bool = False, force: bool = False,

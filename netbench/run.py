@@ -12,11 +12,11 @@ import platform
 import subprocess
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from netbench import __version__, cluster, facts, pods, probes, runlock, signals, sweep
+from netbench import __version__, cluster, facts, pods, probes, runlock, signals, stats, sweep
 from netbench.cluster import ClusterNode
 from netbench.errors import InvalidValue
 from netbench.fleet import Connection, Fleet
@@ -178,6 +178,7 @@ class Session:
         mode = "unknown"
         stopped = None
         try:
+            stats.prefetch()
             self._connect()
             self._acquire()
             if self.options.modes and switch is None:
@@ -314,9 +315,10 @@ class Session:
 
     def _deploy(self) -> None:
         self.deployed_to.update(self.up)  # before anything is created: a deploy that fails half-way is undone too
-        pods_needed = any(s != "host-host" for s in self.options.scenarios)  # a master never has any
+        needs = probes.Needs.of(self.options.scenarios, self.options.tests)  # only what the plan measures with
+        podless = replace(needs, pods=0)  # a master never has any
         result = self.fleet.each(lambda c: probes.deploy(c, self.facts[c.name], self.lock.workdir,
-                                                         with_pods=pods_needed and c.name not in self.podless), self.up)
+                                                         podless if c.name in self.podless else needs), self.up)
         self.probes.update(result.succeeded)
         for name, error in result.failed.items():
             self.mark_down(name, "deploy", error)

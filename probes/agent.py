@@ -8,6 +8,7 @@ failure prints {"error": ...} and exits non-zero); diagnostics go to stderr.
   agent.py serve --bind ADDR --port PORT [--idle-exit S] [--ready-file PATH]
   agent.py ping --dst ADDR --port PORT [--count N] [--interval S] [--size B] [--timeout S]
                 [--warmup N] [--timestamping auto|kernel|kernel-rx|user]
+  agent.py start --workdir DIR < SPEC      (the run's servers, detached; see cmd_start)
   agent.py version
 
 Output of ping (sent = count of recorded requests; lost = sent - received, including sends the kernel
@@ -29,13 +30,11 @@ import errno
 import json
 import math
 import os
-import platform
 import select
 import signal
 import socket
 import struct
 import sys
-import tempfile
 import time
 
 AGENT = "netbench-agent"
@@ -259,6 +258,7 @@ def _stop(signum, frame):  # noqa: ARG001
 
 def write_atomic(path: str, text: str) -> None:
     """Write via a temporary file and rename, so a reader never sees half a file."""
+    import tempfile  # here: every `ping` is a fresh interpreter and skips the imports it does not use
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix=".agent-ready-")
     try:
         with os.fdopen(fd, "w") as f:
@@ -593,14 +593,73 @@ def send_raw(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_start(args: argparse.Namespace) -> int:
+    """Start a run's servers on this node in one go (one SSH round trip instead of one per server and
+    per wait). SPEC on stdin: {"servers": [{"name", "argv", "ready": file | null, "check": argv | null}],
+    "timeout": s}. Each server runs detached: its own session, output to DIR/<name>.log, pid in
+    DIR/<name>.pid, NB_RUN=<DIR's name> in its environment (the node lock finds the run's processes by
+    it). Then each `ready` file must appear and each `check` command print something (a listening
+    socket), all within the timeout. Prints {"started": {name: pid}} or, at the first server that did
+    not come up, {"error", "failed": name, "why", "log": the tail of its log}."""
+    import subprocess  # here: every `ping` is a fresh interpreter and skips this import
+
+    try:
+        spec = json.load(sys.stdin)
+        servers = [(str(s["name"]), [str(a) for a in s["argv"]], s.get("ready"), s.get("check"))
+                   for s in spec["servers"]]
+        deadline = time.monotonic() + float(spec.get("timeout", 10.0))
+    except (ValueError, TypeError, KeyError) as exc:
+        raise AgentError(f"start: stdin must be a JSON start spec ({exc!r})") from None
+    workdir = os.path.abspath(args.workdir)
+    try:  # a directory of ours, as the node lock made it: never a symlink
+        st = os.lstat(workdir)
+    except OSError:
+        st = None
+    if st is None or os.path.islink(workdir) or not os.path.isdir(workdir) or st.st_uid != os.getuid():
+        raise AgentError(f"start: refusing {workdir}: missing, a symlink or not owned by uid {os.getuid()}")
+    env = dict(os.environ, NB_RUN=os.path.basename(workdir))
+    procs = {}
+    for name, argv, _ready, _check in servers:
+        with open(os.path.join(workdir, name + ".log"), "wb") as logf:
+            procs[name] = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf, stderr=subprocess.STDOUT,
+                                           start_new_session=True, close_fds=True, env=env)
+        write_atomic(os.path.join(workdir, name + ".pid"), f"{procs[name].pid}\n")
+
+    def tail(name: str) -> str:
+        try:
+            with open(os.path.join(workdir, name + ".log"), errors="replace") as f:
+                return f.read()[-300:].strip()
+        except OSError:
+            return ""
+
+    def up(name: str, ready, check) -> bool:
+        if ready:
+            return os.path.exists(ready) and os.path.getsize(ready) > 0
+        out = subprocess.run(check, stdin=subprocess.DEVNULL, capture_output=True, text=True, check=False).stdout
+        return bool(out.strip())
+
+    for name, _argv, ready, check in [s for s in servers if s[2]] + [s for s in servers if not s[2] and s[3]]:
+        while not up(name, ready, check):
+            why = "exited" if procs[name].poll() is not None else None
+            if why is None and time.monotonic() > deadline:
+                why = "timeout"
+            if why:
+                emit({"error": f"{name} did not start ({why})", "failed": name, "why": why, "log": tail(name)})
+                return 1
+            time.sleep(0.02)
+    emit({"started": {name: p.pid for name, p in procs.items()}})
+    return 0
+
+
 def cmd_version(args: argparse.Namespace) -> int:  # noqa: ARG001
+    import platform
     emit({"agent": AGENT, "version": VERSION, "python": platform.python_version()})
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="agent.py", description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="command", metavar="{serve,ping,send-raw,version}")
+    sub = ap.add_subparsers(dest="command", metavar="{serve,ping,send-raw,start,version}")
     sub.required = True
 
     s = sub.add_parser("serve", help="UDP echo server")
@@ -631,6 +690,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("send-raw", help="send IPv4 packets given as hex on stdin (trace probes)")
     r.add_argument("--interval", type=_number(float, 0), default=0.005, metavar="SECONDS")
     r.set_defaults(func=send_raw)
+
+    t = sub.add_parser("start", help="start the run's servers detached and wait until they are up (spec on stdin)")
+    t.add_argument("--workdir", required=True, metavar="DIR")
+    t.set_defaults(func=cmd_start)
 
     v = sub.add_parser("version", help="agent and interpreter versions")
     v.set_defaults(func=cmd_version)

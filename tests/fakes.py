@@ -247,6 +247,8 @@ class FakeNode:
         argv = [str(a) for a in argv]
         timeout = timeout or self.target.command_timeout
         kind, ns, inner = self.cluster.classify(self, argv, input)  # raises on an unknown command
+        if kind == "agent-start":
+            return self._agent_start(argv, input, timeout, privileged, check)
         call = Call(kind, argv, ns, input, timeout, privileged)
         with self.cluster.lock:
             self.cluster.in_flight += 1
@@ -288,6 +290,44 @@ class FakeNode:
             call.exit_code, call.stdout = code, out
         result = CommandResult(self.name, shlex.join(argv), code, out, err)
         return result.check() if check else result
+
+    def _agent_start(self, argv: list[str], input: str | None, timeout: float, privileged: bool,
+                     check: bool) -> CommandResult:
+        """`agent.py start` does on the node what one command per server and per wait did: played as
+        those commands (setsid … nb-bg, the ready-file wait, ss), so faults and hooks on "start-agent",
+        "start-iperf3", "wait-ready" and "ss" act inside it as they would there."""
+        workdir, spec = _opt(argv, "--workdir"), json.loads(input or "{}")
+        call = Call("agent-start", argv, None, input, timeout, privileged)
+        with self.cluster.lock:
+            self.calls.append(call)
+
+        def answer(code: int, out: dict) -> CommandResult:
+            call.exit_code, call.stdout = code, json.dumps(out) + "\n"
+            result = CommandResult(self.name, shlex.join(argv), code, call.stdout, "")
+            return result.check() if check else result
+
+        for server in spec["servers"]:
+            name = server["name"]
+            started = self.run(["setsid", "-f", "sh", "-c", "…", "nb-bg", f"{workdir}/{name}.pid",
+                                f"{workdir}/{name}.log", *server["argv"]], check=False)
+            if started.exit_code == 255:
+                return answer(255, {})
+        servers = spec["servers"]
+        for server in [s for s in servers if s.get("ready")] + [s for s in servers if not s.get("ready")]:
+            name = server["name"]
+            if server.get("ready"):
+                up = self.run(["sh", "-c", "…", "nb-wait", server["ready"]], check=False)
+            else:
+                up = self.run(server["check"], check=False)
+                up = CommandResult(self.name, "", up.exit_code if up.exit_code == 255 else
+                                   (0 if up.stdout.strip() else 1), up.stdout, "")
+            if up.exit_code == 255:
+                return answer(255, {})
+            if not up.ok:
+                log = self.files.get(f"{workdir}/{name}.log", "").strip()
+                return answer(1, {"error": f"{name} did not start (exited)", "failed": name, "why": "exited",
+                                  "log": log[-300:]})
+        return answer(0, {"started": {s["name"]: 4242 for s in servers}})
 
     def _count_answer(self, kind: str) -> bool:
         if self.lost:
@@ -415,7 +455,7 @@ class FakeCluster:
                 return "start-agent"
             return None
         if word.startswith("python") and len(argv) > 2 and argv[1] == probes.AGENT:
-            return {"ping": "agent-ping", "send-raw": "send-raw"}.get(argv[2])
+            return {"ping": "agent-ping", "send-raw": "send-raw", "start": "agent-start"}.get(argv[2])
         if word == "ping":
             return "addr-probe" if "-q" in argv else "ping"
         if word == "iperf3" and "-c" in argv:

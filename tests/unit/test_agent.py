@@ -2,6 +2,7 @@
 
 import errno
 import json
+import os
 import selectors
 import signal
 import socket
@@ -392,3 +393,52 @@ def test_ping_gives_up_on_a_path_where_nothing_ever_answers():
     out = json.loads(proc.stdout)
     assert proc.returncode == 0 and (out["sent"], out["received"], out["lost"]) == (500, 0, 500)
     assert "giving up" in proc.stderr
+
+
+def _start(workdir: Path, servers: list[dict], timeout: float = 5) -> tuple[int, dict]:
+    done = subprocess.run([sys.executable, str(AGENT), "start", "--workdir", str(workdir)], capture_output=True,
+                          text=True, timeout=30, input=json.dumps({"servers": servers, "timeout": timeout}))
+    return done.returncode, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_start_runs_servers_detached_tagged_with_the_run_and_waits_until_they_are_up(tmp_path):
+    workdir = tmp_path / "20261203T000000-1"
+    workdir.mkdir(mode=0o700)
+    ready = workdir / "agent-host.ready"
+    serve = [sys.executable, str(AGENT), "serve", "--bind", LOCAL, "--port", "0", "--ready-file", str(ready)]
+    # a second server whose "check" is a command: up once it prints something (here: once the first is ready)
+    check = ["sh", "-c", 'cat "$1" 2>/dev/null', "nb-check", str(ready)]
+    code, out = _start(workdir, [{"name": "agent-host", "argv": serve, "ready": str(ready)},
+                                 {"name": "sleeper", "argv": ["sleep", "30"], "check": check}])
+    pids = out.get("started", {})
+    try:
+        assert code == 0 and set(pids) == {"agent-host", "sleeper"}, out
+        assert json.loads(ready.read_text())["ready"] is True
+        for name, pid in pids.items():
+            assert (workdir / f"{name}.pid").read_text().strip() == str(pid)
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+            assert f"NB_RUN={workdir.name}".encode() in environ  # the node lock finds the run's processes by it
+            assert Path(f"/proc/{pid}/stat").read_text().split()[5] == str(pid)  # its own session: detached
+    finally:
+        for pid in pids.values():
+            os.kill(pid, signal.SIGTERM)
+
+
+def test_start_names_the_server_that_did_not_come_up_with_its_log(tmp_path):
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as taken:
+        taken.bind((LOCAL, 0))
+        port = taken.getsockname()[1]
+        ready = tmp_path / "agent-host.ready"
+        code, out = _start(tmp_path, [{"name": "agent-host", "ready": str(ready), "argv": [
+            sys.executable, str(AGENT), "serve", "--bind", LOCAL, "--port", str(port), "--ready-file", str(ready)]}])
+    assert code == 1 and out["failed"] == "agent-host" and out["why"] == "exited"
+    assert "Address already in use" in out["log"]
+    code, out = _start(tmp_path, [{"name": "quiet", "argv": ["sleep", "5"], "check": ["true"]}], timeout=0.3)
+    assert code == 1 and out["failed"] == "quiet" and out["why"] == "timeout"  # running, never listening
+
+
+def test_start_refuses_a_work_directory_that_is_a_symlink(tmp_path):
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    code, out = _start(tmp_path / "link", [{"name": "x", "argv": ["true"], "check": ["true"]}])
+    assert code == 1 and "refusing" in out["error"] and not list((tmp_path / "real").iterdir())

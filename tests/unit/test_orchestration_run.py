@@ -82,14 +82,14 @@ def test_every_pair_is_measured_and_nothing_is_left(fake_cluster, tmp_path):  # 
 
 def test_a_failed_deploy_marks_the_node_down_and_is_still_cleaned(fake_cluster, tmp_path):  # noqa: F811
     lab = fake_cluster("vxlan", NODES)
-    lab["n2"].fail("start-agent", stderr="OSError: [Errno 98] Address already in use")  # the host's agent
+    lab["n2"].fail("start-agent", stderr="OSError: [Errno 98] Address already in use")  # its pod's agent
     s = session(lab, tmp_path)
     out = s.execute()
 
     assert out.exit_code == 1 and out.nodes_down == ["n2"]
     deploy = [f for f in out.failures if f.what == "deploy"]
     assert [(f.where, f.cause) for f in deploy] == [
-        ("n2", "n2: probe agent in host did not start: OSError: [Errno 98] Address already in use")]
+        ("n2", "n2: probe agent in nb-probe-1 did not start: OSError: [Errno 98] Address already in use")]
     skipped = [f for f in out.failures if f.cause == "skipped: a node of this pair is down"]
     assert sorted(f.where for f in skipped) == ["n1->n2", "n1->n2", "n2->n1", "n2->n3", "n2->n3", "n3->n2"]
     assert len(out.failures) == 7
@@ -97,7 +97,8 @@ def test_a_failed_deploy_marks_the_node_down_and_is_still_cleaned(fake_cluster, 
     assert pairs(df, "udp_rr") == {("n1", "n3")} and pairs(df, "tcp") == {("n1", "n3"), ("n3", "n1")}
     assert s.deployed_to == set(NODES)
     # the teardown reached n2 and removed what its half-finished deploy had made
-    assert json.loads(lab["n2"].ran("release")[-1].stdout) == {"pods": 2, "processes": 5}
+    # (pod-pod measures with one pod, its agent and iperf3 server: nothing else was made, the host's neither)
+    assert json.loads(lab["n2"].ran("release")[-1].stdout) == {"pods": 1, "processes": 1}
     assert lab["n2"].kinds[-1] == "release" and "pod-create" in lab["n2"].kinds[:-1]
     for node in lab:
         assert_clean(node)
@@ -178,7 +179,7 @@ def test_a_node_lost_mid_run_is_marked_down_and_its_pairs_skipped(fake_cluster, 
     assert pairs(df, "tcp") == {("n1", "n2"), ("n2", "n1")}
     assert [c.kind for c in n1.calls].count("alive") == 1  # the check after the failed step
     # n3 could not be cleaned, and the run says so; the others are clean
-    assert len(n3.pods) == 2
+    assert list(n3.pods) == ["nb-probe-1"]
     assert_clean(lab["n1"])
     assert_clean(lab["n2"])
 
@@ -248,3 +249,24 @@ def test_ctrl_c_during_a_slow_deploy_leaves_no_pods(fake_cluster, tmp_path):  # 
 
     assert len(n2.ran("release")) == 1
     assert n2.pods == {}, f"left on n2 after the run: {sorted(n2.pods)}"
+
+
+@pytest.mark.parametrize("scenarios, tests, pods, servers", [
+    (("pod-pod",), ("udp_rr",), ["nb-probe-1"], {("agent", "nb-probe-1")}),
+    (("pod-pod", "pod-pod-same-node"), ("tcp",), ["nb-probe-1", "nb-probe-2"],
+     {("iperf3", "nb-probe-1"), ("iperf3", "nb-probe-2")}),
+    (("host-host",), ("icmp", "udp_rr", "udp"), [], {("agent", None), ("iperf3", None)}),
+])
+def test_a_node_gets_only_the_pods_and_servers_the_plan_measures_with(fake_cluster, tmp_path, scenarios, tests,  # noqa: F811
+                                                                       pods, servers):
+    lab = fake_cluster("vxlan", NODES)
+    seen: dict[str, tuple] = {}
+
+    def note(node, argv):  # what stands on n2 at the end of the run, before the release takes it down
+        seen["n2"] = (sorted(node.pods), {(d.what, d.ns) for d in node.running})
+    lab["n2"].before("release", note)
+    out = session(lab, tmp_path, scenarios=scenarios, tests=tests).execute()
+
+    assert out.exit_code == 0, out.failures
+    assert seen["n2"] == (pods, servers)
+    assert_clean(lab["n2"])
