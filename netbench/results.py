@@ -11,13 +11,15 @@ import secrets
 import threading
 import time
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from netbench import run_files
 from netbench.errors import UserError
 from netbench.measure import Record
 from netbench.run_files import SCHEMA_VERSION
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 COLUMNS = ["run", "mode", "scenario", "src", "dst", "test", "metric", "value", "unit", "repeat", "round", "size",
            "time"]
@@ -167,6 +169,8 @@ class RunDir:
                     raise UserError(f"{self.records_file}:{number}: not a record (a JSON object)")
                 rows.append(row)
                 numbers.append(number)
+        import pandas as pd  # here: a run imports it in a thread while it works (stats.prefetch)
+
         df = pd.DataFrame(rows, columns=COLUMNS)
         run_files.check_records(df, self.records_file, numbers)
         return df

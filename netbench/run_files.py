@@ -14,12 +14,14 @@ from __future__ import annotations
 import math
 import numbers
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 
 from netbench.errors import UserError
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
@@ -164,6 +166,8 @@ def check_samples(data: object, where: str) -> dict:
 
 
 def check_records(df: pd.DataFrame, path: Path, line_numbers: list[int]) -> None:
+    import pandas as pd  # here: a run imports it in a thread while it works (stats.prefetch)
+
     """records.jsonl after parsing: every row names its mode, scenario, pair, test and metric and holds a
     number. `line_numbers[i]` is the file line of row i."""
     for column in REQUIRED_COLUMNS:
