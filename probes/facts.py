@@ -115,15 +115,38 @@ def command(argv: list) -> str | None:
         return None
 
 
+def commands(argvs: list) -> list:
+    """Several commands at once (each vtysh call waits ~35 ms on the daemons; in turn they were a
+    third of the whole probe); their outputs in order, None where one could not run."""
+    procs = []
+    for argv in argvs:
+        try:
+            procs.append(subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                          stdin=subprocess.DEVNULL, text=True) if shutil.which(argv[0]) else None)
+        except OSError:
+            procs.append(None)
+    out = []
+    for proc in procs:
+        try:
+            out.append(proc.communicate(timeout=10)[0] if proc else None)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            out.append(None)
+    return out
+
+
 def frr() -> dict | None:
     """FRR's own view when it runs here: its daemons and neighbours (the source of learned routes)."""
     if not shutil.which("vtysh") or not os.path.exists("/run/frr/zebra.vty"):
         return None
-    out = {"daemons": (command(["vtysh", "-c", "show daemons"]) or "").split()}
-    for key, cmd in (("ospf_neighbors", "show ip ospf neighbor json"),
-                     ("bgp_peers", "show bgp ipv4 unicast summary json")):
+    keys = ("ospf_neighbors", "bgp_peers")
+    daemons, *views = commands([["vtysh", "-c", c] for c in (
+        "show daemons", "show ip ospf neighbor json", "show bgp ipv4 unicast summary json")])
+    out = {"daemons": (daemons or "").split()}
+    for i, key in enumerate(keys):
         try:
-            out[key] = json.loads(command(["vtysh", "-c", cmd]) or "{}")
+            out[key] = json.loads(views[i] or "{}")
         except ValueError:
             out[key] = {}
     return out
