@@ -99,7 +99,7 @@ def incomplete(run_dirs: list[Path]) -> list[tuple[str, bool]]:
             last = gaps.last_measured(df)
             out.append((f"{run.run_id}: {note}" + (f"; last measured: {last}" if last else ""), True))
         if expected.known:
-            missing = gaps.all_missing(expected, df, [])  # traces are not compared
+            missing = gaps.all_missing(expected, df, run.traces())  # not compared, but made or not
             if missing and not note:
                 out.append((f"{run.run_id}: {len(missing)} planned measurement(s) not made, e.g. {missing[0]}",
                             False))

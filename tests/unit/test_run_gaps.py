@@ -160,3 +160,16 @@ def test_only_the_planned_pairs_count(fake_cluster, tmp_path, rules):  # noqa: F
     assert all(o.passed for o in gates.apply(out.run_dir.path, rules))
     df = out.run_dir.frame()
     assert gaps.all_missing(gaps.Expected(out.run_dir.meta(), df), df, []) == []
+
+
+def test_compare_counts_a_runs_traces_as_made(fake_cluster, tmp_path):  # noqa: F811
+    """compare does not compare traces, but the run's are there: no "planned measurement(s) not made"
+    note for a run with --trace whose every planned trace was made (each run of a compare got one)."""
+    lab = fake_cluster("vxlan", NODES)
+    out = run(lab, tmp_path, trace=True)
+    traces = out.run_dir.traces()
+    assert {(t["src"], t["dst"]) for t in traces} == {("n1", "n2"), ("n1", "n3"), ("n2", "n3")}
+    assert compare.incomplete([out.run_dir.path]) == []
+    (out.run_dir.path / "traces.json").write_text("[]")  # the traces gone: now they are missing, and said so
+    (problem, fatal), = compare.incomplete([out.run_dir.path])
+    assert not fatal and "3 planned measurement(s) not made, e.g. not measured: n1->n2 pod-pod trace" in problem
