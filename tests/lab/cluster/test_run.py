@@ -50,7 +50,10 @@ def probes_left(lab) -> dict:
 @pytest.mark.parametrize("mode", [Mode.udp, Mode.host_gw], ids=lambda m: m.value)
 def test_a_run_measures_every_pair_in_every_scenario(in_mode, mode, tmp_path):
     lab = in_mode(mode)
-    proc = netbench("run", *QUICK, "--tests", "udp_rr,icmp,tcp", "--out", str(tmp_path), "--json")
+    # TCP in every scenario once, over the slow path: host-gw's TCP is the report fixture's (its 15 iperf3
+    # runs here took 15 of the suite's seconds and checked nothing the udp case does not)
+    tests = "udp_rr,icmp,tcp" if mode is Mode.udp else "udp_rr,icmp"
+    proc = netbench("run", *QUICK, "--tests", tests, "--out", str(tmp_path), "--json")
     assert proc.returncode == 0, proc.stderr[-2000:]
     out = json.loads(proc.stdout)
     run_dir = Path(out["run_dir"])
@@ -64,9 +67,9 @@ def test_a_run_measures_every_pair_in_every_scenario(in_mode, mode, tmp_path):
     assert len(p50) == 3 + 3 + 3  # pod-pod, host-host: 3 pairs; same-node: 3 nodes
     assert p50.value.between(5, 5000).all()
     tcp = df[(df.test == "tcp") & (df.metric == "gbps")].groupby("scenario").value.median()
-    assert len(df[(df.test == "tcp") & (df.metric == "gbps") & (df.scenario == "pod-pod")]) == 6  # both ways
-    assert (tcp > 0.05).all()
     if mode is Mode.udp:  # the userspace overlay is the slow path: well below the host baseline
+        assert len(df[(df.test == "tcp") & (df.metric == "gbps") & (df.scenario == "pod-pod")]) == 6  # both ways
+        assert set(tcp.index) == {"pod-pod", "pod-pod-same-node", "host-host"} and (tcp > 0.05).all()
         assert tcp["pod-pod"] < 0.5 * tcp["host-host"]
         assert p50[p50.scenario == "pod-pod"].value.median() > p50[p50.scenario == "host-host"].value.median()
     assert set(df["mode"]) == {mode.value}
