@@ -197,13 +197,13 @@ def _print_summary(rows: list[dict], outcome) -> None:
     """`netbench run`'s table: the catalogue's TABLE headline metrics with their intervals, Gbit/s also
     against host-host."""
     from netbench import metrics, stats
-    from netbench.report.summary import VS_HOST
+    from netbench.report.summary import VS_HOST, figure
 
     cells = []  # (heading, the text of a row)
     for m in metrics.columns(metrics.TABLE):
-        cells.append((m.label, lambda r, name=m.name, spec=m.fmt: _figure(r, name, spec)))
+        cells.append((m.label, lambda r, name=m.name, spec=m.fmt: figure(r, name, spec)))
         if m.name == "gbps":
-            cells.append(("vs host", lambda r: _figure(r, VS_HOST, ".2f")))
+            cells.append(("vs host", lambda r: figure(r, VS_HOST, ".2f")))
     table = Table(title=f"run {outcome.run_dir.run_id}: mode {outcome.mode} (over pairs and repeats, "
                         "[95% interval])")
     for col in ("scenario", "test", "pairs", *(head for head, _ in cells)):
@@ -215,27 +215,16 @@ def _print_summary(rows: list[dict], outcome) -> None:
                   "(intervals.csv in the run says why).", style="dim", markup=False)
 
 
-def _figure(r: dict, name: str, spec: str) -> str | None:
-    """A summary row's figure with its interval, "46 [43–49]"; alone when it has none; None when not measured."""
-    v, ci = r.get(name), r.get("ci", {}).get(name)
-    if v is None:
-        return None
-    return format(v, spec) + (f" [{ci[0]:{spec}}–{ci[1]:{spec}}]" if ci else "")
-
-
-SIZE_COLUMNS = (("rtt_p50_us", "RTT p50 µs", ".0f"), ("rtt_p99_us", "RTT p99 µs", ".0f"), ("gbps", "TCP Gbit/s", ".3f"))
-
-
 def _print_sizes(rows: list[dict], by_mode: bool) -> None:
     """The size sweep (run --sizes), one line per mode, scenario, test and size: its headline figures with
     their intervals (every other figure of it is in intervals.csv and --json)."""
+    from netbench.report.summary import sizes_table
     table = Table(title="size sweep: udp_rr payload / tcp MSS, over pairs and repeats [95% interval]")
-    heads = (("mode",) if by_mode else ()) + ("scenario", "test", "size B", "pairs")
-    for head in heads + tuple(head for _, head, _ in SIZE_COLUMNS):
+    heads, body = sizes_table(rows, by_mode)
+    for head in heads:
         table.add_column(head, justify="left" if head in ("mode", "scenario", "test") else "right")
-    for r in rows:
-        first = ((r["mode"],) if by_mode else ()) + (r["scenario"], r["test"], str(r["size"]), str(r["pairs"]))
-        table.add_row(*first, *(_figure(r, name, spec) or "-" for name, _, spec in SIZE_COLUMNS))
+    for line in body:
+        table.add_row(*line)
     console.print(table if rows else Text("size sweep: nothing measured", "red"))
 
 

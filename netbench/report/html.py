@@ -85,6 +85,7 @@ def write(run_dir: Path) -> dict[str, Path]:
         references_error=refs_error,
         failures=meta.get("failures", []), gates=run.gates(), complete=complete,
         started=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(meta.get("started", 0))),
+        sizes=summary.sizes_table(sized) if sized else None,
         plots={"throughput": plots.throughput(df), "latency": plots.latency(rows), "cdf": plots.latency_cdf(samples),
                "heatmaps": heatmaps, "sizes": plots.sizes(sweep, sweep_samples)},
     )
@@ -97,6 +98,8 @@ def write(run_dir: Path) -> dict[str, Path]:
                                                             if complete["last"] else ".") + "\n"
     if complete["missing_count"]:
         md += f"\n**Not measured**: {complete['missing_count']} planned measurement(s), e.g. {complete['missing'][0]}\n"
+    if sized:
+        md += "\n" + summary.sizes_markdown(sized)
     verdicts = [f"- {t['src']} → {t['dst']} ({t['mode']}): " + ", ".join(v["kind"] for v in t["labels"])
                 for t in traces]
     if verdicts:

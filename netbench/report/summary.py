@@ -318,6 +318,36 @@ def write_intervals(run_path: Path, df: pd.DataFrame, samples: list[dict] | None
     return path
 
 
+# the size sweep's headline figures: the console's table, the report's and summary.md's
+SIZE_COLUMNS = (("rtt_p50_us", "RTT p50 µs", ".0f"), ("rtt_p99_us", "RTT p99 µs", ".0f"), ("gbps", "TCP Gbit/s", ".3f"))
+
+
+def figure(r: dict, name: str, spec: str) -> str | None:
+    """A summary row's figure with its interval, "46 [43–49]"; alone when it has none; None when not measured."""
+    v, ci = r.get(name), r.get("ci", {}).get(name)
+    if v is None:
+        return None
+    return format(v, spec) + (f" [{ci[0]:{spec}}–{ci[1]:{spec}}]" if ci else "")
+
+
+def sizes_table(rows: list[dict], by_mode: bool | None = None) -> tuple[list[str], list[list[str]]]:
+    """per_size's rows as a table of text: headings, then one line per mode, scenario, test and size."""
+    by_mode = len({r["mode"] for r in rows}) > 1 if by_mode is None else by_mode
+    heads = (["mode"] if by_mode else []) + ["scenario", "test", "size B", "pairs"] + [h for _, h, _ in SIZE_COLUMNS]
+    body = [([r["mode"]] if by_mode else []) + [r["scenario"], r["test"], str(r["size"]), str(r["pairs"])]
+            + [figure(r, name, spec) or "–" for name, _, spec in SIZE_COLUMNS] for r in rows]
+    return heads, body
+
+
+def sizes_markdown(rows: list[dict]) -> str:
+    if not rows:
+        return ""
+    heads, body = sizes_table(rows)
+    lines = ["**Size sweep** (udp_rr payload / tcp MSS, [95% interval])", "", "| " + " | ".join(heads) + " |",
+             "|" + "---|" * len(heads)] + ["| " + " | ".join(line) + " |" for line in body]
+    return "\n".join(lines) + "\n"
+
+
 def markdown(rows: list[dict], title: str, level: float = stats.LEVEL) -> str:
     lines = [f"### {title}", "", "| " + " | ".join(h for _, h, _ in COLUMNS) + " |",
              "|" + "---|" * len(COLUMNS)]

@@ -195,6 +195,13 @@ def test_a_run_with_sizes_keeps_the_sweeps_samples_apart_and_reports_every_size(
     lines = captured.get().splitlines()
     assert any("pod-pod" in ln and "udp_rr" in ln and "1400" in ln and "[" in ln for ln in lines), lines
     assert sum(" tcp " in ln and " 1400 " in ln for ln in lines) == 2  # pods and hosts
+    # the report and summary.md carry the same table
+    from netbench.report import html
+    written = html.write(run.path)
+    page, md = written["html"].read_text(), written["summary"].read_text()
+    p50 = summary.figure(sized[1], "rtt_p50_us", ".0f")
+    assert "[" in p50 and f"<td>pod-pod</td><td>udp_rr</td><td>1400</td><td>1</td><td>{p50}</td>" in page
+    assert "**Size sweep**" in md and f"| pod-pod | udp_rr | 1400 | 1 | {p50} |" in md
 
 
 def test_compare_sets_each_size_beside_the_same_size_and_calls_a_slower_size_worse(tmp_path):
