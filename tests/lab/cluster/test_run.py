@@ -85,6 +85,7 @@ def test_a_run_measures_every_pair_in_every_scenario(in_mode, mode, tmp_path):
 def test_a_node_lost_mid_run_is_reported_and_the_rest_measured(in_mode, tmp_path):
     lab = in_mode(Mode.host_gw)
     run = subprocess.Popen([sys.executable, "-m", "netbench", "run", *QUICK, "--tests", "udp_rr,tcp",
+                            "--scenarios", "pod-pod,host-host",  # the two the checks below read
                             "--command-timeout", "8", "--expiry", "4", "--out", str(tmp_path), "--json"],
                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     n3 = lab.node("n3")
