@@ -22,7 +22,7 @@ from netbench.errors import NetbenchError
 from netbench.facts import NodeFacts
 from netbench.fleet import Connection, Fleet, GroupResult, SshTarget
 from netbench.plan import THROUGHPUT_TESTS
-from netbench.remote import CommandResult, Runner, script
+from netbench.remote import Runner, script
 
 AGENT = f"{runlock.BASE}/agent.py"  # beside the lock: one run at a time uses it
 CNI_STATE_DIR = "/run/netbench-cni"  # probes/cni.py's records of the pods it made (STATE_DIR there)
@@ -40,10 +40,6 @@ class ProbeError(NetbenchError):
 SAFE_WORKDIR = ('d=$1; if [ -L "$d" ] || [ ! -d "$d" ] || [ "$(stat -c %u "$d")" != "$(id -u)" ]; then '
                 'echo "refusing $d: missing, a symlink or not owned by $(id -un)" >&2; exit 3; fi')
 
-# Start a command detached from the SSH session, logging to a file and recording its pid; NB_RUN (the
-# run id: the name of the work directory the pid file is in) tags it and all it starts.
-_BACKGROUND = ('pidfile=$1; log=$2; shift 2; NB_RUN=${pidfile%/*}; NB_RUN=${NB_RUN##*/}; export NB_RUN; '
-               'exec >"$log" 2>&1 </dev/null; echo $$ >"$pidfile"; exec "$@"')
 # One line of the run's undo list: how to remove what is about to be made (runlock.py runs them).
 _UNDO = 'printf \'%s\\n\' "$2" >> "$1/undo"'
 
@@ -146,11 +142,6 @@ def _concurrently(fn, items: list) -> list:
         return [fn(i) for i in items]
     with ThreadPoolExecutor(max_workers=len(items), thread_name_prefix="probe") as pool:
         return list(pool.map(fn, items))
-
-
-def background(runner: Runner, workdir: str, name: str, argv: list[str]) -> CommandResult:
-    return runner.run(["setsid", "-f", "sh", "-c", _BACKGROUND, "nb-bg", f"{workdir}/{name}.pid",
-                       f"{workdir}/{name}.log", *argv])
 
 
 def upload_agent(runner: Runner) -> None:
@@ -271,11 +262,11 @@ def start_servers(runner: Runner, node: str, workdir: str, endpoints: list[Endpo
             servers.append({"name": f"agent-{tag}", "ready": ready,
                             "argv": ep.wrap([python, AGENT, "serve", "--bind", ep.ip, "--port", str(AGENT_PORT),
                                              "--ready-file", ready])})
+            what[f"agent-{tag}"] = f"probe agent in {tag} did not start"
         if iperf3:
             servers.append({"name": f"iperf3-{tag}", "check": ep.wrap(["ss", "-Htln", f"sport = :{IPERF_PORT}"]),
                             "argv": ep.wrap(["iperf3", "-s", "-B", ep.ip, "-p", str(IPERF_PORT)])})
-        what[f"agent-{tag}"] = f"probe agent in {tag} did not start"
-        what[f"iperf3-{tag}"] = f"iperf3 server in {tag} not listening on {IPERF_PORT}"
+            what[f"iperf3-{tag}"] = f"iperf3 server in {tag} not listening on {IPERF_PORT}"
     result = runner.run([python, AGENT, "start", "--workdir", workdir], timeout=timeout + 20, check=False,
                         input=json.dumps({"servers": servers, "timeout": timeout}))
     out = _last_json(result.stdout)

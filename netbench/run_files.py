@@ -166,10 +166,10 @@ def check_samples(data: object, where: str) -> dict:
 
 
 def check_records(df: pd.DataFrame, path: Path, line_numbers: list[int]) -> None:
-    import pandas as pd  # here: a run imports it in a thread while it works (stats.prefetch)
-
     """records.jsonl after parsing: every row names its mode, scenario, pair, test and metric and holds a
     number. `line_numbers[i]` is the file line of row i."""
+    import pandas as pd  # here: a run imports it in a thread while it works (stats.prefetch)
+
     for column in REQUIRED_COLUMNS:
         values = df[column]
         if column == "value":

@@ -107,12 +107,7 @@ def fdb(links: list) -> dict:
 
 
 def command(argv: list) -> str | None:
-    if not shutil.which(argv[0]):
-        return None
-    try:
-        return subprocess.run(argv, capture_output=True, text=True, timeout=10).stdout
-    except (OSError, subprocess.TimeoutExpired):
-        return None
+    return commands([argv])[0]
 
 
 def commands(argvs: list) -> list:

@@ -24,8 +24,8 @@ Scripted trouble, per node (`kind` is the name `Call.kind` shows, e.g. "iperf3",
   stop_answering(after, counting)  after N more commands (of one kind) the connection is lost: exit 255
                                    "ssh connection lost", reconnecting fails, its addresses go silent
   unreachable()                    never answers from the start (open() raises NodeError)
-A fault on "start-agent"/"start-iperf3" kills that daemon as it starts (its log holds stderr): setsid
-returns at once on a real node too, and the failure shows when netbench waits for the daemon.
+A fault on "start-agent"/"start-iperf3" kills that daemon as it starts (its log holds stderr): on a real
+node too the server starts detached, and the failure shows when `agent.py start` waits for it.
 
 The node lock (probes/runlock.py) is played too: `acquire` takes the node (refused, exit 4, while
 `lock` names another run — the fake's locks never expire on their own; lock["dead"] = True is one
@@ -95,7 +95,8 @@ class Pod:
 
 @dataclass
 class Daemon:
-    """A process started with probes.background: pid file under the work directory, like the real one."""
+    """A server `agent.py start` started (played as `setsid … nb-bg`, one per server): pid file under the
+    work directory, like the real one."""
 
     what: str  # agent | iperf3 | tcpdump
     ns: str | None

@@ -31,7 +31,7 @@ def test_commands_are_known_by_meaning_not_by_their_exact_text():
     lock = runlock.RunLock.new()
     runlock.acquire(lab["n2"], lock)  # the work directory the pid files go to
     probes.upload_agent(lab["n2"])
-    probes.background(lab["n2"], lock.workdir, "iperf3-host", ["iperf3", "-p", "15201", "-B", "198.18.0.2", "-s"])
+    probes.start_servers(lab["n2"], "n2", lock.workdir, [probes.Endpoint("n2", "198.18.0.2")], agent=False)
     reordered = n1.run(["iperf3", "--json", "-B", "198.18.0.1", "-t", "2", "-p", "15201", "-c", "198.18.0.2"])
     assert n1.calls[-1].kind == "iperf3" and '"sum_received"' in reordered.stdout
     refused = n1.run(["iperf3", "-c", "198.18.0.2", "-p", "1", "--json"], check=False)
