@@ -15,7 +15,7 @@ from pathlib import Path
 
 from netbench import frr, pods, redact
 from netbench.flannel import Mode, SubnetEnv
-from netbench.remote import Runner
+from netbench.remote import NODE_PYTHON_SH, Runner
 
 PROBE = Path(__file__).resolve().parents[1] / "probes" / "facts.py"
 REQUIRED_TOOLS = ("python3", "ip", "tcpdump", "iperf3")
@@ -24,7 +24,7 @@ ARG_CUT = 1024  # and this much of each argument of its argv
 ROUTING_DAEMON_PROTOS = {"ospf", "bgp", "zebra", "isis", "rip", "eigrp", "babel", "bird"}
 # Refuses to start when python3 is missing, with a message facts can report, instead of a traceback.
 GATHER = ["sh", "-c", 'command -v python3 >/dev/null 2>&1 || { echo "python3 is missing" >&2; exit 127; }; '
-                      'exec python3 -']
+                      f'exec {NODE_PYTHON_SH} -']
 
 
 @dataclass

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from netbench.findings import Finding, hint
-from netbench.remote import Runner
+from netbench.remote import NODE_PYTHON, Runner
 
 PROBE = Path(__file__).resolve().parents[1] / "probes" / "firewall.py"
 DROPS = {"drop", "reject"}
@@ -109,7 +109,7 @@ class Delta:
 
 def snapshot(runner: Runner, timeout: float = 30.0) -> Snapshot:
     """The node's rules and counters now (the only function here with a side effect: one command)."""
-    result = runner.run(["python3", "-"], input=PROBE.read_text(), timeout=timeout, check=False)
+    result = runner.run([*NODE_PYTHON, "-"], input=PROBE.read_text(), timeout=timeout, check=False)
     try:
         return parse(json.loads(result.stdout)) if result.ok else Snapshot(errors=(f"probe: {result.why}",))
     except ValueError as exc:

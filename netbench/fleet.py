@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import shlex
 import socket
 import threading
@@ -26,7 +25,8 @@ from typing import Callable, Generic, Iterable, Sequence, TypeVar
 import paramiko
 
 from netbench import signals
-from netbench.errors import NetbenchError, UserError
+from netbench.errors import NetbenchError
+from netbench.known_hosts import KnownHostsError, _HostKeyPolicy, _Revoked, read_known_hosts  # noqa: F401 (KnownHostsError: callers catch it here)
 from netbench.remote import CommandResult
 
 log = logging.getLogger("netbench.fleet")
@@ -68,124 +68,38 @@ class SshTarget:
         return ("sudo", "-n") if self.uses_sudo else ()
 
 
-class KnownHostsError(UserError):
-    """A known_hosts file netbench cannot read as host keys: one line per problem, with file and line."""
+class _Ended(Exception):
+    """A session's command exited (or its channel closed) instead of answering."""
 
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(problems))
-
-
-_KEY_TYPE = re.compile(r"^(ssh|ecdsa|sk)-|@")  # a key type name, perhaps one paramiko does not know
+    def __init__(self, code: int, stderr: str) -> None:
+        self.code, self.stderr = code, stderr
+        super().__init__(stderr)
 
 
-@dataclass(frozen=True)
-class KnownHosts:
-    """known_hosts as OpenSSH reads it. `keys`: the host keys to trust. `revoked`: keys on @revoked lines,
-    refused for every host (even with accept-new) and never trusted by a plain line of theirs.
-    `authorities`: how many @cert-authority lines there are; they vouch for no host here, paramiko
-    checks no host certificates. (paramiko's own loader reads a marker as a host name and either skips the
-    line or raises InvalidHostKey: a revoked key was simply forgotten.)"""
+class _Session:
+    """One command kept running on its own channel: a request line in, an answer line out, for as long
+    as the caller asks (Connection.ask). Closing the channel is the command's end of input."""
 
-    path: Path
-    keys: paramiko.HostKeys
-    revoked: frozenset[tuple[str, str]] = frozenset()  # (key type, base64)
-    authorities: int = 0
+    def __init__(self, client: paramiko.SSHClient, command: str, timeout: float) -> None:
+        self.channel = client.get_transport().open_session(timeout=timeout)
+        self.channel.exec_command(command)
+        self.answers = self.channel.makefile("rb")
+        self.lock = threading.Lock()  # one request at a time: answers come back in order
 
-    def is_revoked(self, key: paramiko.PKey) -> bool:
-        return (key.get_name(), key.get_base64()) in self.revoked
+    def ask(self, request: str, timeout: float) -> str:
+        with self.lock:
+            self.channel.settimeout(timeout)
+            self.channel.sendall(request.encode() + b"\n")
+            line = self.answers.readline()
+        if not line.endswith(b"\n"):  # its output ended: the command is gone; say how
+            self.channel.status_event.wait(2)
+            err = self.channel.makefile_stderr("rb").read().decode(errors="replace") if self.channel.closed else ""
+            code = self.channel.exit_status if self.channel.exit_status >= 0 else 255
+            raise _Ended(code, err.strip() or f"the session ended (exit {code}) without answering")
+        return line.decode(errors="replace")
 
-    def install(self, client: paramiko.SSHClient) -> None:
-        """Trust these host keys (and only these: the client has no other) on a client."""
-        trusted = client.get_host_keys()
-        for host, by_type in self.keys.items():
-            for key_type, key in by_type.items():
-                trusted.add(host, key_type, key)
-
-
-def read_known_hosts(path: Path) -> KnownHosts:
-    """Read an OpenSSH known_hosts file (a missing one holds no keys); KnownHostsError names every line
-    that is not a host key, an unknown @marker included. A key type paramiko does not know is skipped,
-    as ssh skips what it cannot use."""
-    keys = paramiko.HostKeys()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return KnownHosts(path, keys)
-    except UnicodeDecodeError as exc:
-        raise KnownHostsError([f"{path}: is not UTF-8 text ({exc.reason} at byte {exc.start})"]) from None
-    except OSError as exc:
-        raise KnownHostsError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
-    entries, revoked, authorities, problems = [], set(), 0, []
-    for number, raw in enumerate(text.splitlines(), 1):
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        marker = None
-        if line.startswith("@"):
-            marker, _, line = line.partition(" ")
-            line = line.strip()
-            if marker not in ("@revoked", "@cert-authority"):
-                problems.append(f"{path}:{number}: unknown marker {marker!r} (OpenSSH knows @revoked and "
-                                "@cert-authority)")
-                continue
-        fields = line.split()
-        try:
-            entry = paramiko.hostkeys.HostKeyEntry.from_line(" ".join(fields[:3]), number)
-            damaged = entry is None and (len(fields) < 3 or not _KEY_TYPE.search(fields[1]))
-        except Exception:  # noqa: BLE001 — paramiko raises InvalidHostKey, SSHException, … for a damaged key
-            entry, damaged = None, True
-        if damaged:
-            problems.append(f"{path}:{number}: not a host key line (hosts, key type, base64 key)"
-                            + (f" after {marker}" if marker else ""))
-        if entry is None:
-            continue
-        if marker == "@revoked":
-            revoked.add((entry.key.get_name(), entry.key.get_base64()))
-        elif marker == "@cert-authority":
-            authorities += 1
-        else:
-            entries.append(entry)
-    if problems:
-        raise KnownHostsError(problems)
-    for entry in entries:
-        if (entry.key.get_name(), entry.key.get_base64()) not in revoked:
-            for host in entry.hostnames:
-                keys.add(host, entry.key.get_name(), entry.key)
-    return KnownHosts(path, keys, frozenset(revoked), authorities)
-
-
-class _Revoked(paramiko.SSHException):
-    """The host presented a key known_hosts marks @revoked."""
-
-    def __init__(self, key: paramiko.PKey) -> None:
-        self.key = key
-        super().__init__(f"host key {key.get_name()} {key.fingerprint} is marked @revoked")
-
-
-class _HostKeyPolicy(paramiko.MissingHostKeyPolicy):
-    """For a host known_hosts does not list: a revoked key is refused; else, with accept-new (OpenSSH's
-    StrictHostKeyChecking=accept-new), the key is recorded, otherwise refused as paramiko's RejectPolicy
-    does. A changed key never gets here: paramiko raises BadHostKeyException before asking."""
-
-    _lock = threading.Lock()
-
-    def __init__(self, known: KnownHosts, accept_new: bool) -> None:
-        self.known, self.accept_new = known, accept_new
-
-    def missing_host_key(self, client, hostname, key) -> None:
-        if self.known.is_revoked(key):
-            raise _Revoked(key)
-        if not self.accept_new:
-            raise paramiko.SSHException(f"Server {hostname!r} not found in known_hosts")
-        # appended as one line, as ssh does: the user's comments and entries paramiko cannot parse stay
-        line = paramiko.hostkeys.HostKeyEntry([hostname], key).to_line()
-        path = self.known.path
-        with self._lock:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            with path.open("a") as f:
-                f.write(line)
-        log.warning("%s: accepted new host key %s %s", hostname, key.get_name(), key.fingerprint)
+    def close(self) -> None:
+        self.channel.close()
 
 
 class Connection:
@@ -194,6 +108,7 @@ class Connection:
         self.name = target.name
         self.accept_new = accept_new_host_keys
         self._client: paramiko.SSHClient | None = None
+        self._sessions: dict[str, _Session] = {}  # command -> its running session (ask)
         read_known_hosts(self.known_hosts)  # a damaged file is said once, up front (exit 2), not per node
 
     @property
@@ -281,7 +196,43 @@ class Connection:
         result = CommandResult(self.name, command, code, out, err)
         return result.check() if check else result
 
+    def ask(self, argv: Sequence[str], request: str, *, timeout: float | None = None,
+            privileged: bool = True) -> CommandResult:
+        """One request line to a command that keeps running between requests (started on first use, one
+        per distinct argv), and its one answer line as stdout. A command that has exited answers with its
+        exit code and stderr, and the next ask starts it afresh; timeouts and lost connections as run()."""
+        timeout = timeout or self.target.command_timeout
+        command = self._wrap(argv, privileged)
+        started = time.monotonic()
+        session = None
+        try:
+            session = self._sessions.get(command)
+            if session is None:
+                session = self._sessions[command] = _Session(self.client, command, self.target.connect_timeout)
+            code, out, err = 0, session.ask(request, timeout), ""
+        except _Ended as exc:
+            code, out, err = exc.code, "", exc.stderr
+            self.end_session(command)
+        except (socket.timeout, TimeoutError):
+            code, out, err = 124, "", f"timed out after {timeout:.0f}s"
+            self.end_session(command)  # its answer may still come: a fresh session cannot mistake it for the next
+        except NodeError as exc:
+            code, out, err = 255, "", str(exc)
+        except (paramiko.SSHException, EOFError, OSError) as exc:
+            code, out, err = 255, "", f"ssh connection lost: {exc}"
+            self.close()
+        log.debug("%s: ask %s %s -> %s in %.2fs", self.name, command, request, code, time.monotonic() - started)
+        return CommandResult(self.name, command, code, out, err)
+
+    def end_session(self, command: str | None = None) -> None:
+        """Close one session (by its command) or all: their commands see the end of their input and exit."""
+        for key in [command] if command else list(self._sessions):
+            session = self._sessions.pop(key, None)
+            if session is not None:
+                session.close()
+
     def close(self) -> None:
+        self._sessions.clear()  # the transport takes their channels with it
         client, self._client = self._client, None  # another thread may close it too (a heartbeat's stop)
         if client is not None:
             client.close()
@@ -316,9 +267,16 @@ class _Halting:
         self._conn, self._halts = conn, halts
 
     def run(self, *args, **kwargs) -> CommandResult:
+        self._check()
+        return self._conn.run(*args, **kwargs)
+
+    def ask(self, *args, **kwargs) -> CommandResult:
+        self._check()
+        return self._conn.ask(*args, **kwargs)
+
+    def _check(self) -> None:
         if any(h.is_set() for h in self._halts):
             raise Halted(self._conn.name, "interrupted: no new command is started")
-        return self._conn.run(*args, **kwargs)
 
     def __getattr__(self, name: str):
         return getattr(self._conn, name)
@@ -368,6 +326,11 @@ class Fleet:
                 pool.shutdown(wait=True, cancel_futures=True)
             raise
         pool.shutdown(wait=True)
+
+    def end_sessions(self) -> None:
+        """Close every connection's sessions (Connection.ask): nothing of theirs stays on the nodes."""
+        for c in self.connections.values():
+            c.end_session()
 
     def resume(self) -> None:
         self._halt.clear()  # the connections reopen on their next command

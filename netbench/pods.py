@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from netbench.errors import InvalidValue
+from netbench.remote import NODE_PYTHON
 
 _NAME = re.compile(r"^nb-[a-z0-9][a-z0-9-]{0,40}$")
 
@@ -30,7 +31,7 @@ def cni_container_id(pod_name: str) -> str:
 
 def cni_command(command: str, *args: str) -> list[str]:
     """probes/cni.py run on the node from stdin (pass CNI_PROBE's text as input): one round trip."""
-    return ["python3", "-", command, *args]
+    return [*NODE_PYTHON, "-", command, *args]
 
 
 def host_veth(pod_name: str) -> str:

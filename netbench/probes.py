@@ -22,7 +22,7 @@ from netbench.errors import NetbenchError
 from netbench.facts import NodeFacts
 from netbench.fleet import Connection, Fleet, GroupResult, SshTarget
 from netbench.plan import THROUGHPUT_TESTS
-from netbench.remote import Runner, script
+from netbench.remote import NODE_PYTHON, NODE_PYTHON_SH, Runner, script
 
 AGENT = f"{runlock.BASE}/agent.py"  # beside the lock: one run at a time uses it
 CNI_STATE_DIR = "/run/netbench-cni"  # probes/cni.py's records of the pods it made (STATE_DIR there)
@@ -30,6 +30,17 @@ AGENT_SOURCE = Path(__file__).resolve().parents[1] / "probes" / "agent.py"
 AGENT_PORT = 17777
 IPERF_PORT = 15201
 PROBE_PODS = pods.PROBE_PODS
+
+
+def agent_argv(*args: str) -> list[str]:
+    """The agent's command line on a node (remote.NODE_PYTHON: no site-packages, no environment)."""
+    return [*NODE_PYTHON, AGENT, *args]
+
+
+def session_argv(run_id: str, idle_exit: float = 30.0) -> list[str]:
+    """The agent's ping session (agent.py session) as a run keeps it open on a node: NB_RUN in its
+    environment, as every process of the run has, so the node's lock finds it if the run dies."""
+    return ["env", f"NB_RUN={run_id}", *agent_argv("session", "--idle-exit", f"{idle_exit:g}")]
 
 
 class ProbeError(NetbenchError):
@@ -72,7 +83,7 @@ def record_undo(runner: Runner, workdir: str, what: str, name: str, argv: list[s
 
 
 # Only when a CNI pod was ever made here (its records' directory exists) does python3 start.
-_CNI_RELEASE = ('d=$1; shift; if [ -d "$d" ]; then exec python3 - "$@"; fi; '
+_CNI_RELEASE = (f'd=$1; shift; if [ -d "$d" ]; then exec {NODE_PYTHON_SH} - "$@"; fi; '
                 'echo \'{"pods": 0, "processes": 0, "errors": []}\'')
 
 
@@ -187,7 +198,7 @@ def create_pods(runner: Runner, facts: NodeFacts, count: int, workdir: str) -> l
 # cni.py is kept in the run's work directory, and the pod's DEL in its undo list, before the ADD runs:
 # the node's watchdog or the run's release gives the address back without the orchestrator.
 _CNI_ADD = ('d=$1; entry=$2; shift 2; cat > "$d/cni.py" && printf \'%s\\n\' "$entry" >> "$d/undo" && '
-            'exec python3 "$d/cni.py" "$@"')
+            f'exec {NODE_PYTHON_SH} "$d/cni.py" "$@"')
 
 
 def cni_pod(runner: Runner, facts: NodeFacts, name: str, workdir: str) -> tuple[pods.PodSpec, Endpoint]:
@@ -196,9 +207,9 @@ def cni_pod(runner: Runner, facts: NodeFacts, name: str, workdir: str) -> tuple[
     net = facts.cni
     if net.missing:
         raise ProbeError(f"{facts.name}: {net.file} needs CNI plugin(s) {', '.join(net.missing)}, not installed")
-    undo = json.dumps({"what": "pod", "name": name, "argv": ["python3", f"{workdir}/cni.py", "del", "--pod", name]})
-    add = pods.cni_command("add", "--conf", net.file, "--pod", name, "--container-id", pods.cni_container_id(name))
-    result = runner.run(["sh", "-c", _CNI_ADD, "nb-cni-add", workdir, undo, *add[2:]],
+    undo = json.dumps({"what": "pod", "name": name, "argv": [*NODE_PYTHON, f"{workdir}/cni.py", "del", "--pod", name]})
+    add = ["add", "--conf", net.file, "--pod", name, "--container-id", pods.cni_container_id(name)]
+    result = runner.run(["sh", "-c", _CNI_ADD, "nb-cni-add", workdir, undo, *add],
                         input=pods.CNI_PROBE.read_text(), timeout=90, check=False)
     out = _last_json(result.stdout)
     if not out:
@@ -232,8 +243,7 @@ class Needs:
                    host="host-host" in scenarios)
 
 
-def deploy(runner: Runner, facts: NodeFacts, workdir: str, needs: Needs = Needs(),
-           python: str = "python3") -> NodeProbes:
+def deploy(runner: Runner, facts: NodeFacts, workdir: str, needs: Needs = Needs()) -> NodeProbes:
     """The probe pods and servers `needs` asks for: agents and iperf3 servers in the pods, and on the
     node itself for the host-host baseline. A node whose roles run no pods (a master) is given
     needs.pods == 0. The node must be held (runlock.acquire): what a dead run left was removed then,
@@ -245,12 +255,12 @@ def deploy(runner: Runner, facts: NodeFacts, workdir: str, needs: Needs = Needs(
         probes.pods.append(endpoint)
     serving = ([probes.host] if needs.host else []) + probes.pods
     if serving and (needs.agent or needs.iperf3):
-        start_servers(runner, facts.name, workdir, serving, python, agent=needs.agent, iperf3=needs.iperf3)
+        start_servers(runner, facts.name, workdir, serving, agent=needs.agent, iperf3=needs.iperf3)
     return probes
 
 
-def start_servers(runner: Runner, node: str, workdir: str, endpoints: list[Endpoint], python: str = "python3",
-                  timeout: float = 10.0, agent: bool = True, iperf3: bool = True) -> dict[str, int]:
+def start_servers(runner: Runner, node: str, workdir: str, endpoints: list[Endpoint], timeout: float = 10.0,
+                  agent: bool = True, iperf3: bool = True) -> dict[str, int]:
     """An agent and/or an iperf3 server per endpoint, started and waited for by the agent on the node in
     one round trip (`agent.py start`): one command per server and per wait was 15 round trips a node.
     Returns the servers' pids; a server that does not come up is named with its log."""
@@ -260,14 +270,14 @@ def start_servers(runner: Runner, node: str, workdir: str, endpoints: list[Endpo
         ready = f"{workdir}/agent-{tag}.ready"
         if agent:
             servers.append({"name": f"agent-{tag}", "ready": ready,
-                            "argv": ep.wrap([python, AGENT, "serve", "--bind", ep.ip, "--port", str(AGENT_PORT),
-                                             "--ready-file", ready])})
+                            "argv": ep.wrap(agent_argv("serve", "--bind", ep.ip, "--port", str(AGENT_PORT),
+                                             "--ready-file", ready))})
             what[f"agent-{tag}"] = f"probe agent in {tag} did not start"
         if iperf3:
             servers.append({"name": f"iperf3-{tag}", "check": ep.wrap(["ss", "-Htln", f"sport = :{IPERF_PORT}"]),
                             "argv": ep.wrap(["iperf3", "-s", "-B", ep.ip, "-p", str(IPERF_PORT)])})
             what[f"iperf3-{tag}"] = f"iperf3 server in {tag} not listening on {IPERF_PORT}"
-    result = runner.run([python, AGENT, "start", "--workdir", workdir], timeout=timeout + 20, check=False,
+    result = runner.run(agent_argv("start", "--workdir", workdir), timeout=timeout + 20, check=False,
                         input=json.dumps({"servers": servers, "timeout": timeout}))
     out = _last_json(result.stdout)
     if result.ok and "started" in out:

@@ -33,6 +33,13 @@ class CommandResult:
         return self
 
 
+# How node-side Python (probes/) is started: it needs the standard library only, so -I -S keeps the node's
+# site-packages, .pth hooks, PYTHON* variables and working directory out of it; that is also 5x faster
+# to start where site-packages is busy (agent: 53 -> 35 ms on the lab, paid per ping and per server).
+NODE_PYTHON = ("python3", "-I", "-S")
+NODE_PYTHON_SH = " ".join(NODE_PYTHON)  # the same, in a `sh -c` body
+
+
 class Runner(Protocol):
     """Anything that runs a quoted command on one node."""
 

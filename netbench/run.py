@@ -343,6 +343,7 @@ class Session:
         for tests, size in lat:
             for rnd in plan.latency_rounds if tests else ():
                 self._round(rnd, lambda s, t=tests, z=size: self._latency(s, t, z), run_dir, mode, len(tests), size)
+        self.fleet.end_sessions()  # the pings' sessions end here: iperf3 runs alone
         for tests, size in thr:
             for rnd in plan.throughput_rounds if tests else ():
                 self._round(rnd, lambda s, t=tests, z=size: self._throughput(s, t, z), run_dir, mode,
@@ -382,7 +383,7 @@ class Session:
                 return
             try:
                 rtts, sent = latency.DRIVERS[test](conn, src, dst, samples=o.samples, interval=o.interval,
-                                                   size=size or o.size)
+                                                   size=size or o.size, run_id=self.lock.run_id)
                 records = latency.records(test, rtts, sent, step.scenario, step.src, step.dst)
                 # the sweep's with their size: they are not the run's figures (RunDir.samples)
                 self.run_dir.append_samples(self.mode_label or self.cluster_mode.name, step.scenario, step.src,

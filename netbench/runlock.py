@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 from netbench.errors import NetbenchError, UserError
-from netbench.remote import CommandResult, Runner
+from netbench.remote import NODE_PYTHON_SH, CommandResult, Runner
 
 PROBE = Path(__file__).resolve().parents[1] / "probes" / "runlock.py"
 BASE = "/run/netbench"  # the node's private directory (probes/runlock.py makes it, mode 700)
@@ -69,7 +69,7 @@ class RunLock:
 
 
 def _call(runner: Runner, args: list[str], timeout: float) -> CommandResult:
-    return runner.run(["sh", "-c", 'exec python3 - "$@"', "nb-runlock", *args], input=PROBE.read_text(),
+    return runner.run(["sh", "-c", f'exec {NODE_PYTHON_SH} - "$@"', "nb-runlock", *args], input=PROBE.read_text(),
                       timeout=timeout, check=False)
 
 

@@ -9,6 +9,7 @@ failure prints {"error": ...} and exits non-zero); diagnostics go to stderr.
   agent.py ping --dst ADDR --port PORT [--count N] [--interval S] [--size B] [--timeout S]
                 [--warmup N] [--timestamping auto|kernel|kernel-rx|user]
   agent.py start --workdir DIR < SPEC      (the run's servers, detached; see cmd_start)
+  agent.py session [--idle-exit S]         (one ping per stdin line, one answer line each; see cmd_session)
   agent.py version
 
 Output of ping (sent = count of recorded requests; lost = sent - received, including sends the kernel
@@ -566,6 +567,47 @@ def cmd_ping(args: argparse.Namespace) -> int:
     return 0
 
 
+SESSION_COMMANDS = ("ping",)
+
+
+def cmd_session(args: argparse.Namespace) -> int:
+    """Many requests, one process: each stdin line is a JSON list, the arguments of one `ping`; each answer
+    is one stdout line, that ping's JSON ({"error"} for a bad request or a failed ping, and the session
+    goes on). A run's rounds of pings over one session pay for no interpreter start and no SSH channel
+    per ping. Ends at EOF (the caller closed its channel, or its connection dropped) or after
+    --idle-exit seconds without a request: a caller cut off while its connection looks open must not
+    leave the session behind."""
+    parser = build_parser()
+    pending = b""
+    while True:
+        while b"\n" not in pending:
+            ready, _, _ = select.select([0], [], [], args.idle_exit or None)
+            if not ready:
+                log(f"session: no request for {args.idle_exit:g} s; ending")
+                return 0
+            chunk = os.read(0, 65536)
+            if not chunk:
+                return 0
+            pending += chunk
+        line, pending = pending.split(b"\n", 1)
+        if not line.strip():
+            continue
+        try:
+            argv = json.loads(line)
+            if not (isinstance(argv, list) and argv and argv[0] in SESSION_COMMANDS):
+                raise ValueError(f"a request is a JSON list of arguments starting with one of {SESSION_COMMANDS}")
+            request = parser.parse_args([str(a) for a in argv])
+        except SystemExit:  # argparse's: _Parser.error has answered with {"error"}
+            continue
+        except ValueError as exc:
+            emit({"error": f"session: {exc}"})
+            continue
+        try:
+            emit(ping(request))
+        except AgentError as exc:
+            emit({"error": str(exc)})
+
+
 def send_raw(args: argparse.Namespace) -> int:
     """Send IPv4 packets built elsewhere (netbench crafts trace probes with scapy where it runs) from
     this network namespace, as they are: a raw socket with the header included. Reads a JSON list of
@@ -659,7 +701,7 @@ def cmd_version(args: argparse.Namespace) -> int:  # noqa: ARG001
 
 def build_parser() -> argparse.ArgumentParser:
     ap = _Parser(prog="agent.py", description=__doc__.splitlines()[0])
-    sub = ap.add_subparsers(dest="command", metavar="{serve,ping,send-raw,start,version}")
+    sub = ap.add_subparsers(dest="command", metavar="{serve,ping,session,send-raw,start,version}")
     sub.required = True
 
     s = sub.add_parser("serve", help="UDP echo server")
@@ -686,6 +728,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timestamping", choices=("auto",) + METHODS, default="auto",
                    help="auto: the best this path supports; otherwise that method or an error")
     p.set_defaults(func=cmd_ping)
+
+    q = sub.add_parser("session", help="pings one after another, one per stdin line (see cmd_session)")
+    q.add_argument("--idle-exit", type=_number(float, 0), default=30.0, metavar="SECONDS",
+                   help="end after this long without a request (0: never)")
+    q.set_defaults(func=cmd_session)
 
     r = sub.add_parser("send-raw", help="send IPv4 packets given as hex on stdin (trace probes)")
     r.add_argument("--interval", type=_number(float, 0), default=0.005, metavar="SECONDS")

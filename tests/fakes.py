@@ -54,7 +54,7 @@ from scapy.utils import PcapWriter
 from netbench import facts, firewall, probes, runlock
 from netbench.cluster import ClusterNode
 from netbench.fleet import NodeError, SshTarget
-from netbench.remote import CommandResult
+from netbench.remote import NODE_PYTHON, NODE_PYTHON_SH, CommandResult
 
 DATA = Path(__file__).parent / "unit" / "data"
 POD_NETWORK = "10.1.0.0/16"
@@ -141,6 +141,12 @@ def _pcap(packets: list[tuple[int, bytes]]) -> bytes:
     return out.getvalue()
 
 
+def _agent_args(argv: list[str]) -> list[str] | None:
+    """The agent's own arguments when argv runs it (probes.agent_argv), else None."""
+    head = probes.agent_argv()
+    return argv[len(head):] if argv[:len(head)] == head and len(argv) > len(head) else None
+
+
 def _opt(argv: list[str], flag: str, default: str | None = None) -> str | None:
     """The value after `flag`, wherever it is."""
     for i, a in enumerate(argv[:-1]):
@@ -171,6 +177,8 @@ class FakeNode:
         self.undo: list[dict] = []  # the run's undo list
         self.base = False  # /run/netbench exists
         self.captures: set[str] = set()
+        self.sessions: list[list[str]] = []  # the argv of every ask (agent sessions)
+        self.sessions_ended = 0
         self.seen: dict[str, list[tuple[int, bytes]]] = {}  # iface -> (time, packet) a capture saw
         self._faults: list[Fault] = []
         self._answers_left: int | None = None
@@ -259,6 +267,22 @@ class FakeNode:
             with self.cluster.lock:
                 self.cluster.in_flight -= 1
                 self.cluster.changed.notify_all()
+
+    def ask(self, argv, request: str, *, timeout: float | None = None, privileged: bool = True) -> CommandResult:
+        """Connection.ask on the agent's session (probes.session_argv): each request played as the one-off
+        agent command it stands for, so faults and hooks on its kind act on it."""
+        argv = [str(a) for a in argv]
+        self.sessions.append(argv)
+        ns = argv[:4] if argv[:3] == ["ip", "netns", "exec"] else []
+        inner = argv[len(ns):]
+        if inner[:1] == ["env"]:
+            inner = inner[1 + next(i for i, a in enumerate(inner[1:]) if "=" not in a):]
+        head = probes.agent_argv()
+        assert inner[:len(head) + 1] == [*head, "session"], f"not an agent session: {argv!r}"
+        return self.run(ns + head + json.loads(request), timeout=timeout, check=False, privileged=privileged)
+
+    def end_session(self, command: str | None = None) -> None:
+        self.sessions_ended += 1
 
     def _run(self, call: Call, kind: str, ns: str | None, inner: list[str], argv: list[str], input: str | None,
              check: bool) -> CommandResult:
@@ -433,11 +457,11 @@ class FakeCluster:
         if not argv:
             return None
         word = argv[0]
-        if argv == ["python3", "-"] and input == firewall.PROBE.read_text():
+        if argv == [*NODE_PYTHON, "-"] and input == firewall.PROBE.read_text():
             return "firewall"
         if word == "sh" and len(argv) >= 3 and argv[1] == "-c":
             body, label = argv[2], (argv[3] if len(argv) > 3 else None)
-            if label is None and body.rstrip().endswith("python3 -") and input == facts.PROBE.read_text():
+            if label is None and body.rstrip().endswith(f"{NODE_PYTHON_SH} -") and input == facts.PROBE.read_text():
                 return "facts"
             if label is None and body.startswith("set -e\n"):
                 return self._script_kind(body)
@@ -452,11 +476,11 @@ class FakeCluster:
                 inner = inner[4:]
             if inner[:1] == ["iperf3"] and "-s" in inner:
                 return "start-iperf3"
-            if len(inner) > 2 and inner[0].startswith("python") and inner[1] == probes.AGENT and inner[2] == "serve":
+            if (_agent_args(inner) or [""])[0] == "serve":
                 return "start-agent"
             return None
-        if word.startswith("python") and len(argv) > 2 and argv[1] == probes.AGENT:
-            return {"ping": "agent-ping", "send-raw": "send-raw", "start": "agent-start"}.get(argv[2])
+        if _agent_args(argv):
+            return {"ping": "agent-ping", "send-raw": "send-raw", "start": "agent-start"}.get(_agent_args(argv)[0])
         if word == "ping":
             return "addr-probe" if "-q" in argv else "ping"
         if word == "iperf3" and "-c" in argv:

@@ -58,11 +58,17 @@ def _timeout(samples: int, interval: float) -> float:
 
 
 def udp_rr(runner: Runner, src: probes.Endpoint, dst: probes.Endpoint, *, samples: int, interval: float,
-           size: int) -> tuple[list[float], int]:
-    """UDP request/response against the agent serving on dst, timed by the agent on src."""
-    argv = src.wrap(["python3", probes.AGENT, "ping", "--dst", dst.ip, "--port", str(probes.AGENT_PORT),
-                     "--count", str(samples), "--interval", str(interval), "--size", str(size)])
-    result = runner.run(argv, timeout=_timeout(samples, interval), check=False)
+           size: int, run_id: str | None = None) -> tuple[list[float], int]:
+    """UDP request/response against the agent serving on dst, timed by the agent on src. With a run id,
+    through src's agent session of that run (probes.session_argv: one interpreter for all the run's
+    pings from src, tagged as the run's), else a one-off agent."""
+    ping = ["ping", "--dst", dst.ip, "--port", str(probes.AGENT_PORT), "--count", str(samples),
+            "--interval", str(interval), "--size", str(size)]
+    timeout = _timeout(samples, interval)
+    if run_id:
+        result = runner.ask(src.wrap(probes.session_argv(run_id)), json.dumps(ping), timeout=timeout)
+    else:
+        result = runner.run(src.wrap(probes.agent_argv(*ping)), timeout=timeout, check=False)
     if not result.ok:
         raise MeasureError(result.stderr.strip()[-300:] or f"exit {result.exit_code}")
     rtts, sent, _how = parse_agent(result.stdout)
@@ -70,7 +76,7 @@ def udp_rr(runner: Runner, src: probes.Endpoint, dst: probes.Endpoint, *, sample
 
 
 def icmp(runner: Runner, src: probes.Endpoint, dst: probes.Endpoint, *, samples: int, interval: float,
-         size: int) -> tuple[list[float], int]:
+         size: int, run_id: str | None = None) -> tuple[list[float], int]:  # noqa: ARG001 — one ping process each
     """ICMP echo with iputils ping from src to dst."""
     argv = src.wrap(["ping", "-n", "-c", str(samples), "-i", str(max(interval, 0.002)), "-s", str(size), "-W", "1",
                      dst.ip])

@@ -141,7 +141,7 @@ class Tracer:
                 for future in started:
                     future.result()
                 before = {n: f.result() for n, f in snaps.items()}
-            self.fleet[src].run(a.wrap(["python3", probes.AGENT, "send-raw", "--interval", str(self.options.interval)]),
+            self.fleet[src].run(a.wrap(probes.agent_argv("send-raw", "--interval", str(self.options.interval))),
                                 input=json.dumps(packets), timeout=60)
             time.sleep(0.1)  # the last replies are on their way (a LAN's RTT is well under a millisecond)
         finally:

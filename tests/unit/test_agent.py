@@ -442,3 +442,48 @@ def test_start_refuses_a_work_directory_that_is_a_symlink(tmp_path):
     (tmp_path / "link").symlink_to(tmp_path / "real")
     code, out = _start(tmp_path / "link", [{"name": "x", "argv": ["true"], "check": ["true"]}])
     assert code == 1 and "refusing" in out["error"] and not list((tmp_path / "real").iterdir())
+
+
+@contextmanager
+def session(*args: str):
+    """`session` with pipes; yields ask(request) -> the answer line as JSON, and the process."""
+    proc = subprocess.Popen([sys.executable, "-I", "-S", str(AGENT), "session", *args], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+
+    def ask(request) -> dict:
+        proc.stdin.write((request if isinstance(request, str) else json.dumps(request)) + "\n")
+        proc.stdin.flush()
+        with selectors.DefaultSelector() as sel:
+            sel.register(proc.stdout, selectors.EVENT_READ)
+            assert sel.select(10), "the session did not answer within 10 s"
+        return json.loads(proc.stdout.readline())
+    try:
+        yield ask, proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(5)
+        for f in (proc.stdin, proc.stdout, proc.stderr):
+            f.close()
+
+
+def test_a_session_answers_each_ping_in_turn_and_bad_requests_without_ending():
+    with server() as (_, ready), session() as (ask, proc):
+        port = str(ready["port"])
+        first = ask(["ping", "--dst", LOCAL, "--port", port, "--count", "20", "--interval", "0"])
+        assert first["received"] == 20 and len(first["rtt_ns"]) == 20 and first["timestamping"] in agent.METHODS
+        assert "error" in ask("not json")
+        assert "ping" in ask(["serve", "--bind", LOCAL, "--port", "0"])["error"]  # only pings, never a server
+        assert "--port" in ask(["ping", "--dst", LOCAL, "--port", "0"])["error"]  # argparse's own message
+        second = ask(["ping", "--dst", LOCAL, "--port", port, "--count", "5", "--size", "200"])
+        assert (second["received"], second["size"]) == (5, 200)  # the same process, still answering
+        proc.stdin.close()  # the caller's channel closed: end of input ends the session
+        assert proc.wait(5) == 0
+
+
+def test_a_session_nobody_asks_ends_by_itself():
+    with session("--idle-exit", "0.3") as (ask, proc):
+        started = time.monotonic()
+        assert proc.wait(5) == 0  # stdin still open: only the idle timeout ends it
+        assert 0.25 < time.monotonic() - started < 3
+        assert "no request" in proc.stderr.read()

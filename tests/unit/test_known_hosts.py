@@ -7,7 +7,8 @@ import paramiko
 import pytest
 
 from netbench.errors import UserError
-from netbench.fleet import Connection, KnownHostsError, SshTarget, _HostKeyPolicy, _Revoked, read_known_hosts
+from netbench.fleet import Connection, SshTarget
+from netbench.known_hosts import KnownHostsError, _HostKeyPolicy, _Revoked, read_known_hosts
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import threading
 import numpy as np
 import pytest
 
-from netbench import gaps
+from netbench import gaps, probes
 from netbench.run import RunOptions, Session
 from tests.fakes import data, fake_cluster  # noqa: F401 — fake_cluster is a fixture
 
@@ -61,6 +61,12 @@ def test_every_pair_is_measured_and_nothing_is_left(fake_cluster, tmp_path):  # 
     # pod-pod ran between the probe pods on the pod network, host-host between the node addresses
     pod_ping = lab["n1"].ran("agent-ping")[0]
     assert pod_ping.ns == "nb-probe-1" and pod_ping.argv[pod_ping.argv.index("--dst") + 1].startswith("10.1.")
+    # every udp_rr ping went through the source endpoint's agent session, tagged with the run's id (the
+    # node's lock finds it by that), one session per endpoint; icmp pings are one-off processes
+    assert len(lab["n1"].sessions) == len(lab["n1"].ran("agent-ping")) == 5  # 2 + same-node + 2 host
+    assert {tuple(argv) for argv in lab["n1"].sessions} == {
+        (*wrap, *probes.session_argv(s.lock.run_id)) for wrap in ([], ["ip", "netns", "exec", "nb-probe-1"])}
+    assert all(node.sessions_ended >= 1 for node in lab)  # closed once the latency steps were done
     for node in lab:
         # the node is taken before anything else and released last; nothing else cleans anything
         assert node.kinds[:2] == ["acquire", "facts"] and node.kinds[-1] == "release"

@@ -8,7 +8,7 @@ import pytest
 
 from netbench import facts, pods, probes
 from netbench.facts import Interface, NodeFacts
-from netbench.remote import CommandResult
+from netbench.remote import NODE_PYTHON, CommandResult
 
 FLANNEL = {"name": "cbr0", "cniVersion": "1.0.0",
            "plugins": [{"type": "bridge", "bridge": "cni0", "ipam": {"type": "host-local", "ranges": []}},
@@ -81,7 +81,7 @@ def test_probe_pods_are_made_by_the_nodes_cni_chain_one_round_trip_each():
     assert argv[argv.index("--container-id") + 1] == "netbench-nb-probe-1"
     # in the same round trip, before the ADD: the pod's DEL in the run's undo list (the watchdog's work)
     assert argv[4] == WORKDIR and json.loads(argv[5]) == {
-        "what": "pod", "name": "nb-probe-1", "argv": ["python3", f"{WORKDIR}/cni.py", "del", "--pod", "nb-probe-1"]}
+        "what": "pod", "name": "nb-probe-1", "argv": [*NODE_PYTHON, f"{WORKDIR}/cni.py", "del", "--pod", "nb-probe-1"]}
     spec, endpoint = made[0]
     assert (endpoint.ip, endpoint.pod, endpoint.veth, spec.host_veth, spec.mtu) == (
         "10.244.5.17", "nb-probe-1", "veth0a1b2c3d", "veth0a1b2c3d", 1450)

@@ -81,11 +81,11 @@ def processes(fragment: bytes) -> list[str]:
 
 
 def pings() -> list[int]:
-    """Pids of agent pings (a latency step: the orchestrator waits on it over SSH)."""
-    return [int(p.split(":")[0]) for p in processes(b"agent.py\0ping")]
+    """Pids of agent ping sessions (latency steps: the orchestrator asks them over SSH)."""
+    return [int(p.split(":")[0]) for p in processes(b"agent.py\0session")]
 
 
-def measuring():  # measure: an agent ping runs
+def measuring():  # measure: an agent ping session runs (it is asked for its first ping as it starts)
     return lambda: bool(pings())
 
 
@@ -103,7 +103,7 @@ def tagged() -> list[str]:
             cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"NB_RUN=" in env or cmd.startswith(b"python3\0-\0acquire\0"):
+        if b"NB_RUN=" in env or b"\0-\0acquire\0" in cmd:
             found.append(f"{pid}: {printable(cmd)}")
     return found
 
