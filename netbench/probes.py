@@ -11,6 +11,7 @@ run id alone (probes/runlock.py), even after the orchestrator died.
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import json
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -125,13 +126,20 @@ def free_addresses(runner: Runner, facts: NodeFacts, count: int) -> list[str]:
         taken |= {n["dst"] for n in json.loads(neigh or "[]") if n.get("state") != ["FAILED"]}
     except ValueError:
         pass
-    candidates = [str(h) for h in reversed(list(net.hosts())) if str(h) not in taken]
+    # net.hosts() from the top down, lazily: a /16 has 65534 and the first two usually do
+    first, last = int(net.network_address), int(net.broadcast_address)
+    if net.prefixlen < 31:
+        first, last = first + 1, last - 1
+    hosts = (str(ipaddress.IPv4Address(i)) for i in range(last, first - 1, -1))
+    candidates = (h for h in hosts if h not in taken)
     chosen: list[str] = []
-    while candidates and len(chosen) < count:
+    while len(chosen) < count:
         # a batch of candidates pinged at once, each on its own channel: a free address costs the whole
         # -W wait, so one after another the wait was paid once per address
         want = count - len(chosen) + 1  # one spare: the top of a subnet is usually free
-        batch, candidates = candidates[:want], candidates[want:]
+        batch = list(itertools.islice(candidates, want))
+        if not batch:
+            break
         probes = _concurrently(lambda ip: runner.run(["ping", "-n", "-q", "-c", "1", "-W", "0.3", ip], check=False,
                                                      timeout=5), batch) if ping else [None] * len(batch)
         for ip, probe in zip(batch, probes, strict=True):
