@@ -156,6 +156,15 @@ class NodeFacts:
         return f"learned over {route.proto.upper()} from {route.via or 'a directly connected peer'}" + (
             f" (FRR neighbour {state})" if state else "")
 
+    def meta(self, mode: dict) -> dict:
+        """The node as run.json `facts` keeps it (veths left out: a pod's come and go), with its mode verdict."""
+        return {"hostname": self.hostname, "address": self.address, "pod_subnet": self.pod_subnet,
+                "bridge": self.bridge, "underlay": self.underlay, "pod_mtu": self.pod_mtu,
+                "ip_forward": self.ip_forward, "mode": mode, "tools": self.tools,
+                "learned_routes": self.learned_summary(),
+                "interfaces": {i.name: {"kind": i.kind, "mtu": i.mtu, "addrs": i.addrs}
+                               for i in self.interfaces.values() if i.kind != "veth"}}
+
     def learned_summary(self) -> list[dict]:
         """The learned routes as run.json and doctor keep them: the route and where it came from."""
         return [{"route": str(r), "source": self.route_source(r)} for r in self.learned_routes]

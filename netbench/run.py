@@ -8,15 +8,13 @@ not released (kill -9, SSH gone) cleans itself once the run stops renewing its l
 
 from __future__ import annotations
 
-import platform
-import subprocess
 import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Callable
 
-from netbench import __version__, cluster, facts, pods, probes, runlock, signals, stats, sweep
+from netbench import cluster, facts, pods, probes, run_files, runlock, signals, stats, sweep
 from netbench.cluster import ClusterNode
 from netbench.errors import InvalidValue
 from netbench.fleet import Connection, Fleet
@@ -47,19 +45,6 @@ class RunOutcome:
     @property
     def exit_code(self) -> int:
         return 1 if self.failures else 0
-
-
-def tool_versions() -> dict:
-    def first_line(argv):
-        try:
-            return subprocess.run(argv, capture_output=True, text=True, timeout=5).stdout.splitlines()[0]
-        except (OSError, IndexError, subprocess.TimeoutExpired):
-            return None
-    import paramiko
-    import scapy
-    return {"netbench": __version__, "python": platform.python_version(), "paramiko": paramiko.__version__,
-            "scapy": scapy.VERSION, "iperf3_local": first_line(["iperf3", "--version"]),
-            "kernel_local": platform.release()}
 
 
 def _what(step: Step, test: str, size: int | None) -> str:
@@ -173,7 +158,7 @@ class Session:
         run_dir = self.run_dir = RunDir.create(self.out_root, self.label)
         started = time.time()
         meta = {"started": started, "finished": False, "plan": self.plan_record(), "options": asdict(self.options),
-                "inventory": self.inventory_meta, "tools": tool_versions()}
+                "inventory": self.inventory_meta, "tools": run_files.tool_versions()}
         run_dir.write_meta(meta)  # finished: false until the end, so a killed run is known as one
         mode = "unknown"
         stopped = None
@@ -237,16 +222,15 @@ class Session:
         """One measurement of the data path in place: facts and probes (deployed once, refitted after a
         switch: fresh), the plan, traces (in the first round)."""
         if fresh:
-            self._gather_facts()
+            first = not self.probes  # deployed once; later passes refit them
+            self._gather_facts(deploy=first)
             if self.options.modes and self.cluster_mode.name != self.mode_label:
                 found = {n: m["mode"] for n, m in self.modes.items()}
                 self.fail(f"mode {self.mode_label}", "facts", f"the nodes do not look like {self.mode_label}: {found}")
             meta.update(mode=self.mode_label or self.cluster_mode.name, facts=self._facts_meta())
             run_dir.write_meta(meta)
-            if self.probes:
+            if not first:
                 self._refit()
-            else:
-                self._deploy()
             sweep.check(self.options, {n: f for n, f in self.facts.items() if n not in self.down}, self.podless)
         mode = self.mode_label or self.cluster_mode.name
         # host-host once per round, in the first pass that gets this far: no mode changes it
@@ -291,39 +275,49 @@ class Session:
         for name, error in result.failed.items():
             self.mark_down(name, "lock", error)
 
-    def _gather_facts(self) -> None:
-        found, failed = cluster.gather_facts(self.fleet, [self.nodes[n] for n in self.up], self.pod_network,
-                                             lambda name: self.progress(f"facts {name}", 1))
-        for name, error in failed.items():
+    def _gather_facts(self, deploy: bool = False) -> None:
+        """Every node's facts; with deploy, its probes too, as soon as its own facts are in: no node waits
+        for the slowest one's facts, and its waits (address checks, servers coming up) overlap the
+        others' work (10 nodes: facts then deploy took 0.8 + 0.9 s in turn)."""
+        made: dict[str, probes.NodeProbes | Exception] = {}
+
+        def one(conn) -> facts.NodeFacts:
+            found = cluster.of_node(self.nodes[conn.name], facts.gather(conn), self.pod_network)
+            self.progress(f"facts {conn.name}", 1)
+            if deploy and not found.missing_tools:
+                try:
+                    made[conn.name] = self._deploy(conn, found)
+                except Exception as exc:  # noqa: BLE001 — a node's failure is data
+                    made[conn.name] = exc
+            return found
+        result = self.fleet.each(one, self.up)
+        for name, error in result.failed.items():
             self.mark_down(name, "facts", error)
-        self.facts.update(found)
-        for name, f in found.items():
+        self.facts.update(result.succeeded)
+        for name, f in result.succeeded.items():
             if f.missing_tools:
                 self.mark_down(name, "facts", f"missing tool(s) on the node: {', '.join(f.missing_tools)}")
+        for name, value in made.items():
+            if isinstance(value, Exception):
+                self.mark_down(name, "deploy", value)
+            else:
+                self.probes[name] = value
+        for name in [n for n in result if n in made or (deploy and n in result.failed)]:
+            self.progress(f"probes on {name}", 1)
         self.cluster_mode = cluster.detect(self.facts)
         for name, verdict in self.cluster_mode.verdicts.items():
             self.modes[name] = {"mode": verdict.name, "evidence": verdict.evidence}
 
     def _facts_meta(self) -> dict:
-        return {name: {"hostname": f.hostname, "address": f.address, "pod_subnet": f.pod_subnet, "bridge": f.bridge,
-                       "underlay": f.underlay, "pod_mtu": f.pod_mtu, "ip_forward": f.ip_forward,
-                       "mode": self.modes.get(name, {}), "tools": f.tools,
-                       "learned_routes": f.learned_summary(),
-                       "interfaces": {i.name: {"kind": i.kind, "mtu": i.mtu, "addrs": i.addrs}
-                                      for i in f.interfaces.values() if i.kind != "veth"}}
-                for name, f in self.facts.items()}
+        return {name: f.meta(self.modes.get(name, {})) for name, f in self.facts.items()}
 
-    def _deploy(self) -> None:
-        self.deployed_to.update(self.up)  # before anything is created: a deploy that fails half-way is undone too
+    def _deploy(self, conn, node_facts: facts.NodeFacts) -> probes.NodeProbes:
+        with self._lock:
+            self.deployed_to.add(conn.name)  # before anything is made: a deploy that fails half-way is undone too
         needs = probes.Needs.of(self.options.scenarios, self.options.tests)  # only what the plan measures with
-        podless = replace(needs, pods=0)  # a master never has any
-        result = self.fleet.each(lambda c: probes.deploy(c, self.facts[c.name], self.lock.workdir,
-                                                         podless if c.name in self.podless else needs), self.up)
-        self.probes.update(result.succeeded)
-        for name, error in result.failed.items():
-            self.mark_down(name, "deploy", error)
-        for name in result:
-            self.progress(f"probes on {name}", 1)
+        if conn.name in self.podless:
+            needs = replace(needs, pods=0)  # a master never has any
+        return probes.deploy(conn, node_facts, self.lock.workdir, needs)
 
     # -- measuring ---------------------------------------------------------------------------
     def endpoints(self, step: Step) -> tuple[probes.Endpoint, probes.Endpoint]:

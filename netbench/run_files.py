@@ -13,11 +13,14 @@ from __future__ import annotations
 
 import math
 import numbers
+import platform
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, StrictBool, StrictFloat, StrictInt, StrictStr, ValidationError
 
+from netbench import __version__
 from netbench.errors import UserError
 
 if TYPE_CHECKING:
@@ -26,6 +29,20 @@ if TYPE_CHECKING:
 SCHEMA_VERSION = 2
 READABLE_VERSIONS = (1, 2)
 REQUIRED_COLUMNS = ("mode", "scenario", "src", "dst", "test", "metric", "value")
+
+
+def tool_versions() -> dict:
+    """What run.json `tools` says made the run: netbench, its libraries, and this machine's iperf3 and kernel."""
+    def first_line(argv):
+        try:
+            return subprocess.run(argv, capture_output=True, text=True, timeout=5).stdout.splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return None
+    import paramiko
+    import scapy
+    return {"netbench": __version__, "python": platform.python_version(), "paramiko": paramiko.__version__,
+            "scapy": scapy.VERSION, "iperf3_local": first_line(["iperf3", "--version"]),
+            "kernel_local": platform.release()}
 
 
 class _Loose(BaseModel):
