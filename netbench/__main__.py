@@ -1,3 +1,3 @@
-from netbench.cli import main
+from netbench.cli import entry
 
-main()
+entry()
