@@ -46,6 +46,7 @@ from scapy.utils import RawPcapReader
 from netbench import stats
 from netbench.flannel import Mode
 from netbench.lab.builder import Lab
+from netbench.lab.daemons import wait_for
 from netbench.lab.topology import LabTopology
 from netbench.plan import make_plan
 
@@ -128,10 +129,15 @@ def iperf_gbps(lab: Lab, seconds: int, port: int) -> float:
     never meets a one-shot server that is still winding up its last test."""
     pod2 = lab.pod_ip("n2")
     lab.node("n2").run(["ip", "netns", "exec", "nb-pod1", "iperf3", "-s", "-1", "-D", "-B", pod2, "-p", str(port)])
-    time.sleep(0.2)
+    # listening before the client starts: a fixed 0.2 s was too short on a busy machine (connection refused)
+    wait_for(f"iperf3 server on {pod2}:{port}", lambda: bool(lab.node("n2").run(
+        ["ip", "netns", "exec", "nb-pod1", "ss", "-Htln", f"sport = :{port}"]).stdout.strip()), 5, lab.node("n2"))
     out = lab.node("n1").run(["ip", "netns", "exec", "nb-pod1", "iperf3", "-c", pod2, "-p", str(port), "-t",
-                              str(seconds), "--connect-timeout", "3000", "--json"], timeout=seconds + 15).stdout
-    return json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
+                              str(seconds), "--connect-timeout", "3000", "--json"], timeout=seconds + 15, check=False)
+    end = json.loads(out.stdout or "{}").get("end", {})
+    if "sum_received" not in end:
+        raise RuntimeError(f"direct iperf3 to {pod2}:{port} failed: {out.stdout[-300:] or out.stderr[-300:]}")
+    return end["sum_received"]["bits_per_second"] / 1e9
 
 
 def timed(windows: list, key: tuple, fn, *args):

@@ -94,8 +94,10 @@ class _Session:
         if not line.endswith(b"\n"):  # its output ended: the command is gone; say how
             self.channel.status_event.wait(2)
             err = self.channel.makefile_stderr("rb").read().decode(errors="replace") if self.channel.closed else ""
-            code = self.channel.exit_status if self.channel.exit_status >= 0 else 255
-            raise _Ended(code, err.strip() or f"the session ended (exit {code}) without answering")
+            status = self.channel.exit_status  # -1: none came (a signal killed it, or the channel closed)
+            how = f"its command exited {status}" if status >= 0 else "killed, or its channel closed"
+            raise _Ended(status if status >= 0 else 255,
+                         f"the session ended without answering ({how})" + (f": {err.strip()}" if err.strip() else ""))
         return line.decode(errors="replace")
 
     def close(self) -> None:
@@ -207,7 +209,7 @@ class Connection:
         session = None
         try:
             session = self._sessions.get(command)
-            if session is None:
+            if session is None or session.channel.exit_status_ready():  # never started, or ended since
                 session = self._sessions[command] = _Session(self.client, command, self.target.connect_timeout)
             code, out, err = 0, session.ask(request, timeout), ""
         except _Ended as exc:

@@ -38,9 +38,10 @@ def agent_argv(*args: str) -> list[str]:
     return [*NODE_PYTHON, AGENT, *args]
 
 
-def session_argv(run_id: str, idle_exit: float = 30.0) -> list[str]:
+def session_argv(run_id: str, idle_exit: float = 120.0) -> list[str]:
     """The agent's ping session (agent.py session) as a run keeps it open on a node: NB_RUN in its
-    environment, as every process of the run has, so the node's lock finds it if the run dies."""
+    environment, as every process of the run has, so the node's lock finds it if the run dies (the
+    idle exit is a second net; a session that ended is started afresh by the next ask)."""
     return ["env", f"NB_RUN={run_id}", *agent_argv("session", "--idle-exit", f"{idle_exit:g}")]
 
 

@@ -135,6 +135,48 @@ def test_a_node_lost_mid_run_is_reported_and_the_rest_measured(in_mode, tmp_path
         time.sleep(0.1)
 
 
+def ping_sessions() -> list[int]:
+    """Pids of agent ping sessions a run keeps open (NB_RUN in their environment)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+            env = Path(f"/proc/{pid}/environ").read_bytes()
+        except OSError:
+            continue
+        if b"agent.py\0session" in cmd and b"NB_RUN=" in env:
+            found.append(int(pid))
+    return found
+
+
+def test_a_ping_session_killed_mid_step_fails_that_step_and_the_next_starts_afresh(in_mode, tmp_path):
+    """Someone (or the OOM killer) kills n1's agent session while it pings: that one measurement is a
+    failure naming the pair, n1 is not taken for dead, and its next step is measured by a new session."""
+    in_mode(Mode.host_gw)
+    run = subprocess.Popen([sys.executable, "-m", "netbench", "run", "--pairs", "n1:n2,n1:n3", "--scenarios",
+                            "pod-pod", "--tests", "udp_rr", "--samples", "300", "--interval", "0.005",
+                            "--out", str(tmp_path), "--json"],
+                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (sessions := ping_sessions()):
+        assert time.monotonic() < deadline and run.poll() is None, run.stderr.read()
+        time.sleep(0.02)
+    time.sleep(0.3)  # well inside its first 1.5 s ping
+    subprocess.run(["kill", str(sessions[0])], check=True)
+    stdout, stderr = run.communicate(timeout=120)
+    assert run.returncode == 1, stderr[-2000:]
+    out = json.loads(stdout)
+    assert out["nodes_down"] == [] and len(out["failures"]) == 1, out["failures"]
+    failure = out["failures"][0]
+    assert failure["where"] in ("n1->n2", "n1->n3") and failure["what"] == "pod-pod udp_rr"
+    assert "session ended" in failure["cause"]
+    df = pd.read_csv(Path(out["run_dir"]) / "table.csv")
+    other = {"n1->n2": "n3", "n1->n3": "n2"}[failure["where"]]
+    p50 = df[(df.metric == "rtt_p50_us") & (df.dst == other)].value
+    assert len(p50) == 1 and p50.iloc[0] > 0  # the next step, through a fresh session
+    assert not ping_sessions()  # and the run closed that one too
+
+
 def inventory_copy(lab, tmp_path, known_hosts_text: str) -> Path:
     inv = yaml.safe_load(lab.inventory_file.read_text())
     kh = tmp_path / "known_hosts"
