@@ -26,7 +26,7 @@ import paramiko
 
 from netbench import signals
 from netbench.errors import NetbenchError
-from netbench.known_hosts import KnownHostsError, _HostKeyPolicy, _Revoked, read_known_hosts  # noqa: F401 (KnownHostsError: callers catch it here)
+from netbench.known_hosts import _HostKeyPolicy, _Revoked, read_known_hosts
 from netbench.remote import CommandResult
 
 log = logging.getLogger("netbench.fleet")

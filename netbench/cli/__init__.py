@@ -51,17 +51,18 @@ def entry() -> None:
     """The process's entry point (`netbench`, `python -m netbench`): main(), its exit handlers (logging,
     thread pools), then the end of the process without the interpreter's teardown, which frees the
     objects of scipy, pandas and matplotlib one by one: 0.3 s after every command that used them."""
+    code = None
     try:
         main()
-        code = 0
     except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
-        if not isinstance(exc.code, (int, type(None))):
-            print(exc.code, file=sys.stderr)
+        code = exc.code
+    if code is not None and not isinstance(code, int):  # sys.exit("message"), as Python prints it
+        print(code, file=sys.stderr)
+        code = 1
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(code)
+    os._exit(code or 0)
 
 
 if __name__ == "__main__":

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
 import uuid
 from contextlib import contextmanager
+from pathlib import Path
 
 import scapy.layers.all  # noqa: F401  (registers the link types rdpcap decodes)
 from scapy.config import conf
@@ -18,6 +20,19 @@ from netbench.lab.node import LabNode
 
 conf.l2types.register(101, IP)  # LINKTYPE_RAW: what tcpdump writes for a TUN such as flannel0
 
+
+
+def processes() -> list[tuple[int, bytes, bytes]]:
+    """(pid, cmdline, environ) of every process on this machine that can still be read: the lab's
+    nodes share its /proc."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            found.append((int(pid), Path(f"/proc/{pid}/cmdline").read_bytes(),
+                          Path(f"/proc/{pid}/environ").read_bytes()))
+        except OSError:
+            continue
+    return found
 
 
 def ping(lab: Lab, src: str, dst_ip: str, pod: str = "nb-pod1", count: int = 2, size: int = 56,

@@ -13,6 +13,7 @@ import yaml
 
 from netbench import probes
 from netbench.flannel import Mode
+from tests.lab.helpers import processes as lab_processes
 
 QUICK = ["--samples", "30", "--interval", "0.005", "--duration", "1", "--repeats", "1"]
 
@@ -137,16 +138,7 @@ def test_a_node_lost_mid_run_is_reported_and_the_rest_measured(in_mode, tmp_path
 
 def ping_sessions() -> list[int]:
     """Pids of agent ping sessions a run keeps open (NB_RUN in their environment)."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-            env = Path(f"/proc/{pid}/environ").read_bytes()
-        except OSError:
-            continue
-        if b"agent.py\0session" in cmd and b"NB_RUN=" in env:
-            found.append(int(pid))
-    return found
+    return [pid for pid, cmd, env in lab_processes() if b"agent.py\0session" in cmd and b"NB_RUN=" in env]
 
 
 def test_a_ping_session_killed_mid_step_fails_that_step_and_the_next_starts_afresh(in_mode, tmp_path):

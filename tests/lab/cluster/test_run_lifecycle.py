@@ -16,6 +16,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from tests.lab.helpers import processes as lab_processes
+
 # one pair, one test, measuring for minutes: a signal always finds the run where its marker said
 LONG = ["--tests", "udp_rr", "--pairs", "n1:n2", "--samples", "100000", "--interval", "0.001"]
 
@@ -96,16 +98,8 @@ def capturing(lab):  # trace: tcpdumps of the trace are running in the run's dir
 def tagged() -> list[str]:
     """Processes a run started (NB_RUN in their environment) or its watchdogs, anywhere on this machine:
     the lab's nodes share its /proc."""
-    found = []
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            env = Path(f"/proc/{pid}/environ").read_bytes()
-            cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if b"NB_RUN=" in env or b"\0-\0acquire\0" in cmd:
-            found.append(f"{pid}: {printable(cmd)}")
-    return found
+    return [f"{pid}: {printable(cmd)}" for pid, cmd, env in lab_processes()
+            if b"NB_RUN=" in env or b"\0-\0acquire\0" in cmd]
 
 
 def left(lab) -> dict:
