@@ -2,6 +2,7 @@
 any node changes, and a foreign OSPF speaker on the underlay segment (a real FRR in a namespace the lab
 did not plan, wired by hand with `ip netns`/`ip link`) never gets its default route into a node's kernel."""
 
+import ipaddress
 import json
 import os
 import subprocess
@@ -17,7 +18,7 @@ from netbench.lab.topology import SWITCH_BRIDGE, SWITCH_NS
 
 ROGUE_NS = "nb-rogue"  # nb-: `netbench lab down` sweeps it if this test is killed
 ROGUE_IP = "198.18.0.200"  # on segment 0, no lab node's (n1..n3, router .253, mgmt .254)
-ROGUE_PREFIXES = ("198.18.77.0/24", "10.1.250.0/24")  # an underlay-like prefix, one inside the pod network
+ROGUE_UNDERLAY = "198.18.77.0/24"  # an underlay-like prefix; its other one is inside the pod network
 FRR_BIN = Path("/usr/lib/frr")
 
 
@@ -85,9 +86,9 @@ def rogue_vtysh(run_dir: str, *commands: str) -> str:
 
 
 @contextmanager
-def foreign_speaker():
+def foreign_speaker(prefixes: tuple[str, ...]):
     """A real FRR (zebra + ospfd) on the underlay segment, made by hand, announcing a default route and
-    ROGUE_PREFIXES; OSPF area 0 on 198.18.0.0/24 with the lab's timers but without the cluster's key.
+    `prefixes`; OSPF area 0 on 198.18.0.0/24 with the lab's timers but without the cluster's key.
     Yields its run directory (for vtysh --vty_socket); everything is gone afterwards."""
     procs: list[subprocess.Popen] = []
     run_dir = tempfile.mkdtemp(prefix="nb-rogue-frr.")
@@ -99,7 +100,7 @@ def foreign_speaker():
         rogue("ip", "link", "set", "lo", "up")
         rogue("ip", "addr", "add", f"{ROGUE_IP}/24", "dev", "eth0")
         rogue("ip", "link", "set", "eth0", "up")
-        for prefix in ROGUE_PREFIXES:  # connected routes it redistributes
+        for prefix in prefixes:  # connected routes it redistributes
             rogue("ip", "addr", "add", prefix.replace(".0/", ".1/"), "dev", "lo")
         os.chown(run_dir, *_frr_ids())
         for daemon in ("zebra", "ospfd"):
@@ -140,9 +141,18 @@ def _wait(predicate, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def _foreign_in_kernel(node) -> list[dict]:
-    """The node's kernel routes a foreign speaker could have put there: a default, or ROGUE_PREFIXES."""
-    return [r for r in kernel_routes(node) if r["dst"] in ("default", "0.0.0.0/0", *ROGUE_PREFIXES)]
+def _rogue_prefixes(lab) -> tuple[str, str]:
+    """ROGUE_UNDERLAY and a /24 of the pod network that no node leases: the lab's leases are drawn at
+    random, and a speaker announcing a node's own subnet would be indistinguishable from that node."""
+    leased = [ipaddress.ip_network(n.spec.subnet) for n in lab.nodes]
+    free = next(s for s in reversed(list(lab.topology.flavour.pod_network.subnets(new_prefix=24)))
+                if not any(s.overlaps(lease) for lease in leased))
+    return ROGUE_UNDERLAY, str(free)
+
+
+def _foreign_in_kernel(node, prefixes: tuple[str, ...]) -> list[dict]:
+    """The node's kernel routes a foreign speaker could have put there: a default, or its `prefixes`."""
+    return [r for r in kernel_routes(node) if r["dst"] in ("default", "0.0.0.0/0", *prefixes)]
 
 
 def _ospf_routes(node) -> dict:
@@ -165,15 +175,17 @@ def test_a_foreign_ospf_speaker_never_reaches_a_nodes_kernel(lab):
     _ospf_on(lab)
     nodes = lab.nodes
     pods = {n.name: {p.spec.subnet for p in nodes if p.name != n.name} for n in nodes}
-    with foreign_speaker() as run_dir:
+    prefixes = _rogue_prefixes(lab)
+    rogue_pod = prefixes[1]
+    with foreign_speaker(prefixes) as run_dir:
         # 1. it does not hold the cluster's key: no adjacency, nothing of it in any database or kernel
         time.sleep(frr.DEAD_S + 3)  # long enough for an open segment to bring it to Full (wait timer = dead)
         rogue_seen = json.loads(rogue_vtysh(run_dir, "show ip ospf neighbor json"))
         assert not rogue_seen.get("neighbors"), rogue_seen
         for node in nodes:
             assert ROGUE_IP not in frr.neighbours(node, "ospf")
-            assert not {"0.0.0.0/0", *ROGUE_PREFIXES} & set(_ospf_routes(node)), node.name  # never computed
-            assert _foreign_in_kernel(node) == [], node.name
+            assert not {"0.0.0.0/0", *prefixes} & set(_ospf_routes(node)), node.name  # never computed
+            assert _foreign_in_kernel(node, prefixes) == [], node.name
             assert _learned_pods(lab, node) == pods[node.name]  # the pods' subnets are still learned
 
         # 2. even a speaker that holds the key (an insider, a copied config) gets only pod-network
@@ -183,12 +195,12 @@ def test_a_foreign_ospf_speaker_never_reaches_a_nodes_kernel(lab):
         rogue_vtysh(run_dir, "configure terminal", "interface eth0", "ip ospf authentication message-digest",
                     f"ip ospf message-digest-key {frr.AUTH_KEY_ID} md5 {key}", "exit", "end")
         for node in nodes:  # the positive control: it is a neighbour, and its pod-network prefix is in
-            _wait(lambda n=node: "10.1.250.0/24" in {r["dst"] for r in kernel_routes(n)}, 20,
-                  f"{node.name} learning 10.1.250.0/24 from the keyed speaker")
-            assert {"0.0.0.0/0", "198.18.77.0/24"} <= set(_ospf_routes(node))  # ospfd heard and computed them
-            leaked = [r for r in _foreign_in_kernel(node) if r["dst"] != "10.1.250.0/24"]
+            _wait(lambda n=node: rogue_pod in {r["dst"] for r in kernel_routes(n)}, 20,
+                  f"{node.name} learning {rogue_pod} from the keyed speaker")
+            assert {"0.0.0.0/0", ROGUE_UNDERLAY} <= set(_ospf_routes(node))  # ospfd heard and computed them
+            leaked = [r for r in _foreign_in_kernel(node, prefixes) if r["dst"] != rogue_pod]
             assert leaked == [], (node.name, leaked)
             assert _learned_pods(lab, node) == pods[node.name]
     # gone with it (dead interval): the shared lab is left as it was
     for node in nodes:
-        _wait(lambda n=node: _foreign_in_kernel(n) == [], 15, f"{node.name} dropping the speaker's routes")
+        _wait(lambda n=node: _foreign_in_kernel(n, prefixes) == [], 15, f"{node.name} dropping the speaker's routes")
