@@ -141,13 +141,12 @@ def _wait(predicate, timeout: float, what: str) -> None:
         time.sleep(0.2)
 
 
-def _rogue_prefixes(lab) -> tuple[str, str]:
-    """ROGUE_UNDERLAY and a /24 of the pod network that no node leases: the lab's leases are drawn at
-    random, and a speaker announcing a node's own subnet would be indistinguishable from that node."""
+def _unleased_pod_prefix(lab) -> str:
+    """A /24 of the pod network that no node leases: the lab's leases are drawn at random, and a speaker
+    announcing a node's own subnet would be indistinguishable from that node."""
     leased = [ipaddress.ip_network(n.spec.subnet) for n in lab.nodes]
-    free = next(s for s in reversed(list(lab.topology.flavour.pod_network.subnets(new_prefix=24)))
-                if not any(s.overlaps(lease) for lease in leased))
-    return ROGUE_UNDERLAY, str(free)
+    return str(next(s for s in reversed(list(lab.topology.flavour.pod_network.subnets(new_prefix=24)))
+                    if not any(s.overlaps(lease) for lease in leased)))
 
 
 def _foreign_in_kernel(node, prefixes: tuple[str, ...]) -> list[dict]:
@@ -175,8 +174,8 @@ def test_a_foreign_ospf_speaker_never_reaches_a_nodes_kernel(lab):
     _ospf_on(lab)
     nodes = lab.nodes
     pods = {n.name: {p.spec.subnet for p in nodes if p.name != n.name} for n in nodes}
-    prefixes = _rogue_prefixes(lab)
-    rogue_pod = prefixes[1]
+    rogue_pod = _unleased_pod_prefix(lab)
+    prefixes = (ROGUE_UNDERLAY, rogue_pod)
     with foreign_speaker(prefixes) as run_dir:
         # 1. it does not hold the cluster's key: no adjacency, nothing of it in any database or kernel
         time.sleep(frr.DEAD_S + 3)  # long enough for an open segment to bring it to Full (wait timer = dead)
